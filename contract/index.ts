@@ -1,0 +1,7 @@
+export * from './zod.js';
+export * from './ids.js';
+export * from './errors.js';
+export * from './loras.js';
+export * from './jobs.js';
+export * from './machines.js';
+export * from './dispatch.js';

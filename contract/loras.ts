@@ -1,0 +1,83 @@
+// LoRA library bodies (ADR-010 Part 1). snake_case on the wire.
+import { loraIdSchema, sha256HexSchema, sharedFilenameSchema } from './ids.js';
+import { z } from './zod.js';
+
+export const MAX_DIRECT_UPLOAD_BYTES = 100 * 1024 * 1024; // Functions cap HTTP bodies at 100 MB.
+export const MAX_LORA_BYTES = 4 * 1024 * 1024 * 1024; // Hard ceiling for one file, far above real LoRAs (~2 GB).
+
+export const loraStatusSchema = z.enum(['uploading', 'validating', 'ready', 'rejected']);
+export type LoraStatus = z.infer<typeof loraStatusSchema>;
+
+export const createUploadRequestSchema = z
+  .object({
+    original_name: z.string().min(1).max(255),
+    size_bytes: z.number().int().positive().max(MAX_LORA_BYTES),
+  })
+  .strict()
+  .openapi('CreateUploadRequest');
+export type CreateUploadRequest = z.infer<typeof createUploadRequestSchema>;
+
+export const createUploadResponseSchema = z
+  .object({
+    flat_file_id: loraIdSchema,
+    upload_url: z.string().url(),
+    expires_at: z.string(),
+    status: z.literal('uploading'),
+  })
+  .openapi('CreateUploadResponse');
+export type CreateUploadResponse = z.infer<typeof createUploadResponseSchema>;
+
+export const userLoraSchema = z
+  .object({
+    id: loraIdSchema,
+    flat_file_id: loraIdSchema,
+    original_name: z.string(),
+    size_bytes: z.number().int(),
+    sha256: z.string().nullable(),
+    status: loraStatusSchema,
+    reject_reason: z.string().nullable(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi('UserLora');
+export type UserLora = z.infer<typeof userLoraSchema>;
+
+export const directUploadResponseSchema = z
+  .object({
+    flat_file_id: loraIdSchema,
+    url: z.string(),
+    size_bytes: z.number().int(),
+    original_name: z.string(),
+    sha256: z.string().nullable(),
+    status: loraStatusSchema,
+    reject_reason: z.string().nullable(),
+  })
+  .openapi('DirectUploadResponse');
+export type DirectUploadResponse = z.infer<typeof directUploadResponseSchema>;
+
+export const userLoraListSchema = z.object({ loras: z.array(userLoraSchema) }).openapi('UserLoraList');
+
+export const createSharedUploadRequestSchema = z
+  .object({ filename: sharedFilenameSchema, size_bytes: z.number().int().positive().max(MAX_LORA_BYTES) })
+  .strict()
+  .openapi('CreateSharedUploadRequest');
+export type CreateSharedUploadRequest = z.infer<typeof createSharedUploadRequestSchema>;
+
+export const sharedLoraSchema = z
+  .object({
+    filename: sharedFilenameSchema,
+    size_bytes: z.number().int(),
+    sha256: z.string().nullable(),
+    status: loraStatusSchema,
+    reject_reason: z.string().nullable(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi('SharedLora');
+export type SharedLora = z.infer<typeof sharedLoraSchema>;
+
+export const sharedLoraListSchema = z.object({ loras: z.array(sharedLoraSchema) }).openapi('SharedLoraList');
+
+export const successSchema = z.object({ success: z.literal(true) }).openapi('Success');
+
+export { sha256HexSchema };

@@ -1,0 +1,257 @@
+// One typed, validated view of the app settings. Read once per process; a bad or missing setting stops startup
+// with a message that names it. Identity-based connections in Azure, connection strings only in local mode.
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** App setting names, in one place: the Bicep cross-check test reads this list. */
+export const SETTINGS = {
+  mode: 'LORA_ROUTER_MODE',
+  // Storage (blobs + queues): `LoraStorage` connection string locally, `LoraStorage__*` identity settings in Azure.
+  storageConnection: 'LoraStorage',
+  storageBlobServiceUri: 'LoraStorage__blobServiceUri',
+  storageQueueServiceUri: 'LoraStorage__queueServiceUri',
+  storageCredential: 'LoraStorage__credential',
+  storageClientId: 'LoraStorage__clientId',
+  userLoraContainer: 'USER_LORA_CONTAINER',
+  sharedLoraContainer: 'SHARED_LORA_CONTAINER',
+  // Cosmos DB: `CosmosDb` connection string locally, `CosmosDb__*` identity settings in Azure.
+  cosmosConnection: 'CosmosDb',
+  cosmosEndpoint: 'CosmosDb__accountEndpoint',
+  cosmosCredential: 'CosmosDb__credential',
+  cosmosClientId: 'CosmosDb__clientId',
+  cosmosDatabase: 'COSMOS_DATABASE',
+  // Dispatch transport.
+  transport: 'DISPATCH_TRANSPORT',
+  serviceBusConnection: 'ServiceBus',
+  serviceBusNamespace: 'ServiceBus__fullyQualifiedNamespace',
+  serviceBusCredential: 'ServiceBus__credential',
+  serviceBusClientId: 'ServiceBus__clientId',
+  serviceBusQueue: 'SERVICEBUS_QUEUE',
+  storageQueuePrefix: 'DISPATCH_QUEUE_PREFIX',
+  // Auth.
+  authMode: 'AUTH_MODE',
+  authDevSecret: 'AUTH_DEV_SECRET',
+  authIssuer: 'AUTH_ISSUER',
+  authAudience: 'AUTH_AUDIENCE',
+  authJwksUri: 'AUTH_JWKS_URI',
+  authAdminRole: 'AUTH_ADMIN_ROLE',
+  machineTokenSecret: 'MACHINE_TOKEN_SECRET',
+  // Scheduling and limits.
+  schedulerPolicy: 'SCHEDULER_POLICY',
+  schedulerSchedule: 'SCHEDULER_SCHEDULE',
+  reaperSchedule: 'REAPER_SCHEDULE',
+  schedulerWeights: 'SCHEDULER_WEIGHTS',
+  machineLivenessSeconds: 'MACHINE_LIVENESS_SECONDS',
+  claimTimeoutSeconds: 'CLAIM_TIMEOUT_SECONDS',
+  maxAttempts: 'JOB_MAX_ATTEMPTS',
+  retryBaseSeconds: 'JOB_RETRY_BASE_SECONDS',
+  tenantMaxActiveJobs: 'TENANT_MAX_ACTIVE_JOBS',
+  userMaxLoras: 'USER_MAX_LORAS',
+  userMaxLoraBytes: 'USER_MAX_LORA_BYTES',
+  uploadSessionMinutes: 'UPLOAD_SESSION_MINUTES',
+  downloadSasMinutes: 'DOWNLOAD_SAS_MINUTES',
+} as const;
+
+const intSetting = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const ncrontab = z
+  .string()
+  .regex(/^(\S+\s+){5}\S+$/, 'must be a six-field NCRONTAB expression such as */2 * * * * *');
+
+const GB = 1024 ** 3;
+
+const baseSchema = z.object({
+  mode: z.enum(['local', 'azure']),
+  userLoraContainer: z.string().regex(/^[a-z0-9-]{3,63}$/).default('user-loras'),
+  sharedLoraContainer: z.string().regex(/^[a-z0-9-]{3,63}$/).default('shared-loras'),
+  cosmosDatabase: z.string().min(1).default('lora-router'),
+  transport: z.enum(['storage-queue', 'servicebus']),
+  serviceBusQueue: z.string().min(1).default('jobs'),
+  storageQueuePrefix: z.string().regex(/^[a-z0-9-]{1,15}$/).default('machine-'),
+  authMode: z.enum(['local', 'entra']),
+  authAdminRole: z.string().min(1).default('LoraRouter.Admin'),
+  schedulerPolicy: z.string().min(1).default('affinity'),
+  schedulerSchedule: ncrontab.default('*/2 * * * * *'),
+  reaperSchedule: ncrontab.default('*/2 * * * * *'),
+  schedulerWeights: z
+    .string()
+    .optional()
+    .transform((s, ctx) => {
+      if (!s) return {} as Record<string, number>;
+      try {
+        const parsed = z.record(z.string(), z.number()).parse(JSON.parse(s));
+        return parsed;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object of numbers, e.g. {"affinity":1,"load":0.5}' });
+        return z.NEVER;
+      }
+    }),
+  machineLivenessSeconds: intSetting(2, 600).default(10),
+  claimTimeoutSeconds: intSetting(2, 3600).default(30),
+  maxAttempts: intSetting(1, 20).default(3),
+  retryBaseSeconds: intSetting(0, 3600).default(2),
+  tenantMaxActiveJobs: intSetting(1, 1_000_000).default(100),
+  userMaxLoras: intSetting(1, 100_000).default(10),
+  userMaxLoraBytes: intSetting(1, 2 ** 50).default(10 * GB),
+  uploadSessionMinutes: intSetting(1, 24 * 60).default(60),
+  downloadSasMinutes: intSetting(1, 24 * 60).default(60),
+});
+
+export type StorageConnection =
+  | { kind: 'connectionString'; connectionString: string }
+  | { kind: 'identity'; blobServiceUri: string; queueServiceUri: string; clientId?: string };
+export type CosmosConnection =
+  | { kind: 'connectionString'; endpoint: string; key: string }
+  | { kind: 'identity'; endpoint: string; clientId?: string };
+export type ServiceBusConnection =
+  | { kind: 'connectionString'; connectionString: string }
+  | { kind: 'identity'; fullyQualifiedNamespace: string; clientId?: string };
+export type AuthConfig =
+  | { mode: 'local'; devSecret: string; machineTokenSecret: string; adminRole: string }
+  | { mode: 'entra'; issuer: string; audience: string; jwksUri: string; machineTokenSecret: string; adminRole: string };
+
+export type Config = Omit<z.infer<typeof baseSchema>, 'authMode' | 'authAdminRole'> & {
+  storage: StorageConnection;
+  cosmos: CosmosConnection;
+  serviceBus: ServiceBusConnection | null;
+  auth: AuthConfig;
+};
+
+type Env = Record<string, string | undefined>;
+
+function required(env: Env, name: string, why: string): string {
+  const value = env[name]?.trim();
+  if (!value) throw new ConfigError(`Missing app setting ${name} (${why}).`);
+  return value;
+}
+
+function parseCosmosConnectionString(value: string): { endpoint: string; key: string } {
+  const parts = Object.fromEntries(
+    value
+      .split(';')
+      .filter(Boolean)
+      .map((p) => {
+        const i = p.indexOf('=');
+        return [p.slice(0, i).trim().toLowerCase(), p.slice(i + 1).trim()];
+      }),
+  );
+  if (!parts.accountendpoint || !parts.accountkey) {
+    throw new ConfigError(
+      `Invalid app setting ${SETTINGS.cosmosConnection}: expected "AccountEndpoint=https://...;AccountKey=...;".`,
+    );
+  }
+  return { endpoint: parts.accountendpoint, key: parts.accountkey };
+}
+
+/** Reads and validates every setting. Throws ConfigError naming the first bad one. */
+export function loadConfig(env: Env = process.env): Config {
+  const raw: Record<string, string | undefined> = {};
+  for (const [key, name] of Object.entries(SETTINGS)) raw[key] = env[name]?.trim() || undefined;
+  raw.mode ??= 'local';
+  raw.transport ??= raw.mode === 'local' ? 'storage-queue' : 'servicebus';
+  raw.authMode ??= raw.mode === 'local' ? 'local' : 'entra';
+
+  const parsed = baseSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0]) as keyof typeof SETTINGS;
+    throw new ConfigError(`Invalid app setting ${SETTINGS[key] ?? key}: ${issue.message}.`);
+  }
+  const base = parsed.data;
+  const local = base.mode === 'local';
+
+  let storage: StorageConnection;
+  if (env[SETTINGS.storageBlobServiceUri]) {
+    storage = {
+      kind: 'identity',
+      blobServiceUri: env[SETTINGS.storageBlobServiceUri]!,
+      queueServiceUri: required(env, SETTINGS.storageQueueServiceUri, 'queue endpoint of the LoRA storage account'),
+      clientId: env[SETTINGS.storageClientId] || undefined,
+    };
+  } else if (local) {
+    storage = {
+      kind: 'connectionString',
+      connectionString: required(env, SETTINGS.storageConnection, 'Azurite connection string in local mode'),
+    };
+  } else {
+    throw new ConfigError(
+      `Missing app setting ${SETTINGS.storageBlobServiceUri} (identity-based storage connection; connection strings are refused outside local mode).`,
+    );
+  }
+
+  let cosmos: CosmosConnection;
+  if (env[SETTINGS.cosmosEndpoint]) {
+    cosmos = { kind: 'identity', endpoint: env[SETTINGS.cosmosEndpoint]!, clientId: env[SETTINGS.cosmosClientId] || undefined };
+  } else if (local) {
+    cosmos = {
+      kind: 'connectionString',
+      ...parseCosmosConnectionString(required(env, SETTINGS.cosmosConnection, 'cosmosdb-server connection string in local mode')),
+    };
+  } else {
+    throw new ConfigError(
+      `Missing app setting ${SETTINGS.cosmosEndpoint} (identity-based Cosmos connection; keys are refused outside local mode).`,
+    );
+  }
+
+  let serviceBus: ServiceBusConnection | null = null;
+  if (env[SETTINGS.serviceBusNamespace]) {
+    serviceBus = {
+      kind: 'identity',
+      fullyQualifiedNamespace: env[SETTINGS.serviceBusNamespace]!,
+      clientId: env[SETTINGS.serviceBusClientId] || undefined,
+    };
+  } else if (env[SETTINGS.serviceBusConnection]) {
+    if (!local) {
+      throw new ConfigError(
+        `App setting ${SETTINGS.serviceBusConnection} holds a connection string; outside local mode use ${SETTINGS.serviceBusNamespace}.`,
+      );
+    }
+    serviceBus = { kind: 'connectionString', connectionString: env[SETTINGS.serviceBusConnection]! };
+  }
+  if (base.transport === 'servicebus' && !serviceBus) {
+    throw new ConfigError(`Missing app setting ${SETTINGS.serviceBusNamespace} (DISPATCH_TRANSPORT is servicebus).`);
+  }
+
+  let auth: AuthConfig;
+  if (base.authMode === 'local') {
+    if (!local) throw new ConfigError(`Invalid app setting ${SETTINGS.authMode}: local dev tokens are refused outside local mode.`);
+    const devSecret = required(env, SETTINGS.authDevSecret, 'HMAC secret for local dev tokens, at least 32 chars');
+    if (devSecret.length < 32) throw new ConfigError(`Invalid app setting ${SETTINGS.authDevSecret}: use at least 32 characters.`);
+    auth = {
+      mode: 'local',
+      devSecret,
+      machineTokenSecret: env[SETTINGS.machineTokenSecret] || devSecret,
+      adminRole: base.authAdminRole,
+    };
+  } else {
+    const machineTokenSecret = required(env, SETTINGS.machineTokenSecret, 'HMAC secret for machine tokens (a Key Vault reference in Azure)');
+    if (machineTokenSecret.length < 32) throw new ConfigError(`Invalid app setting ${SETTINGS.machineTokenSecret}: use at least 32 characters.`);
+    auth = {
+      mode: 'entra',
+      issuer: required(env, SETTINGS.authIssuer, 'Entra ID token issuer'),
+      audience: required(env, SETTINGS.authAudience, 'Entra ID application ID URI or client id'),
+      jwksUri: required(env, SETTINGS.authJwksUri, 'Entra ID JWKS URL'),
+      machineTokenSecret,
+      adminRole: base.authAdminRole,
+    };
+  }
+
+  const { authMode: _m, authAdminRole: _r, ...rest } = base;
+  return { ...rest, storage, cosmos, serviceBus, auth };
+}
+
+let cached: Config | undefined;
+/** The process-wide config, loaded on first use. */
+export function getConfig(): Config {
+  cached ??= loadConfig();
+  return cached;
+}
+/** Tests and the dev host swap settings between runs. */
+export function resetConfigForTests(): void {
+  cached = undefined;
+}
