@@ -26,6 +26,8 @@ export const SETTINGS = {
   cosmosCredential: 'CosmosDb__credential',
   cosmosClientId: 'CosmosDb__clientId',
   cosmosDatabase: 'COSMOS_DATABASE',
+  /** Local mode only: the emulator's self-signed certificate, trusted by our Cosmos client and nothing else. */
+  cosmosEmulatorCertPath: 'COSMOS_EMULATOR_CERT_PATH',
   // Dispatch transport.
   transport: 'DISPATCH_TRANSPORT',
   serviceBusConnection: 'ServiceBus',
@@ -106,7 +108,7 @@ export type StorageConnection =
   | { kind: 'connectionString'; connectionString: string }
   | { kind: 'identity'; blobServiceUri: string; queueServiceUri: string; clientId?: string };
 export type CosmosConnection =
-  | { kind: 'connectionString'; endpoint: string; key: string }
+  | { kind: 'connectionString'; endpoint: string; key: string; emulatorCertPath?: string }
   | { kind: 'identity'; endpoint: string; clientId?: string };
 export type ServiceBusConnection =
   | { kind: 'connectionString'; connectionString: string }
@@ -151,7 +153,7 @@ function parseCosmosConnectionString(value: string): { endpoint: string; key: st
 /** Reads and validates every setting. Throws ConfigError naming the first bad one. */
 export function loadConfig(env: Env = process.env): Config {
   const raw: Record<string, string | undefined> = {};
-  for (const [key, name] of Object.entries(SETTINGS)) raw[key] = env[name]?.trim() || undefined;
+  for (const key of Object.keys(baseSchema.shape)) raw[key] = env[SETTINGS[key as keyof typeof SETTINGS]]?.trim() || undefined;
   raw.mode ??= 'local';
   raw.transport ??= raw.mode === 'local' ? 'storage-queue' : 'servicebus';
   raw.authMode ??= raw.mode === 'local' ? 'local' : 'entra';
@@ -191,6 +193,7 @@ export function loadConfig(env: Env = process.env): Config {
     cosmos = {
       kind: 'connectionString',
       ...parseCosmosConnectionString(required(env, SETTINGS.cosmosConnection, 'cosmosdb-server connection string in local mode')),
+      emulatorCertPath: env[SETTINGS.cosmosEmulatorCertPath] || undefined,
     };
   } else {
     throw new ConfigError(

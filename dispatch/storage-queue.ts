@@ -1,0 +1,115 @@
+// Local transport: one Azure Storage queue per machine (`<prefix><machineId>`), Azurite in development.
+// Visibility timeout plays the role of Service Bus's message lock.
+import type { QueueClient, QueueServiceClient } from '@azure/storage-queue';
+import { dispatchMessageId, dispatchMessageSchema, type DispatchMessage } from '../contract/dispatch.js';
+import type { DispatchReceiver, DispatchSender, ReceivedDispatch } from './types.js';
+
+export const queueNameFor = (prefix: string, machineId: string): string => `${prefix}${machineId}`;
+
+export class StorageQueueSender implements DispatchSender {
+  readonly kind = 'storage-queue' as const;
+  private readonly ensured = new Set<string>();
+  constructor(
+    private readonly service: QueueServiceClient,
+    private readonly prefix: string,
+  ) {}
+
+  private queue(machineId: string): QueueClient {
+    return this.service.getQueueClient(queueNameFor(this.prefix, machineId));
+  }
+
+  async ensureMachine(machineId: string): Promise<void> {
+    if (this.ensured.has(machineId)) return;
+    await this.queue(machineId).createIfNotExists();
+    this.ensured.add(machineId);
+  }
+
+  async send(machineId: string, message: DispatchMessage): Promise<void> {
+    await this.ensureMachine(machineId);
+    const body = JSON.stringify({ ...dispatchMessageSchema.parse(message), message_id: dispatchMessageId(message) });
+    await this.queue(machineId).sendMessage(Buffer.from(body).toString('base64'));
+  }
+
+  async health(): Promise<void> {
+    await this.service.getProperties();
+  }
+
+  async close(): Promise<void> {}
+}
+
+interface QueueHandle extends ReceivedDispatch {
+  popReceipt: string;
+  storageMessageId: string;
+}
+
+export class StorageQueueReceiver implements DispatchReceiver {
+  private readonly queue: QueueClient;
+  constructor(
+    service: QueueServiceClient,
+    prefix: string,
+    machineId: string,
+    /** How long a received message stays invisible before redelivery unless renewed. */
+    private readonly lockSeconds = 60,
+  ) {
+    this.queue = service.getQueueClient(queueNameFor(prefix, machineId));
+  }
+
+  async receive(max: number, maxWaitMs: number): Promise<ReceivedDispatch[]> {
+    await this.queue.createIfNotExists();
+    const deadline = Date.now() + maxWaitMs;
+    for (;;) {
+      const res = await this.queue.receiveMessages({ numberOfMessages: Math.min(32, Math.max(1, max)), visibilityTimeout: this.lockSeconds });
+      const out: ReceivedDispatch[] = [];
+      for (const m of res.receivedMessageItems) {
+        let message: DispatchMessage;
+        try {
+          message = dispatchMessageSchema.parse(stripId(JSON.parse(Buffer.from(m.messageText, 'base64').toString('utf8'))));
+        } catch {
+          await this.queue.deleteMessage(m.messageId, m.popReceipt); // poison: never retried, never run
+          continue;
+        }
+        const handle: QueueHandle = {
+          message,
+          messageId: dispatchMessageId(message),
+          deliveryCount: m.dequeueCount,
+          popReceipt: m.popReceipt,
+          storageMessageId: m.messageId,
+        };
+        out.push(handle);
+      }
+      if (out.length > 0 || Date.now() >= deadline) return out;
+      await new Promise((r) => setTimeout(r, Math.min(250, Math.max(0, deadline - Date.now()))));
+    }
+  }
+
+  async complete(m: ReceivedDispatch): Promise<void> {
+    const h = m as QueueHandle;
+    try {
+      await this.queue.deleteMessage(h.storageMessageId, h.popReceipt);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode !== 404) throw err; // already gone: fine
+    }
+  }
+
+  async abandon(m: ReceivedDispatch): Promise<void> {
+    const h = m as QueueHandle;
+    const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, 0);
+    if (r.popReceipt) h.popReceipt = r.popReceipt;
+  }
+
+  async renew(m: ReceivedDispatch): Promise<void> {
+    const h = m as QueueHandle;
+    const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, this.lockSeconds);
+    if (r.popReceipt) h.popReceipt = r.popReceipt;
+  }
+
+  async close(): Promise<void> {}
+}
+
+function stripId(value: unknown): unknown {
+  if (value && typeof value === 'object' && 'message_id' in value) {
+    const { message_id: _id, ...rest } = value as Record<string, unknown>;
+    return rest;
+  }
+  return value;
+}

@@ -1,0 +1,34 @@
+// The dispatch transport: how the scheduler hands `{job_id, epoch}` to one machine. Two implementations share this
+// interface and one contract test suite: Service Bus (a queue with sessions, session id = machine id) in Azure and
+// one Storage queue per machine locally.
+import type { DispatchMessage } from '../contract/dispatch.js';
+
+export interface DispatchSender {
+  readonly kind: 'servicebus' | 'storage-queue';
+  /** Idempotent: prepares whatever a machine needs to receive (a Storage queue; nothing for Service Bus). */
+  ensureMachine(machineId: string): Promise<void>;
+  /** At-least-once delivery to that machine only. messageId = `${job_id}:${epoch}`. */
+  send(machineId: string, message: DispatchMessage): Promise<void>;
+  /** Cheap reachability probe for /api/health; throws when down. */
+  health(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ReceivedDispatch {
+  message: DispatchMessage;
+  messageId: string;
+  deliveryCount: number;
+}
+
+/** The agent's side: it receives only its own machine's messages. */
+export interface DispatchReceiver {
+  /** Waits up to maxWaitMs for at most `max` messages. Malformed messages are dead-lettered/deleted, never returned. */
+  receive(max: number, maxWaitMs: number): Promise<ReceivedDispatch[]>;
+  /** The outcome is recorded: the message is gone for good. */
+  complete(m: ReceivedDispatch): Promise<void>;
+  /** Give it back for redelivery (e.g. draining before it started). */
+  abandon(m: ReceivedDispatch): Promise<void>;
+  /** Keeps the message (and session) locked while a long job runs. */
+  renew(m: ReceivedDispatch): Promise<void>;
+  close(): Promise<void>;
+}

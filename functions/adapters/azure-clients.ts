@@ -1,0 +1,149 @@
+// Lazily built, process-wide SDK clients. One credential, one client per service: Functions instances reuse them
+// across invocations. Identity in Azure; connection strings/emulator keys only in local mode (see config.ts).
+import { readFileSync } from 'node:fs';
+import { Agent as HttpsAgent } from 'node:https';
+import { CosmosClient, type Container, type Database } from '@azure/cosmos';
+import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+import { ServiceBusClient } from '@azure/service-bus';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { QueueServiceClient } from '@azure/storage-queue';
+import { getConfig, type Config } from '../core/config.js';
+
+const credentials = new Map<string, TokenCredential>();
+/** A user-assigned identity when a clientId is configured, else the default chain (az login, VM identity...). */
+export function getCredential(clientId?: string): TokenCredential {
+  const key = clientId ?? '';
+  let credential = credentials.get(key);
+  if (!credential) {
+    credential = clientId
+      ? new ManagedIdentityCredential({ clientId })
+      : new DefaultAzureCredential();
+    credentials.set(key, credential);
+  }
+  return credential;
+}
+
+export interface CosmosContainers {
+  database: Database;
+  loras: Container;
+  jobs: Container;
+  machines: Container;
+  events: Container;
+}
+
+/** Container ids and partition keys: the Bicep in infra/ creates the same. */
+export const COSMOS_CONTAINERS = {
+  loras: '/owner_id',
+  jobs: '/tenant_id',
+  machines: '/machine_id',
+  events: '/job_id',
+} as const;
+
+export class AzureClients {
+  private blob?: BlobServiceClient;
+  private queue?: QueueServiceClient;
+  private cosmos?: CosmosClient;
+  private containers?: CosmosContainers;
+  private serviceBus?: ServiceBusClient;
+
+  constructor(readonly config: Config) {}
+
+  get blobService(): BlobServiceClient {
+    if (!this.blob) {
+      const s = this.config.storage;
+      this.blob =
+        s.kind === 'connectionString'
+          ? BlobServiceClient.fromConnectionString(s.connectionString)
+          : new BlobServiceClient(s.blobServiceUri, getCredential(s.clientId));
+    }
+    return this.blob;
+  }
+
+  get queueService(): QueueServiceClient {
+    if (!this.queue) {
+      const s = this.config.storage;
+      this.queue =
+        s.kind === 'connectionString'
+          ? QueueServiceClient.fromConnectionString(s.connectionString)
+          : new QueueServiceClient(s.queueServiceUri, getCredential(s.clientId));
+    }
+    return this.queue;
+  }
+
+  get cosmosClient(): CosmosClient {
+    if (!this.cosmos) {
+      const c = this.config.cosmos;
+      this.cosmos =
+        c.kind === 'connectionString'
+          ? new CosmosClient({
+              endpoint: c.endpoint,
+              key: c.key,
+              // The local emulator serves a self-signed certificate: trust exactly that certificate, for this client only.
+              agent: new HttpsAgent({
+                ca: c.emulatorCertPath ? readFileSync(c.emulatorCertPath, 'utf8') : undefined,
+                keepAlive: true,
+              }),
+              connectionPolicy: { enableEndpointDiscovery: false },
+            })
+          : new CosmosClient({ endpoint: c.endpoint, aadCredentials: getCredential(c.clientId) });
+    }
+    return this.cosmos;
+  }
+
+  get cosmosContainers(): CosmosContainers {
+    if (!this.containers) {
+      const database = this.cosmosClient.database(this.config.cosmosDatabase);
+      this.containers = {
+        database,
+        loras: database.container('loras'),
+        jobs: database.container('jobs'),
+        machines: database.container('machines'),
+        events: database.container('events'),
+      };
+    }
+    return this.containers;
+  }
+
+  get serviceBusClient(): ServiceBusClient {
+    if (!this.serviceBus) {
+      const sb = this.config.serviceBus;
+      if (!sb) throw new Error('Service Bus is not configured (set ServiceBus__fullyQualifiedNamespace)');
+      this.serviceBus =
+        sb.kind === 'connectionString'
+          ? new ServiceBusClient(sb.connectionString)
+          : new ServiceBusClient(sb.fullyQualifiedNamespace, getCredential(sb.clientId));
+    }
+    return this.serviceBus;
+  }
+
+  async close(): Promise<void> {
+    await this.serviceBus?.close();
+    this.cosmos?.dispose();
+  }
+}
+
+let shared: AzureClients | undefined;
+/** The process-wide clients for the process-wide config. */
+export function getClients(): AzureClients {
+  shared ??= new AzureClients(getConfig());
+  return shared;
+}
+export function resetClientsForTests(): void {
+  shared = undefined;
+}
+
+/**
+ * Creates what Bicep creates in Azure (containers, database): used by the local stack and tests, idempotent.
+ */
+export async function ensureLocalResources(clients: AzureClients): Promise<void> {
+  const cfg = clients.config;
+  for (const name of [cfg.userLoraContainer, cfg.sharedLoraContainer]) {
+    await clients.blobService.getContainerClient(name).createIfNotExists();
+  }
+  const { database } = await clients.cosmosClient.databases.createIfNotExists({ id: cfg.cosmosDatabase });
+  for (const [id, path] of Object.entries(COSMOS_CONTAINERS)) {
+    await database.containers.createIfNotExists({ id, partitionKey: { paths: [path] } });
+  }
+}
+
+export type { Config };

@@ -1,0 +1,102 @@
+// The thin HTTP layer shared by every HTTP trigger: authenticate, parse and validate, run a host-free handler,
+// map errors to the contract's JSON error body. Bad input is always a 4xx, never a crash.
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import { ZodError, type ZodType } from 'zod';
+import { requireRole, type Principal, type Role } from './auth.js';
+import { ConfigError } from './config.js';
+import { ApiError, badRequest } from './errors.js';
+import { rootLogger } from './logger.js';
+import { getServices, type Services } from './services.js';
+
+export const MAX_JSON_BODY_BYTES = 1024 * 1024;
+
+export interface HandlerInput<B> {
+  req: HttpRequest;
+  context: InvocationContext;
+  principal: Principal;
+  body: B;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  services: Services;
+}
+
+export interface RouteOptions<B> {
+  /** Who may call: 'anonymous' or the roles allowed (admins may do what users do). */
+  auth: 'anonymous' | Role[];
+  /** JSON body schema; the parsed value is passed as `body`. */
+  body?: ZodType<B>;
+  handler: (input: HandlerInput<B>) => Promise<HttpResponseInit>;
+}
+
+const ANONYMOUS: Principal = { role: 'user', subject: 'anonymous', tenantId: 'anonymous' };
+
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): HttpResponseInit {
+  return { status, jsonBody: body, headers: { 'Cache-Control': 'no-store', ...headers } };
+}
+
+export function errorResponse(err: unknown, context?: InvocationContext): HttpResponseInit {
+  if (err instanceof ApiError) {
+    return json(err.status, { error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } }, err.headers);
+  }
+  if (err instanceof ZodError) {
+    const issues = err.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+    const first = issues[0];
+    const message = first ? `${first.path || 'body'}: ${first.message}` : 'invalid request';
+    return json(400, { error: { code: 'invalid_request', message, details: issues } });
+  }
+  if (err instanceof ConfigError) {
+    rootLogger.error({ err: err.message }, 'configuration error');
+    return json(503, { error: { code: 'unavailable', message: 'service is misconfigured; see the server log' } });
+  }
+  const invocationId = context?.invocationId;
+  rootLogger.error({ err, invocationId }, 'unhandled error');
+  return json(500, { error: { code: 'internal', message: `internal error (invocation ${invocationId ?? 'n/a'})` } });
+}
+
+export async function readJsonBody(req: HttpRequest): Promise<unknown> {
+  const type = req.headers.get('content-type') ?? '';
+  const declared = Number(req.headers.get('content-length') ?? '0');
+  if (declared > MAX_JSON_BODY_BYTES) throw new ApiError('too_large', `JSON body over ${MAX_JSON_BODY_BYTES} bytes`);
+  if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
+    throw badRequest(`expected Content-Type: application/json, got ${type}`);
+  }
+  let text: string;
+  try {
+    text = await req.text();
+  } catch {
+    throw badRequest('could not read the request body');
+  }
+  if (Buffer.byteLength(text) > MAX_JSON_BODY_BYTES) throw new ApiError('too_large', `JSON body over ${MAX_JSON_BODY_BYTES} bytes`);
+  if (text.trim() === '') throw badRequest('request body is empty; expected a JSON object');
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw badRequest('request body is not valid JSON');
+  }
+}
+
+/** Wraps a host-free handler into an Azure Functions HTTP handler. */
+export function route<B = undefined>(options: RouteOptions<B>) {
+  return async (req: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
+    try {
+      const services = getServices();
+      let principal = ANONYMOUS;
+      if (options.auth !== 'anonymous') {
+        principal = await services.auth.authenticate(req.headers.get('authorization'));
+        requireRole(principal, ...options.auth);
+      }
+      const body = options.body ? options.body.parse(await readJsonBody(req)) : (undefined as B);
+      return await options.handler({ req, context, principal, body, params: { ...req.params }, query: req.query, services });
+    } catch (err) {
+      return errorResponse(err, context);
+    }
+  };
+}
+
+/** Parses a path/query value with a schema; a bad value is a 404 for ids (nothing by that name) or 400 otherwise. */
+export function parseParam<T>(schema: ZodType<T>, value: string | undefined | null, what: string, missing: 'not_found' | 'invalid_request' = 'not_found'): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  if (missing === 'not_found') throw new ApiError('not_found', `${what} not found`);
+  throw badRequest(`${what}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+}

@@ -1,0 +1,106 @@
+// A binary min-heap over small integer ids (machine indices) that supports re-keying and removal by id. The scheduler
+// keeps one per pool so "the least-loaded machines that still have a free slot" costs O(k log k) per job, not O(pool).
+
+export class IndexedHeap {
+  private readonly items: number[] = [];
+  private readonly pos: Int32Array;
+
+  /** `before(a, b)`: true when `a` must come out before `b`. It must be a strict total order (break ties by id). */
+  constructor(
+    capacity: number,
+    private readonly before: (a: number, b: number) => boolean,
+  ) {
+    this.pos = new Int32Array(capacity).fill(-1);
+  }
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  has(id: number): boolean {
+    return this.pos[id]! >= 0;
+  }
+
+  push(id: number): void {
+    if (this.has(id)) return;
+    this.items.push(id);
+    this.pos[id] = this.items.length - 1;
+    this.up(this.items.length - 1);
+  }
+
+  remove(id: number): void {
+    const i = this.pos[id]!;
+    if (i < 0) return;
+    const last = this.items.pop()!;
+    this.pos[id] = -1;
+    if (i < this.items.length) {
+      this.items[i] = last;
+      this.pos[last] = i;
+      this.up(i);
+      this.down(this.pos[last]!);
+    }
+  }
+
+  /** Call after the key of `id` changed. */
+  update(id: number): void {
+    const i = this.pos[id]!;
+    if (i < 0) return;
+    this.up(i);
+    this.down(this.pos[id]!);
+  }
+
+  /** Appends the `k` first ids in heap order to `out`, best first, without changing the heap. */
+  firstK(k: number, out: number[]): void {
+    if (k <= 0 || this.items.length === 0) return;
+    const frontier = [0];
+    let taken = 0;
+    while (taken < k && frontier.length > 0) {
+      let best = 0;
+      for (let f = 1; f < frontier.length; f++) {
+        if (this.before(this.items[frontier[f]!]!, this.items[frontier[best]!]!)) best = f;
+      }
+      const i = frontier[best]!;
+      frontier[best] = frontier[frontier.length - 1]!;
+      frontier.pop();
+      out.push(this.items[i]!);
+      taken++;
+      const l = 2 * i + 1;
+      if (l < this.items.length) frontier.push(l);
+      if (l + 1 < this.items.length) frontier.push(l + 1);
+    }
+  }
+
+  private up(i: number): void {
+    const items = this.items;
+    const id = items[i]!;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = items[p]!;
+      if (!this.before(id, parent)) break;
+      items[i] = parent;
+      this.pos[parent] = i;
+      i = p;
+    }
+    items[i] = id;
+    this.pos[id] = i;
+  }
+
+  private down(i: number): void {
+    const items = this.items;
+    const n = items.length;
+    const id = items[i]!;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.before(items[r]!, items[l]!) ? r : l;
+      const child = items[c]!;
+      if (!this.before(child, id)) break;
+      items[i] = child;
+      this.pos[child] = i;
+      i = c;
+    }
+    items[i] = id;
+    this.pos[id] = i;
+  }
+}

@@ -1,0 +1,24 @@
+// The scheduler core: pure, host-free job → machine routing. Used by the scheduler timer, the simulator and the bench.
+export type {
+  Assignment,
+  LoraRef,
+  MachineState,
+  PendingJob,
+  ScheduleResult,
+  SchedulerInput,
+  UnassignedReason,
+  Weights,
+} from './types.js';
+export {
+  DEFAULT_DOWNLOAD_BYTES_PER_SECOND,
+  DEFAULT_EXPECTED_JOB_SECONDS,
+  DEFAULT_POLICY,
+  DEFAULT_WEIGHTS,
+  assertPolicyName,
+  isPolicyName,
+  policyNames,
+  resolveWeights,
+  weightNames,
+  type PolicyName,
+} from './weights.js';
+export { schedule } from './scheduler.js';

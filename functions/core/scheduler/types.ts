@@ -1,0 +1,125 @@
+// Inputs and outputs of the scheduler core. Plain data only: the scheduler does no I/O and reads no clock, so the timer
+// function, the simulator and the benchmark can all feed it the same shapes.
+
+/** One LoRA a job needs. `key` is the flat_file_id (user LoRA) or the file name (shared LoRA): the machine's cache key. */
+export interface LoraRef {
+  kind: 'user' | 'shared';
+  key: string;
+  /** Size of the file; used to estimate download time and to weight multi-LoRA jobs. 0 if unknown. */
+  sizeBytes: number;
+}
+
+/** A job waiting for a machine. */
+export interface PendingJob {
+  id: string;
+  tenantId: string;
+  pool: string;
+  /** 0-9, higher goes first. */
+  priority: number;
+  createdAtMs: number;
+  /** Retry backoff: the job is not routed before this instant. */
+  notBeforeMs?: number;
+  /** 1 for the first attempt. Informational: routing does not depend on it. */
+  attempt: number;
+  loras: LoraRef[];
+  /** Machines on which an earlier attempt of this job was lost; the affinity policy avoids them if it can. */
+  avoidMachines?: string[];
+}
+
+/** A GPU machine as the last heartbeat described it, plus the jobs already handed to it. */
+export interface MachineState {
+  id: string;
+  pool: string;
+  slots: number;
+  /** Running + assigned-not-finished jobs. */
+  busySlots: number;
+  live: boolean;
+  draining: boolean;
+  /** flat_file_ids of the user LoRAs in the machine's cache. */
+  cachedUser: ReadonlySet<string>;
+  /** File names of the shared LoRAs in the machine's cache. */
+  cachedShared: ReadonlySet<string>;
+  budgetBytes: number;
+  usedBytes: number;
+  /** Measured download speed; 0 = unknown, the scheduler then uses `SchedulerInput.defaultDownloadBytesPerSecond`. */
+  downloadBytesPerSecond: number;
+}
+
+/**
+ * Tuning of the scorers. All names are accepted in `SchedulerInput.weights` and in the `SCHEDULER_WEIGHTS` setting;
+ * `validateWeights` rejects anything else. Values are "points": the picker takes the highest total.
+ */
+export interface Weights {
+  /** ADR-010 points per required user LoRA already on the machine (adr010 and affinity). */
+  userHit: number;
+  /** ADR-010 points per required shared LoRA already on the machine (adr010 and affinity). */
+  sharedHit: number;
+  /** affinity: multiplier on the ADR-010 points above. */
+  affinity: number;
+  /** affinity: points lost per expected second of download (missing bytes / the machine's download speed). */
+  download: number;
+  /** affinity: points lost per second of expected queue wait, estimated as busySlots/slots × expectedJobSeconds. */
+  load: number;
+  /**
+   * affinity: points for being the rendezvous-hash (HRW) home of the job's cold LoRAs, scaled by the share of the job's
+   * LoRA bytes that are cold here and call this machine home.
+   */
+  hrw: number;
+  /** affinity: points lost on a machine listed in the job's `avoidMachines`. */
+  avoid: number;
+  /** affinity: points lost on a machine above its bounded-load cap (see `loadBound`). Large = a hard preference. */
+  overload: number;
+  /**
+   * affinity: the bounded-load factor c (≥ 1). A machine is within its bound while its busy slots after taking the job
+   * stay ≤ max(`loadBoundMinSlots`, ceil(c × pool utilisation after the job × its slots)). Over the bound it is not an
+   * HRW home and it pays the `overload` penalty, so a hot LoRA spreads to more machines instead of piling onto one.
+   */
+  loadBound: number;
+  /** affinity: busy slots a machine may always reach before the bound applies (small machines simply fill up). */
+  loadBoundMinSlots: number;
+}
+
+export interface SchedulerInput {
+  /** The instant of this pass (ms since epoch); compared with `PendingJob.notBeforeMs`. */
+  nowMs: number;
+  jobs: readonly PendingJob[];
+  /** Input order matters: it is the tie-break order, and `fifo` takes the first machine that fits. */
+  machines: readonly MachineState[];
+  /** One of `policyNames`. */
+  policy: string;
+  weights?: Partial<Weights>;
+  /** Typical job run time, for the load scorer. Default `DEFAULT_EXPECTED_JOB_SECONDS`. */
+  expectedJobSeconds?: number;
+  /** Used for machines that report no download speed. Default `DEFAULT_DOWNLOAD_BYTES_PER_SECOND`. */
+  defaultDownloadBytesPerSecond?: number;
+}
+
+export interface Assignment {
+  jobId: string;
+  machineId: string;
+  /** Sum of `breakdown`. */
+  score: number;
+  /** Weighted value of each scorer, by name (penalties are negative). */
+  breakdown: Record<string, number>;
+  /** Keys of the job's LoRAs already in the machine's cache. */
+  hitLoras: string[];
+  /** Keys the machine does not hold yet (includes `arrivingLoras`). */
+  missingLoras: string[];
+  /** Missing keys that an earlier assignment of this same pass already brings to the machine. */
+  arrivingLoras: string[];
+  policy: string;
+}
+
+export type UnassignedReason =
+  /** No live, non-draining machine serves the job's pool. */
+  | 'no_machine_in_pool'
+  /** The pool has machines, but no free slot was left for this job in this pass. */
+  | 'no_capacity'
+  /** Still in retry backoff (`notBeforeMs > nowMs`). */
+  | 'not_before';
+
+export interface ScheduleResult {
+  /** In routing order (priority, then age, then id). */
+  assignments: Assignment[];
+  unassigned: { jobId: string; reason: UnassignedReason }[];
+}

@@ -1,0 +1,77 @@
+// Policy names, default weights and their validation. Callers validate configuration at startup with these so a typo
+// in SCHEDULER_POLICY or SCHEDULER_WEIGHTS stops the app instead of the first timer tick.
+import type { Weights } from './types.js';
+
+/** Valid values of `SchedulerInput.policy`. */
+export const policyNames = ['affinity', 'adr010', 'fifo'] as const;
+export type PolicyName = (typeof policyNames)[number];
+/** The project default: start each job where it can start soonest, preferring cached LoRAs. */
+export const DEFAULT_POLICY: PolicyName = 'affinity';
+
+/** Typical job run time assumed by the load scorer when the caller gives none. */
+export const DEFAULT_EXPECTED_JOB_SECONDS = 30;
+/** Download speed assumed for a machine that has not measured one yet (50 MiB/s). */
+export const DEFAULT_DOWNLOAD_BYTES_PER_SECOND = 50 * 1024 * 1024;
+
+/**
+ * Defaults, in points (1 point ≈ 1 second of expected start delay for the affinity policy):
+ * - userHit 10 / sharedHit 5: ADR-010's +10/+5, used as is by `adr010` and, ×`affinity`, by `affinity`. A cached LoRA
+ *   is worth more than the seconds its download would take: keeping a LoRA where it already is keeps the other copies
+ *   (and the bytes) for other jobs.
+ * - download 1: one point per expected second of download, so a 2 GB LoRA on a slow link outweighs a +10 hit elsewhere.
+ * - load 0.2: queue wait is busy/slots × expectedJobSeconds (30 s → 0..6 points); with a free slot the job starts at
+ *   once anyway, so load is a spreading tie-break, never strong enough to give up a cache hit.
+ * - hrw 4: enough to send a cold LoRA to its rendezvous home over a slightly less loaded machine, less than a hit, so
+ *   once the LoRA is somewhere the hit wins.
+ * - avoid 6: a machine that lost this job before is used only when it is clearly better (e.g. holds the LoRA).
+ * - overload 100, loadBound 1.5, loadBoundMinSlots 4: bounded load. Up to 4 busy slots a machine simply fills;
+ *   beyond that it may hold at most 1.5 × the pool's utilisation, and above that every machine within bound wins.
+ */
+export const DEFAULT_WEIGHTS: Readonly<Weights> = Object.freeze({
+  userHit: 10,
+  sharedHit: 5,
+  affinity: 1,
+  download: 1,
+  load: 0.2,
+  hrw: 4,
+  avoid: 6,
+  overload: 100,
+  loadBound: 1.5,
+  loadBoundMinSlots: 4,
+});
+
+/** Valid keys of `SchedulerInput.weights` / SCHEDULER_WEIGHTS. */
+export const weightNames: readonly (keyof Weights)[] = Object.freeze(Object.keys(DEFAULT_WEIGHTS) as (keyof Weights)[]);
+
+export function isPolicyName(name: string): name is PolicyName {
+  return (policyNames as readonly string[]).includes(name);
+}
+
+/** Returns the name typed as a policy, or throws an Error that lists the valid names. */
+export function assertPolicyName(name: string): PolicyName {
+  if (!isPolicyName(name)) {
+    throw new Error(`Unknown scheduler policy "${name}". Valid policies: ${policyNames.join(', ')}.`);
+  }
+  return name;
+}
+
+/**
+ * Defaults overlaid with `overrides`. Throws an Error naming the problem for an unknown name, a non-finite or negative
+ * value, or a `loadBound` below 1.
+ */
+export function resolveWeights(overrides?: Readonly<Record<string, number | undefined>>): Weights {
+  const weights: Weights = { ...DEFAULT_WEIGHTS };
+  if (!overrides) return weights;
+  for (const [name, value] of Object.entries(overrides)) {
+    if (value === undefined) continue;
+    if (!(weightNames as readonly string[]).includes(name)) {
+      throw new Error(`Unknown scheduler weight "${name}". Valid weights: ${weightNames.join(', ')}.`);
+    }
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      throw new Error(`Scheduler weight "${name}" must be a finite number ≥ 0 (got ${String(value)}).`);
+    }
+    weights[name as keyof Weights] = value;
+  }
+  if (weights.loadBound < 1) throw new Error(`Scheduler weight "loadBound" must be ≥ 1 (got ${weights.loadBound}).`);
+  return weights;
+}

@@ -1,0 +1,33 @@
+// Entry point of the local Functions host process. App settings come from the environment (the parent passes them).
+import { join } from 'node:path';
+import { getClients } from '../functions/adapters/azure-clients.js';
+import { getConfig } from '../functions/core/config.js';
+import { rootLogger } from '../functions/core/logger.js';
+import { readRoutePrefix, startDevHost } from './dev-host.js';
+import { repoRoot } from './settings.js';
+
+const root = repoRoot();
+const port = Number(process.env.DEV_HOST_PORT ?? 7071);
+const config = getConfig(); // fail fast, naming the bad setting
+const host = await startDevHost({
+  port,
+  triggersDir: join(root, 'dist/functions/triggers'),
+  routePrefix: readRoutePrefix(join(root, 'host.json')),
+  timers: process.env.DEV_HOST_TIMERS !== 'off',
+  blobWatch: { service: getClients().blobService, containers: [config.userLoraContainer, config.sharedLoraContainer] },
+  log: rootLogger.child({ component: 'dev-host' }),
+  settings: process.env,
+});
+rootLogger.info({ url: host.url, http: host.registrations.http.length, timers: host.registrations.timers.map((t) => t.name), eventGrid: host.registrations.eventGrid.map((t) => t.name) }, 'dev host listening');
+process.stdout.write(`${JSON.stringify({ event: 'listening', url: host.url })}\n`);
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await host.close();
+  await getClients().close();
+  process.exit(0);
+};
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());
