@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
     exclude: ['node_modules/**', 'dist/**', '.local/**'],
+    globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     // Two cores: keep parallelism modest so emulator-backed tests do not starve each other.
     maxWorkers: 2,

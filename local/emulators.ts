@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { generate } from 'selfsigned';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startProcess, waitForPort, type Started } from './processes.js';
 
@@ -104,7 +104,8 @@ export async function ensureEmulatorCert(dir: string): Promise<{ certPath: strin
 export async function startCosmos(opts: { certDir: string; port?: number }): Promise<CosmosHandle> {
   const port = opts.port || (await freePort());
   const { certPath, keyPath } = await ensureEmulatorCert(opts.certDir);
-  const script = join(here, 'cosmos-server.js');
+  // Always the compiled script (tests import this module from source; `npm test` builds dist/ first).
+  const script = join(here, basename(here) === 'local' && basename(dirname(here)) === 'dist' ? '' : '../dist/local', 'cosmos-server.js');
   const proc = startProcess('cosmosdb-server', process.execPath, [script, String(port), certPath, keyPath]);
   let stderr = '';
   proc.child.stderr?.on('data', (d) => (stderr += d));

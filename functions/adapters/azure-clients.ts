@@ -8,6 +8,7 @@ import { ServiceBusClient } from '@azure/service-bus';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
 import { getConfig, type Config } from '../core/config.js';
+import { BlobSas } from './blob-sas.js';
 
 const credentials = new Map<string, TokenCredential>();
 /** A user-assigned identity when a clientId is configured, else the default chain (az login, VM identity...). */
@@ -45,6 +46,7 @@ export class AzureClients {
   private cosmos?: CosmosClient;
   private containers?: CosmosContainers;
   private serviceBus?: ServiceBusClient;
+  private sas?: BlobSas;
 
   constructor(readonly config: Config) {}
 
@@ -57,6 +59,11 @@ export class AzureClients {
           : new BlobServiceClient(s.blobServiceUri, getCredential(s.clientId));
     }
     return this.blob;
+  }
+
+  get blobSas(): BlobSas {
+    this.sas ??= new BlobSas(this.blobService);
+    return this.sas;
   }
 
   get queueService(): QueueServiceClient {
