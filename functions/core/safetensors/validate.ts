@@ -108,6 +108,11 @@ export function formatBytes(n: number | bigint): string {
   return `${x < 10 ? x.toFixed(1) : Math.round(x)} ${units[i]}`;
 }
 
+/** "12 KiB (12288 bytes)", or just "12 bytes" when small. */
+function bytesExact(n: number): string {
+  return n < 1024 ? formatBytes(n) : `${formatBytes(n)} (${n} bytes)`;
+}
+
 /** A tensor name or dtype from an untrusted header, quoted and cut short so a reason stays a readable sentence. */
 function q(s: string): string {
   const cut = s.length > 100 ? `${s.slice(0, 97)}...` : s;
@@ -119,6 +124,7 @@ function shapeStr(dims: number[]): string {
 }
 
 function describeValue(v: unknown): string {
+  if (v === undefined) return 'missing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return `the string ${q(v)}`;
@@ -190,6 +196,11 @@ interface TensorEntry {
   end: number;
 }
 
+/**
+ * Checks that `src` is a well-formed safetensors file with at least one tensor. Reads only bytes [0, 8 + N).
+ * Content problems come back as { ok: false, code, reason }; a failing `src.read` (network, permissions) throws
+ * instead, so a transient storage error is never reported to the user as a bad file.
+ */
 export async function validateSafetensors(src: RangeSource, opts: ValidateOptions = {}): Promise<ValidationResult> {
   const maxHeader = opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   if (!Number.isSafeInteger(maxHeader) || maxHeader < 2) throw new TypeError(`maxHeaderBytes must be an integer >= 2, got ${maxHeader}`);
@@ -222,7 +233,7 @@ export async function validateSafetensors(src: RangeSource, opts: ValidateOption
   if (n < 2) {
     return (
       wrongFormat ??
-      fail('header_too_small', `not a usable safetensors file: the header length field says ${n} bytes, too short for a JSON header`)
+      fail('header_too_small', `not a usable safetensors file: the header length field says ${formatBytes(n)}, too short for a JSON header`)
     );
   }
   if (8 + n > size) {
@@ -255,9 +266,12 @@ function checkHeader(header: Buffer, dataSize: number): ValidationResult {
     // ignoreBOM keeps a byte-order mark in the text, so JSON.parse rejects it like the reference reader does.
     text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(header);
   } catch {
-    return fail('header_not_utf8', `the ${formatBytes(n)} JSON header is not valid UTF-8 text; the file is corrupt`);
+    return fail('header_not_utf8', `the JSON header (${formatBytes(n)}) is not valid UTF-8 text; the file is corrupt`);
   }
 
+  if (text.startsWith('\uFEFF')) {
+    return fail('header_bad_json', 'the header starts with a UTF-8 byte-order mark, which safetensors does not allow');
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -395,8 +409,8 @@ function checkTiling(tensors: TensorEntry[], dataSize: number): ValidationFailur
   if (pos > dataSize) {
     return fail(
       'data_truncated',
-      `header declares ${formatBytes(pos)} of tensor data (${pos} bytes) but the file has ${formatBytes(dataSize)} ` +
-        `(${dataSize} bytes) after the header; the file is truncated (incomplete upload?)`,
+      `header declares ${bytesExact(pos)} of tensor data but the file has ${bytesExact(dataSize)} ` +
+        'after the header; the file is truncated (incomplete upload?)',
     );
   }
   if (pos < dataSize) {
