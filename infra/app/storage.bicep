@@ -53,7 +53,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     cors: {
       corsRules: [
         {
-          allowedOrigins: split(corsAllowedOrigins, ',')
+          allowedOrigins: map(split(corsAllowedOrigins, ','), origin => trim(origin))
           allowedMethods: [
             'PUT'
             'GET'
