@@ -72,6 +72,7 @@ function main(): void {
       pad('policy', 10),
       pad('median ms', 10, true),
       pad('p95 ms', 8, true),
+      pad('CPU ms', 7, true),
       pad('assigned', 9, true),
       pad('unassigned', 11, true),
       pad('LoRA hit rate', 14, true),
@@ -85,12 +86,17 @@ function main(): void {
       let result = schedule(input);
       for (let i = 1; i < WARMUP; i++) result = schedule(input);
       const times: number[] = [];
+      const cpu: number[] = [];
       for (let i = 0; i < passes; i++) {
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         result = schedule(input);
         times.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpu.push((c.user + c.system) / 1000);
       }
       times.sort((a, b) => a - b);
+      cpu.sort((a, b) => a - b);
       const median = quantile(times, 0.5);
       const p95 = quantile(times, 0.95);
       const met = median <= TARGET_MS;
@@ -101,6 +107,7 @@ function main(): void {
           pad(policy + (policy === DEFAULT_POLICY ? '*' : ''), 10),
           pad(median.toFixed(1), 10, true),
           pad(p95.toFixed(1), 8, true),
+          pad(quantile(cpu, 0.5).toFixed(1), 7, true),
           pad(String(result.assignments.length), 9, true),
           pad(String(result.unassigned.length), 11, true),
           pad(`${(q.hitRate * 100).toFixed(1)} %`, 14, true),

@@ -49,12 +49,14 @@ export class IndexedHeap {
     this.down(this.pos[id]!);
   }
 
-  /** Appends the `k` first ids in heap order to `out`, best first, without changing the heap. */
-  firstK(k: number, out: number[]): void {
-    if (k <= 0 || this.items.length === 0) return;
+  /**
+   * Visits ids in heap order (best first) without changing the heap, until `visit` returns false or all are seen.
+   * Costs O(k²) for k visits (the frontier is scanned linearly), which is cheaper than a second heap for small k.
+   */
+  walk(visit: (id: number) => boolean): void {
+    if (this.items.length === 0) return;
     const frontier = [0];
-    let taken = 0;
-    while (taken < k && frontier.length > 0) {
+    while (frontier.length > 0) {
       let best = 0;
       for (let f = 1; f < frontier.length; f++) {
         if (this.before(this.items[frontier[f]!]!, this.items[frontier[best]!]!)) best = f;
@@ -62,12 +64,21 @@ export class IndexedHeap {
       const i = frontier[best]!;
       frontier[best] = frontier[frontier.length - 1]!;
       frontier.pop();
-      out.push(this.items[i]!);
-      taken++;
+      if (!visit(this.items[i]!)) return;
       const l = 2 * i + 1;
       if (l < this.items.length) frontier.push(l);
       if (l + 1 < this.items.length) frontier.push(l + 1);
     }
+  }
+
+  /** Appends the `k` first ids in heap order to `out`, best first, without changing the heap. */
+  firstK(k: number, out: number[]): void {
+    let taken = 0;
+    if (k <= 0) return;
+    this.walk((id) => {
+      out.push(id);
+      return ++taken < k;
+    });
   }
 
   private up(i: number): void {

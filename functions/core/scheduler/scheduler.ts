@@ -2,15 +2,18 @@
 // `input.nowMs`), no randomness; the same input always gives the same output.
 //
 // Pass outline
-//   1. Order jobs: priority (high first), then createdAtMs (old first), then id. Jobs in backoff are set aside.
-//   2. Filters, per pool: only live, non-draining machines of the job's pool with a free slot. Capacity is consumed as
-//      the pass assigns, so no machine gets more than its free slots. A pool with no free slot left costs O(1) per job.
-//   3. Policy:
+//   1. Jobs in backoff (notBeforeMs > nowMs) and jobs of a pool without live, non-draining machines are set aside.
+//   2. Routing order: priority (high first), then createdAtMs (old first), then id. While a pool has a free slot every
+//      job gets one, so only the first `free slots` jobs of each pool are sorted and routed; the rest are out of
+//      capacity without being scored ("stop early").
+//   3. Filters: the job's pool, live, not draining, a free slot. Capacity is consumed as the pass assigns, so no
+//      machine gets more than its free slots.
+//   4. Policy (picker: highest score, ties by machine input order):
 //      - fifo:     first machine in input order that passes the filters (the origin system's behaviour).
 //      - adr010:   ADR-010's greedy score, +userHit (10) per required user LoRA cached, +sharedHit (5) per shared one;
-//                  highest wins, ties by input order, and a machine with nothing cached still gets the job (score 0).
-//                  Like the origin, it only sees what the machines report as cached.
-//      - affinity: the sum of the weighted scorers below, highest wins, ties by input order.
+//                  a machine with nothing cached still gets the job (score 0). Like the origin, it only sees what the
+//                  machines report as cached.
+//      - affinity: the sum of the weighted scorers below.
 //
 // affinity scorers (names = breakdown keys = weight names, see weights.ts for the defaults)
 //   affinity  +affinity × (userHit × user LoRAs on the machine + sharedHit × shared LoRAs on the machine). "On the
@@ -18,10 +21,12 @@
 //             burst of jobs for one cold LoRA follows the first one.
 //   download  −download × (bytes of the job's LoRAs neither cached nor arriving) / the machine's download speed.
 //   load      −load × busySlots/slots × expectedJobSeconds (expected queue wait).
-//   hrw       +hrw × (share of the job's LoRA bytes that are cold on this machine and whose rendezvous home it is).
-//             A LoRA's home is the first of its HRW ranking over the pool's machines (all live, non-draining ones, so the
-//             ranking is stable from pass to pass) that has a free slot and is within its load bound; a full or
-//             overloaded home spills to the next rank.
+//   hrw       +hrw × (share of the job's LoRA bytes whose rendezvous home this machine is). Only cold LoRAs have a
+//             home: those that no machine with a free slot within its load bound holds or is receiving. The home is the
+//             first of the LoRA's HRW ranking over the pool's machines (all live, non-draining ones, so the ranking is
+//             stable from pass to pass) that has a free slot and is within its load bound: a full or overloaded home
+//             spills to the next rank. So the next jobs for that LoRA, in this pass or the next ones (before any
+//             heartbeat reports the new copy), prefer the same machine.
 //   avoid     −avoid if an earlier attempt of the job was lost on this machine.
 //   overload  −overload if the machine is over its bound: busy slots after the job
 //             > max(loadBoundMinSlots, ceil(loadBound × pool utilisation after the job × slots)).
@@ -29,12 +34,12 @@
 // Multi-LoRA jobs: affinity is summed per LoRA (ADR-010), missing bytes are summed (one download time), and the HRW
 // term is weighted by LoRA size, so the home of the job's largest cold LoRA dominates.
 //
-// Candidates: affinity does not score every machine for every job. It scores the machines that hold or are receiving
-// one of the job's LoRAs, the first HRW ranks of each of its LoRAs, the least-loaded few (plus one per avoided machine)
-// and, in pools with mixed download speeds, the fastest few. Any other machine has no hit, no HRW bonus and at least the
-// load of the least-loaded candidates, so in a pool of equal machines (speed, slots) it cannot score higher: the pass
-// then picks exactly what an exhaustive pass picks (a test checks this). With mixed speeds or slot counts the fastest
-// and least-loaded candidates cover the cases that matter; the pick is then a close approximation.
+// Candidates (affinity), exact but cheap: the pass does not score every machine for every job. It scores the machines
+// that hold or are receiving one of the job's less common LoRAs (inverted index key → machines), the HRW homes of its
+// cold LoRAs, and then walks the machines with a free slot from the least loaded up (a per-pool heap), stopping as soon
+// as an upper bound of any machine not yet scored (all widespread LoRAs hit, the rest downloaded at the pool's best
+// speed, its own load, no penalty) falls below the best score. So the pick is the one an exhaustive pass makes (a test
+// compares both on random inputs), at the cost of a handful of scores per job.
 import { IndexedHeap } from './heap.js';
 import { hrwTopK, loraSeed, machineSeed } from './hash.js';
 import type {
@@ -57,10 +62,12 @@ import {
 
 /** HRW ranks kept per (pool, LoRA): how far a cold LoRA's home may spill before the term gives up. */
 const HRW_DEPTH = 8;
-/** Least-loaded machines added to every affinity candidate set. */
-const LEAST_LOADED = 3;
-/** Fastest-downloading machines added to the candidates of jobs with LoRAs, in pools with mixed speeds. */
-const FASTEST = 2;
+/**
+ * affinity: a LoRA cached on more than this share of the pool's machines (and more than WIDESPREAD_MIN of them) is not
+ * enumerated per job (see collectHolders): the walk over the least-loaded machines meets one of its holders quickly.
+ */
+const WIDESPREAD_SHARE = 0.3;
+const WIDESPREAD_MIN = 16;
 
 const USER = 0;
 const SHARED = 1;
@@ -85,10 +92,14 @@ interface PoolState {
   holders: [Map<string, number[]>, Map<string, number[]>];
   /** LoRA key → first HRW ranks over `members`. */
   homes: [Map<string, number[]>, Map<string, number[]>];
-  /** Machines with a free slot by load (busy/slots), then input order. */
+  /** affinity: machines with a free slot by load (busy/slots), then input order. */
   byLoad: IndexedHeap | null;
-  /** Machines with a free slot by download speed (fast first), then input order; null when all speeds are equal. */
-  bySpeed: IndexedHeap | null;
+  /** affinity: the best download speed among the members. */
+  maxSpeed: number;
+  /** affinity: holder count above which a LoRA is widespread. */
+  widespread: number;
+  /** Indices of the pass's routable jobs for this pool. */
+  queue: number[] | null;
 }
 
 interface JobView {
@@ -121,56 +132,70 @@ export function runPass(input: SchedulerInput, options: PassOptions): ScheduleRe
   return new Pass(input, policy, weights, options).run();
 }
 
-function compareJobs(a: PendingJob, b: PendingJob): number {
+/** Routing order: higher priority first, then older, then by id. */
+export function compareJobs(a: PendingJob, b: PendingJob): number {
   if (a.priority !== b.priority) return b.priority - a.priority;
   if (a.createdAtMs !== b.createdAtMs) return a.createdAtMs - b.createdAtMs;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
+const TWO_POW_42 = 2 ** 42;
+
+/**
+ * (priority, createdAtMs) packed into one exact double that sorts in routing order, or NaN when the values do not fit
+ * (priority an integer in 0..1023, createdAtMs an integer in [0, 2^42), i.e. before the year 2109).
+ */
+function packedRank(job: PendingJob): number {
+  const p = job.priority;
+  const t = job.createdAtMs;
+  if (!Number.isInteger(p) || p < 0 || p > 1023 || !Number.isInteger(t) || t < 0 || t >= TWO_POW_42) return NaN;
+  return (1023 - p) * TWO_POW_42 + t;
+}
+
 const clean = (x: number): number => (x === 0 ? 0 : x); // no -0 in breakdowns
 
 /**
- * The `k` first jobs in routing order, sorted, and the rest (unsorted). A bounded max-heap: O(n log k) in the worst
- * case and about O(n) when most jobs lose to the k-th best with one comparison.
+ * Splits `indices` into the `k` first by `cmp` (a strict total order), sorted, and the rest (unsorted). A bounded
+ * max-heap: O(n log k) in the worst case, about O(n) when most jobs lose to the k-th best at the first comparison.
  */
-export function firstInOrder(jobs: readonly PendingJob[], k: number): { first: PendingJob[]; rest: PendingJob[] } {
-  if (jobs.length <= k) return { first: [...jobs].sort(compareJobs), rest: [] };
-  const heap: PendingJob[] = []; // heap[0] is the last in order among the kept
-  const rest: PendingJob[] = [];
-  const siftDown = (i: number): void => {
-    const n = heap.length;
-    const item = heap[i]!;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const c = r < n && compareJobs(heap[r]!, heap[l]!) > 0 ? r : l;
-      if (compareJobs(heap[c]!, item) <= 0) break;
-      heap[i] = heap[c]!;
-      i = c;
-    }
-    heap[i] = item;
-  };
-  for (const job of jobs) {
+export function firstInOrder(
+  indices: readonly number[],
+  k: number,
+  cmp: (a: number, b: number) => number,
+): { first: number[]; rest: number[] } {
+  if (indices.length <= k) return { first: [...indices].sort(cmp), rest: [] };
+  const heap: number[] = []; // heap[0] is the last in routing order among those kept
+  const rest: number[] = [];
+  for (const job of indices) {
     if (heap.length < k) {
       let i = heap.length;
       heap.push(job);
       while (i > 0) {
         const p = (i - 1) >> 1;
-        if (compareJobs(heap[p]!, job) >= 0) break;
+        if (cmp(heap[p]!, job) >= 0) break;
         heap[i] = heap[p]!;
         i = p;
       }
       heap[i] = job;
-    } else if (k > 0 && compareJobs(job, heap[0]!) < 0) {
+    } else if (k > 0 && cmp(job, heap[0]!) < 0) {
       rest.push(heap[0]!);
-      heap[0] = job;
-      siftDown(0);
+      let i = 0;
+      const n = heap.length;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const c = r < n && cmp(heap[r]!, heap[l]!) > 0 ? r : l;
+        if (cmp(heap[c]!, job) <= 0) break;
+        heap[i] = heap[c]!;
+        i = c;
+      }
+      heap[i] = job;
     } else {
       rest.push(job);
     }
   }
-  return { first: heap.sort(compareJobs), rest };
+  return { first: heap.sort(cmp), rest };
 }
 
 /** Bit of a LoRA's position in a job in the per-machine hit masks; LoRAs beyond it are checked directly. */
@@ -194,6 +219,10 @@ class Pass {
   private stamp = 0;
   private readonly cands: number[] = [];
   private readonly targets: number[] = [];
+  /** Per LoRA of the current job: held by a machine with a free slot within its bound. */
+  private readonly warm: boolean[] = [];
+  /** Per LoRA of the current job: hits checked directly instead of through `mask`. */
+  private readonly direct: boolean[] = [];
   /** Per job: loadBound × pool utilisation after the job, the factor of the bounded-load cap. */
   private boundFactor = 0;
 
@@ -246,7 +275,9 @@ class Pass {
           holders: [new Map(), new Map()],
           homes: [new Map(), new Map()],
           byLoad: null,
-          bySpeed: null,
+          maxSpeed: 0,
+          widespread: 0,
+          queue: null,
         };
         this.pools.set(m.pool, pool);
       }
@@ -260,14 +291,12 @@ class Pass {
   run(): ScheduleResult {
     const jobs = this.input.jobs;
     const reasons = new Array<UnassignedReason | undefined>(jobs.length);
-    const position = new Map<PendingJob, number>();
-    const queues = new Map<PoolState, PendingJob[]>();
-    const seen = new Set<string>();
+    const queues: { pool: PoolState; jobs: number[] }[] = [];
+    const rank = new Float64Array(jobs.length);
+    let packed = true;
     const now = this.input.nowMs;
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i]!;
-      if (seen.has(job.id)) continue; // a duplicated job id is routed once (its first entry)
-      seen.add(job.id);
       if (job.notBeforeMs !== undefined && job.notBeforeMs > now) {
         reasons[i] = 'not_before';
         continue;
@@ -277,21 +306,43 @@ class Pass {
         reasons[i] = 'no_machine_in_pool';
         continue;
       }
-      position.set(job, i);
-      const queue = queues.get(pool);
-      if (queue) queue.push(job);
-      else queues.set(pool, [job]);
+      if (pool.queue === null) {
+        pool.queue = [];
+        queues.push({ pool, jobs: pool.queue });
+      }
+      pool.queue.push(i);
+      const r = packedRank(job);
+      if (r !== r) packed = false;
+      rank[i] = r;
     }
+    const cmp = packed
+      ? (a: number, b: number): number => {
+          const d = rank[a]! - rank[b]!;
+          if (d !== 0) return d;
+          const x = jobs[a]!.id;
+          const y = jobs[b]!.id;
+          return x < y ? -1 : x > y ? 1 : a - b;
+        }
+      : (a: number, b: number): number => compareJobs(jobs[a]!, jobs[b]!) || a - b;
 
     // Every routable job gets a machine while its pool has a free slot, so exactly the first `free` jobs of each pool
     // (in routing order) are routed; the others are out of capacity. Only those are sorted and scored.
-    let routed: PendingJob[] = [];
-    for (const [pool, queue] of queues) {
-      const { first, rest } = firstInOrder(queue, pool.free);
-      for (const job of rest) reasons[position.get(job)!] = 'no_capacity';
-      routed = routed.length === 0 ? first : routed.concat(first);
+    let order: number[] = [];
+    for (const q of queues) {
+      const { first, rest } = firstInOrder(q.jobs, q.pool.free, cmp);
+      for (const i of rest) reasons[i] = 'no_capacity';
+      order = order.length === 0 ? first : order.concat(first);
     }
-    if (queues.size > 1) routed.sort(compareJobs);
+    if (queues.length > 1) order.sort(cmp);
+    // Job ids are unique in a well-formed input; a repeated id is still routed at most once (its first in order).
+    const routed: PendingJob[] = [];
+    const seen = new Set<string>();
+    for (const i of order) {
+      const job = jobs[i]!;
+      if (seen.has(job.id)) continue;
+      seen.add(job.id);
+      routed.push(job);
+    }
 
     if (this.policy !== 'fifo') this.indexHolders(routed);
     if (this.policy === 'affinity') this.prepareAffinity();
@@ -319,14 +370,19 @@ class Pass {
 
   /** Inverted index LoRA key → machines of the pool with a free slot that cache it, for the keys routed jobs need. */
   private indexHolders(routed: readonly PendingJob[]): void {
-    const needed: [Set<string>, Set<string>] = [new Set(), new Set()];
-    for (const job of routed) for (const l of job.loras) needed[kindOf(l)].add(l.key);
+    for (const job of routed) {
+      const holders = this.pools.get(job.pool)!.holders;
+      for (const l of job.loras) {
+        const index = holders[kindOf(l)];
+        if (!index.has(l.key)) index.set(l.key, []);
+      }
+    }
     for (const pool of this.pools.values()) {
       for (const i of pool.members) {
         if (this.free[i] === 0) continue;
         const m = this.ms[i]!;
-        indexCache(pool.holders[USER], m.cachedUser, needed[USER], i);
-        indexCache(pool.holders[SHARED], m.cachedShared, needed[SHARED], i);
+        indexCache(pool.holders[USER], m.cachedUser, i);
+        indexCache(pool.holders[SHARED], m.cachedShared, i);
       }
     }
   }
@@ -339,21 +395,13 @@ class Pass {
       const d = busy[a]! * slots[b]! - busy[b]! * slots[a]!;
       return d < 0 || (d === 0 && a < b);
     };
-    const bySpeed = (a: number, b: number): boolean => speed[a]! > speed[b]! || (speed[a] === speed[b] && a < b);
     for (const pool of this.pools.values()) {
       pool.byLoad = new IndexedHeap(n, byLoad);
-      const first = speed[pool.members[0]!]!;
-      let mixed = false;
+      pool.widespread = Math.max(WIDESPREAD_MIN, Math.floor(pool.members.length * WIDESPREAD_SHARE));
       for (const i of pool.members) {
         this.seeds[i] = machineSeed(this.ms[i]!.id);
-        if (speed[i] !== first) mixed = true;
-      }
-      if (mixed) pool.bySpeed = new IndexedHeap(n, bySpeed);
-      for (const i of pool.members) {
-        if (this.free[i]! > 0) {
-          pool.byLoad.push(i);
-          pool.bySpeed?.push(i);
-        }
+        if (speed[i]! > pool.maxSpeed) pool.maxSpeed = speed[i]!;
+        if (this.free[i]! > 0) pool.byLoad.push(i);
       }
     }
   }
@@ -390,24 +438,47 @@ class Pass {
   }
 
   /**
-   * Marks the machines with a free slot that hold (or, for affinity, are receiving) one of the job's LoRAs as
-   * candidates, and records in `mask` which of the job's LoRAs each one holds.
+   * Makes candidates of the machines with a free slot that hold (or, for affinity, are receiving) one of the job's
+   * LoRAs, and records in `mask` which of the job's LoRAs each one holds. With `affinity`, a LoRA held by more than
+   * `pool.widespread` machines is not enumerated: its hits are checked per candidate (`direct`), and the bounded walk over
+   * the least-loaded machines finds the best of its holders. Also records, for affinity, whether each LoRA is warm.
    */
-  private collectHolders(v: JobView, pool: PoolState, stamp: number): void {
-    const { free, mark, mask, cands } = this;
-    for (let i = 0; i < v.loras.length && i < MASK_BITS; i++) {
+  private collectHolders(v: JobView, pool: PoolState, stamp: number, affinity: boolean): void {
+    const { free, mark, mask, cands, direct, warm } = this;
+    direct.length = 0;
+    warm.length = 0;
+    for (let i = 0; i < v.loras.length; i++) {
       const list = pool.holders[v.kinds[i]!].get(v.loras[i]!.key);
-      if (!list) continue;
-      const bit = 1 << i;
-      for (const m of list) {
-        if (free[m] === 0) continue;
-        if (mark[m] !== stamp) {
-          mark[m] = stamp;
-          mask[m] = 0;
-          cands.push(m);
+      let isWarm = false;
+      if (i >= MASK_BITS || (affinity && list !== undefined && list.length > pool.widespread)) {
+        direct.push(true);
+        if (affinity && list) {
+          for (const m of list) {
+            if (free[m]! > 0 && this.withinBound(m)) {
+              isWarm = true;
+              break;
+            }
+          }
+        } else if (list) {
+          for (const m of list) this.addCandidate(m, stamp);
         }
-        mask[m]! |= bit;
+      } else {
+        direct.push(false);
+        if (list) {
+          const bit = 1 << i;
+          for (const m of list) {
+            if (free[m] === 0) continue;
+            if (mark[m] !== stamp) {
+              mark[m] = stamp;
+              mask[m] = 0;
+              cands.push(m);
+            }
+            mask[m]! |= bit;
+            if (affinity && !isWarm) isWarm = this.withinBound(m);
+          }
+        }
       }
+      warm.push(isWarm);
     }
   }
 
@@ -421,7 +492,7 @@ class Pass {
 
   /** Whether LoRA `i` of the job is on machine `m` (cached, or arriving when the policy tracks arrivals). */
   private holds(v: JobView, m: number, i: number): boolean {
-    if (i < MASK_BITS) return this.mark[m] === this.stamp && (this.mask[m]! & (1 << i)) !== 0;
+    if (!this.direct[i]) return this.mark[m] === this.stamp && (this.mask[m]! & (1 << i)) !== 0;
     const kind = v.kinds[i]!;
     const key = v.loras[i]!.key;
     return this.cachedOn(m, kind, key) || (this.policy === 'affinity' && this.arriving[kind][m]?.has(key) === true);
@@ -430,7 +501,7 @@ class Pass {
   private chooseAdr010(v: JobView, pool: PoolState): Choice {
     const stamp = ++this.stamp;
     this.cands.length = 0;
-    this.collectHolders(v, pool, stamp);
+    this.collectHolders(v, pool, stamp, false);
     let best = -1;
     let bestScore = 0;
     for (const m of this.cands) {
@@ -464,14 +535,19 @@ class Pass {
 
   private chooseAffinity(v: JobView, pool: PoolState): Choice {
     const stamp = ++this.stamp;
-    const { cands, targets } = this;
+    const { cands, targets, warm, direct, w } = this;
     cands.length = 0;
     targets.length = 0;
-    this.boundFactor = (this.w.loadBound * (pool.busy + 1)) / pool.slots;
-    this.collectHolders(v, pool, stamp);
+    this.boundFactor = (w.loadBound * (pool.busy + 1)) / pool.slots;
+    this.collectHolders(v, pool, stamp, true);
     for (let i = 0; i < v.loras.length; i++) {
+      // A LoRA that a machine with a free slot within its bound holds (or is receiving) is warm: affinity handles it.
+      // A cold one gets a home: its first HRW rank with a free slot within the load bound.
+      if (warm[i]) {
+        targets.push(-1);
+        continue;
+      }
       const homes = this.homesOf(pool, v.kinds[i]!, v.loras[i]!);
-      // The LoRA's home: its first HRW rank with a free slot within the load bound.
       let target = -1;
       for (const m of homes) {
         if (this.free[m]! > 0 && this.withinBound(m)) {
@@ -482,13 +558,10 @@ class Pass {
       targets.push(target);
       for (const m of homes) this.addCandidate(m, stamp);
     }
-    if (this.options.exhaustive) {
+    const loadScale = w.load * this.expectedJobSeconds;
+    if (this.options.exhaustive || !(loadScale > 0)) {
+      // Without a load term the walk below has no order to prune with: score the whole pool.
       for (const m of pool.members) this.addCandidate(m, stamp);
-    } else {
-      const extra: number[] = [];
-      pool.byLoad!.firstK(LEAST_LOADED + v.avoid.length, extra);
-      if (pool.bySpeed && v.loras.length > 0) pool.bySpeed.firstK(FASTEST + v.avoid.length, extra);
-      for (const m of extra) this.addCandidate(m, stamp);
     }
 
     let best = -1;
@@ -500,6 +573,43 @@ class Pass {
         bestScore = score;
       }
     }
+
+    if (!this.options.exhaustive && loadScale > 0) {
+      // Any machine that is not a candidate yet holds none of the enumerated LoRAs and is no LoRA's home. Its score is
+      // at most: every widespread LoRA a hit, the enumerated LoRAs' bytes at the pool's best download speed, its own
+      // load, no penalty. Walk the machines with a free slot from the least loaded up and stop once that bound cannot
+      // beat (or tie with a lower index) the best so far. The bound is written like scoreAffinity so that a machine
+      // reaching it scores exactly the bound.
+      let userHits = 0;
+      let sharedHits = 0;
+      let bytes = 0;
+      for (let i = 0; i < v.loras.length; i++) {
+        if (direct[i]) {
+          if (v.kinds[i] === USER) userHits++;
+          else sharedHits++;
+        } else if (v.loras[i]!.sizeBytes > 0) {
+          bytes += v.loras[i]!.sizeBytes;
+        }
+      }
+      const affinity = w.affinity * (w.userHit * userHits + w.sharedHit * sharedHits);
+      const download = -w.download * (bytes / pool.maxSpeed);
+      pool.byLoad!.walk((m) => {
+        const load = -w.load * (this.busy[m]! / this.slots[m]!) * this.expectedJobSeconds;
+        const bound = affinity + download + load + 0 + 0 + 0;
+        // Heap order is (load, index): past this point nothing can beat or tie with a lower index.
+        if (bound < bestScore || (bound === bestScore && m > best)) return false;
+        if (this.mark[m] !== stamp) {
+          this.addCandidate(m, stamp);
+          const score = this.scoreAffinity(v, m, null);
+          if (score > bestScore || (score === bestScore && m < best)) {
+            best = m;
+            bestScore = score;
+          }
+        }
+        return true;
+      });
+    }
+
     const breakdown: Record<string, number> = {};
     const score = this.scoreAffinity(v, best, breakdown);
     return { machine: best, score, breakdown };
@@ -575,7 +685,6 @@ class Pass {
     if (pool.byLoad) {
       if (this.free[m] === 0) {
         pool.byLoad.remove(m);
-        pool.bySpeed?.remove(m);
       } else {
         pool.byLoad.update(m);
       }
@@ -593,12 +702,7 @@ class Pass {
   }
 }
 
-function indexCache(index: Map<string, number[]>, cache: ReadonlySet<string>, needed: Set<string>, machine: number): void {
-  if (needed.size === 0) return;
-  for (const key of cache) {
-    if (!needed.has(key)) continue;
-    const list = index.get(key);
-    if (list) list.push(machine);
-    else index.set(key, [machine]);
-  }
+function indexCache(index: Map<string, number[]>, cache: ReadonlySet<string>, machine: number): void {
+  if (index.size === 0) return;
+  for (const key of cache) index.get(key)?.push(machine);
 }

@@ -152,3 +152,43 @@ export function syntheticInput(options: SyntheticOptions): SyntheticInput {
   }
   return { nowMs, jobs, machines };
 }
+
+/** A machine with sensible defaults (live, idle, 1 slot, pool `standard`, empty cache), for tests and the simulator. */
+export function makeMachine(
+  id: string,
+  overrides: Partial<Omit<MachineState, 'cachedUser' | 'cachedShared'>> & {
+    cachedUser?: Iterable<string>;
+    cachedShared?: Iterable<string>;
+  } = {},
+): MachineState {
+  const { cachedUser, cachedShared, ...rest } = overrides;
+  return {
+    id,
+    pool: 'standard',
+    slots: 1,
+    busySlots: 0,
+    live: true,
+    draining: false,
+    budgetBytes: 50 * 1024 * MB,
+    usedBytes: 0,
+    downloadBytesPerSecond: 0,
+    ...rest,
+    cachedUser: new Set(cachedUser ?? []),
+    cachedShared: new Set(cachedShared ?? []),
+  };
+}
+
+/** A pending job with sensible defaults (pool `standard`, priority 5, first attempt, no LoRAs). */
+export function makeJob(id: string, overrides: Partial<PendingJob> = {}): PendingJob {
+  return { id, tenantId: 'tenant-1', pool: 'standard', priority: 5, createdAtMs: 0, attempt: 1, loras: [], ...overrides };
+}
+
+/** A user LoRA reference (default 100 MiB). */
+export function userLora(key: string, sizeBytes = 100 * MB): LoraRef {
+  return { kind: 'user', key, sizeBytes };
+}
+
+/** A shared LoRA reference (default 100 MiB). */
+export function sharedLora(key: string, sizeBytes = 100 * MB): LoraRef {
+  return { kind: 'shared', key, sizeBytes };
+}

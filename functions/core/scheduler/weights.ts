@@ -15,17 +15,19 @@ export const DEFAULT_DOWNLOAD_BYTES_PER_SECOND = 50 * 1024 * 1024;
 
 /**
  * Defaults, in points (1 point ≈ 1 second of expected start delay for the affinity policy):
- * - userHit 10 / sharedHit 5: ADR-010's +10/+5, used as is by `adr010` and, ×`affinity`, by `affinity`. A cached LoRA
- *   is worth more than the seconds its download would take: keeping a LoRA where it already is keeps the other copies
- *   (and the bytes) for other jobs.
- * - download 1: one point per expected second of download, so a 2 GB LoRA on a slow link outweighs a +10 hit elsewhere.
- * - load 0.2: queue wait is busy/slots × expectedJobSeconds (30 s → 0..6 points); with a free slot the job starts at
- *   once anyway, so load is a spreading tie-break, never strong enough to give up a cache hit.
- * - hrw 4: enough to send a cold LoRA to its rendezvous home over a slightly less loaded machine, less than a hit, so
- *   once the LoRA is somewhere the hit wins.
- * - avoid 6: a machine that lost this job before is used only when it is clearly better (e.g. holds the LoRA).
- * - overload 100, loadBound 1.5, loadBoundMinSlots 4: bounded load. Up to 4 busy slots a machine simply fills;
- *   beyond that it may hold at most 1.5 × the pool's utilisation, and above that every machine within bound wins.
+ * - userHit 10 / sharedHit 5: ADR-010's +10/+5, used as is by `adr010` and, × `affinity` (1), by `affinity`. A cached
+ *   LoRA is worth more than the seconds its download would take: a job that stays where its LoRA is leaves the other
+ *   machines' caches (and the network) to other jobs.
+ * - download 1: one point per expected second of download, so a 2 GB LoRA on a slow link outweighs a +10 hit elsewhere,
+ *   and among cold machines the fastest link wins.
+ * - load 0.2: queue wait is busy/slots × expectedJobSeconds (30 s → 0..6 points). The job has a free slot wherever it
+ *   goes, so load spreads work and breaks ties; it is never strong enough to give up a cache hit.
+ * - hrw 4: enough to send a cold LoRA to its rendezvous home over a moderately less loaded machine (up to half the
+ *   slots busy), less than a hit, so once the LoRA is somewhere the hit wins.
+ * - avoid 6: a machine that lost this job before is used only when it is clearly better (e.g. it holds the LoRA).
+ * - overload 100, loadBound 1.5, loadBoundMinSlots 4: bounded load. Up to 4 busy slots a machine simply fills (machines
+ *   of 1-4 slots are bounded by their capacity alone); beyond that it may run at most 1.5 × the pool's utilisation, and
+ *   above that any machine within its bound wins, so a hot LoRA spreads to a few more machines.
  */
 export const DEFAULT_WEIGHTS: Readonly<Weights> = Object.freeze({
   userHit: 10,
