@@ -1,16 +1,68 @@
+// Picks the dispatch transport. The Functions app sends (createDispatchSender, from its app settings); each agent
+// receives its own machine's messages (createDispatchReceiver, from the agent's settings).
+import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+import { ServiceBusClient } from '@azure/service-bus';
+import { QueueServiceClient } from '@azure/storage-queue';
+import { machineIdSchema } from '../contract/ids.js';
 import type { AzureClients } from '../functions/adapters/azure-clients.js';
-import { StorageQueueSender } from './storage-queue.js';
-import type { DispatchSender } from './types.js';
+import { ServiceBusDispatchReceiver, ServiceBusDispatchSender } from './servicebus.js';
+import { StorageQueueReceiver, StorageQueueSender } from './storage-queue.js';
+import type { DispatchReceiver, DispatchSender } from './types.js';
 
 export type { DispatchReceiver, DispatchSender, ReceivedDispatch } from './types.js';
+export { queueNameFor } from './storage-queue.js';
 
-/** The sender for the configured transport (DISPATCH_TRANSPORT). */
+/** The sender for the configured transport (DISPATCH_TRANSPORT). Builds no connection until first use. */
 export function createDispatchSender(clients: AzureClients): DispatchSender {
   const cfg = clients.config;
   switch (cfg.transport) {
     case 'storage-queue':
       return new StorageQueueSender(clients.queueService, cfg.storageQueuePrefix);
     case 'servicebus':
-      throw new Error('servicebus transport: not wired yet');
+      return new ServiceBusDispatchSender(() => clients.serviceBusClient, cfg.serviceBusQueue);
   }
+}
+
+/** Identity for Azure: a token credential, or a user-assigned identity's client id (else the default chain). */
+export type IdentityOptions = { credential?: TokenCredential; clientId?: string };
+
+export type DispatchReceiverOptions = {
+  /** The agent's own machine id: it receives this machine's dispatches and nobody else's. */
+  machineId: string;
+  /** Storage queue: visibility timeout of a received message (renew() extends it). Default 60 s. */
+  lockSeconds?: number;
+} & (
+  | ({
+      transport: 'storage-queue';
+      /** DISPATCH_QUEUE_PREFIX, as the app uses it (default `machine-`). */
+      queuePrefix: string;
+    } & ({ connectionString: string } | ({ queueServiceUri: string } & IdentityOptions)))
+  | ({
+      transport: 'servicebus';
+      /** SERVICEBUS_QUEUE (default `jobs`). */
+      queue: string;
+      /** How long the SDK renews the session lock by itself (default 1 h; the receiver re-accepts when it lapses). */
+      autoRenewMs?: number;
+    } & ({ connectionString: string } | ({ fullyQualifiedNamespace: string } & IdentityOptions)))
+);
+
+function credentialFor(o: IdentityOptions): TokenCredential {
+  return o.credential ?? (o.clientId ? new ManagedIdentityCredential({ clientId: o.clientId }) : new DefaultAzureCredential());
+}
+
+/** The agent's receiver. It owns its SDK client and closes it on close(). */
+export function createDispatchReceiver(options: DispatchReceiverOptions): DispatchReceiver {
+  const machineId = machineIdSchema.parse(options.machineId);
+  if (options.transport === 'storage-queue') {
+    const service =
+      'connectionString' in options
+        ? QueueServiceClient.fromConnectionString(options.connectionString)
+        : new QueueServiceClient(options.queueServiceUri, credentialFor(options));
+    return new StorageQueueReceiver(service, options.queuePrefix, machineId, options.lockSeconds ?? 60);
+  }
+  const client =
+    'connectionString' in options
+      ? new ServiceBusClient(options.connectionString)
+      : new ServiceBusClient(options.fullyQualifiedNamespace, credentialFor(options));
+  return new ServiceBusDispatchReceiver(client, options.queue, machineId, { ownsClient: true, autoRenewMs: options.autoRenewMs });
 }

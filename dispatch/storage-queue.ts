@@ -44,10 +44,11 @@ interface QueueHandle extends ReceivedDispatch {
 
 export class StorageQueueReceiver implements DispatchReceiver {
   private readonly queue: QueueClient;
+  private ready = false;
   constructor(
     service: QueueServiceClient,
     prefix: string,
-    machineId: string,
+    readonly machineId: string,
     /** How long a received message stays invisible before redelivery unless renewed. */
     private readonly lockSeconds = 60,
   ) {
@@ -55,7 +56,10 @@ export class StorageQueueReceiver implements DispatchReceiver {
   }
 
   async receive(max: number, maxWaitMs: number): Promise<ReceivedDispatch[]> {
-    await this.queue.createIfNotExists();
+    if (!this.ready) {
+      await this.queue.createIfNotExists();
+      this.ready = true;
+    }
     const deadline = Date.now() + maxWaitMs;
     for (;;) {
       const res = await this.queue.receiveMessages({ numberOfMessages: Math.min(32, Math.max(1, max)), visibilityTimeout: this.lockSeconds });
