@@ -1,0 +1,206 @@
+// `lora-router submit | jobs | job | cancel | retry | watch`: the user's side of jobs.
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { JobEvent, JobStatus, JobView, LoraRequirement } from '../../contract/jobs.js';
+import { ApiRequestError, type ApiClient } from '../api-client.js';
+import type { CliContext } from '../index.js';
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+const TERMINAL = new Set<JobStatus>(['succeeded', 'failed', 'cancelled']);
+
+function readPayload(path: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new Error(`--payload ${path}: ${(err as Error).message}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`--payload ${path}: must hold a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+function describeStatus(j: JobView): string {
+  const where = j.machine_id ? ` on ${j.machine_id}` : '';
+  const score = j.affinity_score !== null ? `, score ${j.affinity_score} (${j.policy})` : '';
+  const wait = j.status === 'pending' && j.not_before ? `, retry not before ${j.not_before}` : '';
+  const err = j.error ? ` — ${j.error}` : '';
+  return `${j.status}${where} (attempt ${j.attempt}, epoch ${j.epoch}${score}${wait})${err}`;
+}
+
+function printEvent(e: JobEvent, out: NodeJS.WritableStream): void {
+  const d = e.data as Record<string, unknown>;
+  switch (e.type) {
+    case 'log':
+      for (const line of (d.lines as string[]) ?? []) out.write(`${String(d.stream ?? 'log').padEnd(6)}| ${line}\n`);
+      return;
+    case 'progress':
+      out.write(`[progress] ${Math.round(Number(d.progress ?? 0) * 100)}%${d.message ? ` ${String(d.message)}` : ''}\n`);
+      return;
+    case 'started': {
+      const c = (d.cache ?? {}) as { hit_loras?: string[]; missing_loras?: string[]; bytes_downloaded?: number; download_ms?: number };
+      out.write(
+        `[started] attempt ${e.attempt} on ${e.machine_id ?? '?'}: cache hits [${(c.hit_loras ?? []).join(', ')}], downloaded [${(c.missing_loras ?? []).join(', ')}] (${c.bytes_downloaded ?? 0} bytes in ${c.download_ms ?? 0} ms)\n`,
+      );
+      return;
+    }
+    case 'failed':
+      out.write(`[failed] attempt ${e.attempt}: ${String(d.reason ?? '')}${d.outcome === 'retrying' ? ' — will retry' : ''}\n`);
+      return;
+    case 'succeeded':
+      out.write(`[succeeded] ${d.result !== undefined ? JSON.stringify(d.result) : ''}\n`);
+      return;
+    default:
+      out.write(`[${e.type}] ${JSON.stringify(d)}\n`);
+  }
+}
+
+/**
+ * Follows a job over server-sent events until it is terminal; reconnects with Last-Event-ID when the server ends a
+ * long stream or the connection drops. Resolves with the final status.
+ */
+export async function watchJob(api: ApiClient, jobId: string, out: NodeJS.WritableStream = process.stdout): Promise<JobStatus> {
+  let lastId: string | undefined;
+  let failures = 0;
+  for (;;) {
+    let final: JobStatus | undefined;
+    const parser = createParser({
+      onEvent: (m: EventSourceMessage) => {
+        if (m.id) lastId = m.id;
+        const data = m.data ? (JSON.parse(m.data) as unknown) : null;
+        if (m.event === 'status') out.write(`[status] ${describeStatus(data as JobView)}\n`);
+        else if (m.event === 'end') final = (data as { status: JobStatus }).status;
+        else if (m.event === 'error') throw new ApiRequestError(404, 'not_found', (data as { message: string }).message, data);
+        else if (m.event && m.event !== 'timeout') printEvent(data as JobEvent, out);
+      },
+    });
+    let res: Response;
+    try {
+      res = await api.raw('GET', `jobs/${encodeURIComponent(jobId)}/events`, {
+        headers: { accept: 'text/event-stream', ...(lastId ? { 'last-event-id': lastId } : {}) },
+      });
+    } catch (err) {
+      if (++failures > 5) throw err;
+      await new Promise((r) => setTimeout(r, 1000 * failures));
+      continue;
+    }
+    if (!res.ok) {
+      const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+      throw new ApiRequestError(res.status, body?.error?.code ?? 'http_error', body?.error?.message ?? `HTTP ${res.status}`, body);
+    }
+    failures = 0;
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        parser.feed(decoder.decode(chunk, { stream: true }));
+        if (final) return final;
+      }
+    } catch (err) {
+      if (err instanceof ApiRequestError) throw err;
+      // connection dropped: reconnect from the last event we saw
+    }
+    if (final) return final;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command('submit')
+    .description('submit a job; its LoRAs must be ready (user LoRAs by flat_file_id, shared ones by file name)')
+    .option('--lora <flat_file_id>', 'a user LoRA the job needs (repeatable)', collect, [])
+    .option('--shared <filename>', 'a shared LoRA the job needs (repeatable)', collect, [])
+    .option('--pool <pool>', 'machine pool', 'standard')
+    .option('--priority <0-9>', 'higher runs first', '5')
+    .option('--payload <file.json>', 'JSON object handed to the job')
+    .option('--service <name>', 'service the job needs (service_required)', 'default')
+    .option('--idempotency-key <key>', 'retrying with the same key returns the same job')
+    .option('--watch', 'follow the job until it ends')
+    .action(
+      async (opts: { lora: string[]; shared: string[]; pool: string; priority: string; payload?: string; service: string; idempotencyKey?: string; watch?: boolean }) => {
+        const loras: LoraRequirement[] = [
+          ...opts.lora.map((id) => ({ type: 'user' as const, flat_file_id: id })),
+          ...opts.shared.map((filename) => ({ type: 'shared' as const, filename })),
+        ];
+        const body = {
+          service_required: opts.service,
+          pool: opts.pool,
+          priority: Number(opts.priority),
+          payload: opts.payload ? readPayload(opts.payload) : {},
+          requirements: { loras },
+        };
+        const api = ctx.api();
+        const res = await api.post<{ job_id: string; status: JobStatus }>('jobs', body, opts.idempotencyKey ? { 'idempotency-key': opts.idempotencyKey } : undefined);
+        process.stdout.write(`${res.job_id} ${res.status}\n`);
+        if (opts.watch) {
+          const status = await watchJob(api, res.job_id);
+          if (status !== 'succeeded') process.exitCode = 1;
+        }
+      },
+    );
+
+  program
+    .command('jobs')
+    .description('list your jobs, newest first')
+    .addOption(new Option('--status <status>', 'only this status').choices(['pending', 'assigned', 'running', 'succeeded', 'failed', 'cancelled']))
+    .option('--limit <n>', 'at most this many', '50')
+    .option('--json', 'print JSON')
+    .action(async (opts: { status?: string; limit: string; json?: boolean }) => {
+      const q = new URLSearchParams({ limit: opts.limit });
+      if (opts.status) q.set('status', opts.status);
+      const { jobs } = await ctx.api().get<{ jobs: JobView[] }>(`jobs?${q}`);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
+        return;
+      }
+      if (jobs.length === 0) {
+        process.stdout.write('no jobs\n');
+        return;
+      }
+      const rows = [['JOB', 'STATUS', 'POOL', 'MACHINE', 'ATTEMPT', 'SCORE', 'CREATED']];
+      for (const j of jobs) {
+        rows.push([j.job_id, j.status, j.pool, j.machine_id ?? '-', String(j.attempt), j.affinity_score === null ? '-' : String(j.affinity_score), j.created_at]);
+      }
+      process.stdout.write(`${table(rows)}\n`);
+    });
+
+  program
+    .command('job')
+    .description('show one job (JSON), including its score breakdown')
+    .argument('<job_id>')
+    .action(async (id: string) => {
+      process.stdout.write(`${JSON.stringify(await ctx.api().get<JobView>(`jobs/${encodeURIComponent(id)}`), null, 2)}\n`);
+    });
+
+  program
+    .command('cancel')
+    .description('cancel a job (a running job is stopped on its machine)')
+    .argument('<job_id>')
+    .action(async (id: string) => {
+      const j = await ctx.api().delete<JobView>(`jobs/${encodeURIComponent(id)}`);
+      process.stdout.write(`${j.job_id} ${describeStatus(j)}\n`);
+    });
+
+  program
+    .command('retry')
+    .description('run a failed or cancelled job again')
+    .argument('<job_id>')
+    .action(async (id: string) => {
+      const j = await ctx.api().post<JobView>(`jobs/${encodeURIComponent(id)}/retry`);
+      process.stdout.write(`${j.job_id} ${describeStatus(j)}\n`);
+    });
+
+  program
+    .command('watch')
+    .description('follow a job live (status, progress, logs) until it ends; exit code 0 only if it succeeded')
+    .argument('<job_id>')
+    .action(async (id: string) => {
+      const status = await watchJob(ctx.api(), id);
+      if (status !== 'succeeded') process.exitCode = 1;
+    });
+}

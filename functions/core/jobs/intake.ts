@@ -1,0 +1,166 @@
+// POST /api/jobs: validate the LoRAs a job needs, apply the tenant quota, store the job as pending. With an
+// Idempotency-Key the job id is derived from (tenant, key), so a retried request finds the job it already created.
+import { newJobId } from '../../../contract/ids.js';
+import type { LoraRequirement, SubmitJobRequest } from '../../../contract/jobs.js';
+import { ApiError, badRequest, conflict, quotaExceeded } from '../errors.js';
+import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from '../loras/records.js';
+import { isConflict, isNotFound, type CoreDeps } from './deps.js';
+import {
+  ACTIVE_STATUSES,
+  IDEMPOTENCY_KEY_PATTERN,
+  idempotentJobId,
+  quotaThreshold,
+  requestHash,
+  type JobDoc,
+  type JobLora,
+} from './model.js';
+import { readJob } from './store.js';
+
+export type SubmitOutcome = { created: true; doc: JobDoc } | { created: false; doc: JobDoc };
+
+async function readLora(deps: CoreDeps, id: string, owner: string): Promise<LoraDoc | null> {
+  try {
+    const { resource } = await deps.loras.item(id, owner).read<LoraDoc>();
+    return resource ?? null;
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+const describe = (r: LoraRequirement): string => (r.type === 'user' ? `user LoRA ${r.flat_file_id}` : `shared LoRA ${r.filename}`);
+
+/** Every required LoRA must exist, be `ready`, and be the caller's own or a shared one. */
+export async function resolveLoras(deps: CoreDeps, tenantId: string, requirements: LoraRequirement[]): Promise<JobLora[]> {
+  const seen = new Set<string>();
+  for (const [i, r] of requirements.entries()) {
+    const key = r.type === 'user' ? `u:${r.flat_file_id}` : `s:${r.filename}`;
+    if (seen.has(key)) throw badRequest(`requirements.loras[${i}]: ${describe(r)} is listed twice`);
+    seen.add(key);
+  }
+  const docs = await Promise.all(
+    requirements.map((r) => (r.type === 'user' ? readLora(deps, r.flat_file_id, tenantId) : readLora(deps, sharedLoraDocId(r.filename), SHARED_OWNER))),
+  );
+  return requirements.map((r, i) => {
+    const doc = docs[i];
+    const where = `requirements.loras[${i}]`;
+    if (!doc || doc.owner_id !== (r.type === 'user' ? tenantId : SHARED_OWNER)) {
+      throw new ApiError('invalid_lora', `${where}: ${describe(r)} does not exist${r.type === 'user' ? ' in your library' : ''}`, {
+        index: i,
+        lora: r,
+      });
+    }
+    if (doc.status === 'rejected') {
+      throw new ApiError('invalid_lora', `${where}: ${describe(r)} was rejected (${doc.reject_reason ?? 'invalid file'})`, {
+        index: i,
+        lora: r,
+        status: doc.status,
+      });
+    }
+    if (doc.status !== 'ready') {
+      throw new ApiError('lora_not_ready', `${where}: ${describe(r)} is ${doc.status}, not ready yet`, { index: i, lora: r, status: doc.status });
+    }
+    return { kind: r.type, key: r.type === 'user' ? r.flat_file_id : r.filename, size_bytes: doc.size_bytes };
+  });
+}
+
+/** Jobs of the tenant that hold or wait for capacity: pending + assigned + running. */
+export async function countActiveJobs(deps: CoreDeps, tenantId: string): Promise<number> {
+  const { resources } = await deps.jobs.items
+    .query<number>({
+      query: `SELECT VALUE COUNT(1) FROM c WHERE c.tenant_id = @t AND c.doc_type = "job" AND c.status IN (${ACTIVE_STATUSES.map((s) => `"${s}"`).join(',')})`,
+      parameters: [{ name: '@t', value: tenantId }],
+    })
+    .fetchAll();
+  return resources.reduce((a, b) => a + b, 0);
+}
+
+/** 429 once the tenant's active jobs reach 90 % of TENANT_MAX_ACTIVE_JOBS. */
+export async function enforceQuota(deps: CoreDeps, tenantId: string): Promise<void> {
+  const limit = deps.config.tenantMaxActiveJobs;
+  const threshold = quotaThreshold(limit);
+  const active = await countActiveJobs(deps, tenantId);
+  if (active >= threshold) {
+    throw quotaExceeded(
+      `tenant ${tenantId} has ${active} active jobs (pending+assigned+running); the limit is ${limit} and new work is refused from 90% of it (${threshold} jobs). Wait for jobs to finish or cancel some.`,
+      { active, limit, threshold },
+    );
+  }
+}
+
+function sameRequest(doc: JobDoc, hash: string): boolean {
+  return doc.request_hash === hash;
+}
+
+function replay(doc: JobDoc, hash: string, key: string): SubmitOutcome {
+  if (!sameRequest(doc, hash)) {
+    throw conflict(`Idempotency-Key "${key}" was already used for a different request (job ${doc.id}); use a new key for a new job`, {
+      job_id: doc.id,
+    });
+  }
+  return { created: false, doc };
+}
+
+export async function submitJob(deps: CoreDeps, tenantId: string, body: SubmitJobRequest, idempotencyKey?: string | null): Promise<SubmitOutcome> {
+  let id = newJobId();
+  let hash: string | null = null;
+  if (idempotencyKey !== undefined && idempotencyKey !== null) {
+    if (!IDEMPOTENCY_KEY_PATTERN.test(idempotencyKey)) {
+      throw badRequest('Idempotency-Key must be 1-200 visible ASCII characters');
+    }
+    id = idempotentJobId(tenantId, idempotencyKey);
+    hash = requestHash(body);
+    const existing = await readJob(deps.jobs, tenantId, id);
+    if (existing) return replay(existing, hash, idempotencyKey);
+  }
+
+  const loras = await resolveLoras(deps, tenantId, body.requirements.loras);
+  await enforceQuota(deps, tenantId);
+
+  const now = new Date(deps.now()).toISOString();
+  const doc: JobDoc = {
+    id,
+    tenant_id: tenantId,
+    doc_type: 'job',
+    status: 'pending',
+    service_required: body.service_required,
+    pool: body.pool,
+    priority: body.priority,
+    payload: body.payload,
+    requirements: body.requirements,
+    loras,
+    request_hash: hash,
+    epoch: 0,
+    attempt: 1,
+    attempt_limit: deps.config.maxAttempts,
+    machine_id: null,
+    avoid_machines: [],
+    affinity_score: null,
+    score_breakdown: null,
+    policy: null,
+    cache: { hit_loras: [], missing_loras: [] },
+    cache_outcome: null,
+    error: null,
+    result: null,
+    last_failure: null,
+    assignments: 0,
+    redispatches: 0,
+    created_at: now,
+    updated_at: now,
+    assigned_at: null,
+    started_at: null,
+    finished_at: null,
+    not_before: null,
+  };
+  try {
+    const { resource } = await deps.jobs.items.create<JobDoc>(doc);
+    return { created: true, doc: resource ?? doc };
+  } catch (err) {
+    if (isConflict(err) && hash && idempotencyKey) {
+      // The same key raced in concurrently: whoever created it first wins; the other sees that job.
+      const existing = await readJob(deps.jobs, tenantId, id);
+      if (existing) return replay(existing, hash, idempotencyKey);
+    }
+    throw err;
+  }
+}

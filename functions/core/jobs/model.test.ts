@@ -1,0 +1,130 @@
+import { describe, expect, it } from 'vitest';
+import {
+  afterClaimTimeout,
+  afterLostAttempt,
+  canonicalJson,
+  idempotentJobId,
+  quotaThreshold,
+  requestHash,
+  retryDelaySeconds,
+  toJobView,
+  type JobDoc,
+} from './model.js';
+import { jobIdSchema } from '../../../contract/ids.js';
+import { jobViewSchema } from '../../../contract/jobs.js';
+
+const NOW = Date.parse('2025-01-01T00:00:00.000Z');
+
+function job(over: Partial<JobDoc> = {}): JobDoc {
+  return {
+    id: 'job_0000000000000000000000000a',
+    tenant_id: 'alice',
+    doc_type: 'job',
+    status: 'running',
+    service_required: 'svc',
+    pool: 'standard',
+    priority: 5,
+    payload: {},
+    requirements: { loras: [] },
+    loras: [],
+    request_hash: null,
+    epoch: 3,
+    attempt: 1,
+    attempt_limit: 3,
+    machine_id: 'gpu-1',
+    avoid_machines: [],
+    affinity_score: 10,
+    score_breakdown: { affinity: 10 },
+    policy: 'adr010',
+    cache: { hit_loras: ['lora_x'], missing_loras: [] },
+    cache_outcome: null,
+    error: null,
+    result: null,
+    last_failure: null,
+    assignments: 1,
+    redispatches: 0,
+    created_at: new Date(NOW - 60_000).toISOString(),
+    updated_at: new Date(NOW - 60_000).toISOString(),
+    assigned_at: new Date(NOW - 50_000).toISOString(),
+    started_at: new Date(NOW - 40_000).toISOString(),
+    finished_at: null,
+    not_before: null,
+    ...over,
+  };
+}
+
+describe('idempotent job ids', () => {
+  it('are valid job ids, stable per (tenant, key), distinct across tenants and keys', () => {
+    const a = idempotentJobId('alice', 'k1');
+    expect(jobIdSchema.safeParse(a).success).toBe(true);
+    expect(idempotentJobId('alice', 'k1')).toBe(a);
+    expect(idempotentJobId('bob', 'k1')).not.toBe(a);
+    expect(idempotentJobId('alice', 'k2')).not.toBe(a);
+  });
+
+  it('request hashes ignore key order but not values', () => {
+    expect(canonicalJson({ b: 1, a: { d: [1, 2], c: null } })).toBe('{"a":{"c":null,"d":[1,2]},"b":1}');
+    expect(requestHash({ a: 1, b: 2 })).toBe(requestHash({ b: 2, a: 1 }));
+    expect(requestHash({ a: 1, b: 2 })).not.toBe(requestHash({ a: 1, b: 3 }));
+  });
+});
+
+describe('quota threshold (90 % rule)', () => {
+  it.each([
+    [100, 90],
+    [10, 9],
+    [15, 14],
+    [1, 1],
+    [3, 3],
+  ])('limit %i refuses from %i active jobs', (limit, threshold) => {
+    expect(quotaThreshold(limit)).toBe(threshold);
+  });
+});
+
+describe('lost attempts', () => {
+  it('backoff doubles per attempt', () => {
+    expect([1, 2, 3, 4].map((a) => retryDelaySeconds(2, a))).toEqual([2, 4, 8, 16]);
+  });
+
+  it('a lost attempt with budget left goes back to pending: epoch+1, attempt+1, backoff, machine avoided', () => {
+    const next = afterLostAttempt(job(), 'machine_lost', 'machine gpu-1 stopped heartbeating', NOW, 2);
+    expect(next).toMatchObject({
+      status: 'pending',
+      epoch: 4,
+      attempt: 2,
+      machine_id: null,
+      avoid_machines: ['gpu-1'],
+      not_before: new Date(NOW + 2000).toISOString(),
+      redispatches: 1,
+      last_failure: { epoch: 3, kind: 'machine_lost', retryable: true },
+    });
+    const again = afterLostAttempt({ ...next, status: 'running', epoch: 5, machine_id: 'gpu-2' }, 'machine_lost', 'x', NOW, 2);
+    expect(again).toMatchObject({ attempt: 3, epoch: 6, avoid_machines: ['gpu-1', 'gpu-2'], not_before: new Date(NOW + 4000).toISOString() });
+  });
+
+  it('the last attempt fails the job and keeps the epoch (a duplicate report of it is recognisable)', () => {
+    const next = afterLostAttempt(job({ attempt: 3 }), 'machine_lost', 'machine gpu-1 stopped heartbeating', NOW, 2);
+    expect(next.status).toBe('failed');
+    expect(next.epoch).toBe(3);
+    expect(next.error).toContain('attempt 3 of 3; no attempts left');
+    expect(next.finished_at).toBe(new Date(NOW).toISOString());
+  });
+
+  it('a non-retryable failure fails at once', () => {
+    const next = afterLostAttempt(job(), 'agent_failure', 'bad payload', NOW, 2, false);
+    expect(next).toMatchObject({ status: 'failed', error: 'bad payload', attempt: 1 });
+  });
+
+  it('a claim timeout re-routes with the same attempt and no backoff', () => {
+    const next = afterClaimTimeout(job({ status: 'assigned', started_at: null }), NOW);
+    expect(next).toMatchObject({ status: 'pending', epoch: 4, attempt: 1, machine_id: null, not_before: null, avoid_machines: ['gpu-1'] });
+  });
+});
+
+describe('job view', () => {
+  it('matches the contract schema and prefers the agent-reported cache outcome', () => {
+    const view = toJobView(job({ cache_outcome: { hit_loras: [], missing_loras: ['lora_x'], download_ms: 5, bytes_downloaded: 10 } }));
+    expect(jobViewSchema.safeParse(view).success).toBe(true);
+    expect(view.cache).toEqual({ hit_loras: [], missing_loras: ['lora_x'] });
+  });
+});

@@ -1,0 +1,211 @@
+// The stored shape of a job (Cosmos `jobs`, partition key /tenant_id), its view on the wire, and the pure rules of its
+// state machine. No I/O here: the store and the operations apply these rules with a compare-and-swap on the ETag.
+//
+//   pending ──tick──> assigned ──claim──> running ──succeeded──> succeeded
+//      ^                 │                   │ ──failed (final)──> failed
+//      │                 │                   │
+//      └── lost / claim timeout / retryable failure (epoch+1; attempt+1 except for a claim timeout) ──┘
+//   pending | assigned | running ──cancel──> cancelled;   failed | cancelled ──retry──> pending (new attempt budget)
+//
+// `epoch` is the fencing token: it moves on every time a job is handed to a machine or taken away from one, and a
+// machine may only claim or report for the epoch it was given.
+import { createHash } from 'node:crypto';
+import type { JobStatus, JobView, LoraRequirement } from '../../../contract/jobs.js';
+
+export const ACTIVE_STATUSES = ['pending', 'assigned', 'running'] as const satisfies readonly JobStatus[];
+/** Statuses that hold a machine slot. */
+export const BUSY_STATUSES = ['assigned', 'running'] as const satisfies readonly JobStatus[];
+
+export const isTerminal = (s: JobStatus): boolean => s === 'succeeded' || s === 'failed' || s === 'cancelled';
+
+/** One LoRA a job needs, resolved at intake: the machine's cache key and the size, for the scheduler. */
+export interface JobLora {
+  kind: 'user' | 'shared';
+  key: string;
+  size_bytes: number;
+}
+
+export interface CacheOutcome {
+  hit_loras: string[];
+  missing_loras: string[];
+  download_ms: number;
+  bytes_downloaded: number;
+}
+
+export interface JobDoc {
+  id: string;
+  tenant_id: string;
+  doc_type: 'job';
+  status: JobStatus;
+  service_required: string;
+  pool: string;
+  priority: number;
+  payload: Record<string, unknown>;
+  requirements: { loras: LoraRequirement[] };
+  loras: JobLora[];
+  /** Set when the job was submitted with an Idempotency-Key: a hash of the parsed request body. */
+  request_hash: string | null;
+  /** Fencing token. 0 at intake; +1 on every assignment and every time the job is taken back from a machine. */
+  epoch: number;
+  /** 1-based attempt number; never decreases (a user retry continues counting with a fresh budget). */
+  attempt: number;
+  /** The last attempt number this budget allows: losing attempt `attempt_limit` fails the job. */
+  attempt_limit: number;
+  machine_id: string | null;
+  /** Machines an earlier attempt was lost on, for the scheduler's avoid scorer. */
+  avoid_machines: string[];
+  affinity_score: number | null;
+  score_breakdown: Record<string, number> | null;
+  policy: string | null;
+  /** At assignment: what the machine held per its last heartbeat. Replaced by the agent's own report at start. */
+  cache: { hit_loras: string[]; missing_loras: string[] };
+  cache_outcome: CacheOutcome | null;
+  /** Final error, or the reason of the last lost/failed attempt while a retry is pending. */
+  error: string | null;
+  result: unknown;
+  /** The last failed attempt, so a duplicate `failed` report for it is recognised. */
+  last_failure: { epoch: number; kind: LossKind; reason: string; retryable: boolean; at: string } | null;
+  /** Assignments made (all attempts) and how many of them were re-routes after a lost or unclaimed dispatch. */
+  assignments: number;
+  redispatches: number;
+  created_at: string;
+  updated_at: string;
+  assigned_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  not_before: string | null;
+  _etag?: string;
+}
+
+export function toJobView(doc: JobDoc): JobView {
+  return {
+    job_id: doc.id,
+    status: doc.status,
+    service_required: doc.service_required,
+    pool: doc.pool,
+    priority: doc.priority,
+    requirements: doc.requirements,
+    machine_id: doc.machine_id,
+    attempt: doc.attempt,
+    epoch: doc.epoch,
+    affinity_score: doc.affinity_score,
+    score_breakdown: doc.score_breakdown,
+    policy: doc.policy,
+    cache: {
+      hit_loras: doc.cache_outcome?.hit_loras ?? doc.cache.hit_loras,
+      missing_loras: doc.cache_outcome?.missing_loras ?? doc.cache.missing_loras,
+    },
+    error: doc.error,
+    result: doc.result ?? null,
+    created_at: doc.created_at,
+    assigned_at: doc.assigned_at,
+    started_at: doc.started_at,
+    finished_at: doc.finished_at,
+    not_before: doc.not_before,
+  };
+}
+
+const BASE32 = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/** The job id for (tenant, Idempotency-Key): the same pair always names the same job. */
+export function idempotentJobId(tenantId: string, key: string): string {
+  const digest = createHash('sha256').update(`lora-router/job\n${tenantId}\n${key}`).digest();
+  let bits = 0;
+  let value = 0;
+  let out = '';
+  for (const byte of digest) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5 && out.length < 26) {
+      out += BASE32[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    value &= (1 << bits) - 1;
+    if (out.length === 26) break;
+  }
+  return `job_${out}`;
+}
+
+/** JSON with object keys sorted, so equal values hash equally whatever the key order on the wire. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+export const requestHash = (body: unknown): string => createHash('sha256').update(canonicalJson(body)).digest('hex');
+
+/** Idempotency-Key header rules: 1-200 visible ASCII characters. */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,200}$/;
+
+/** Backoff before attempt n+1 after attempt n was lost: base × 2^(n-1) seconds. */
+export function retryDelaySeconds(baseSeconds: number, lostAttempt: number): number {
+  return baseSeconds * 2 ** Math.max(0, lostAttempt - 1);
+}
+
+/** New work is refused once active jobs reach 90 % of the limit (rounded up): the smallest refused count. */
+export function quotaThreshold(limit: number): number {
+  return Math.max(1, Math.ceil((limit * 9) / 10));
+}
+
+export type LossKind = 'machine_lost' | 'orphaned' | 'agent_failure';
+
+/**
+ * The job after attempt `doc.attempt` was lost or failed on `doc.machine_id`: back to pending with the epoch moved on
+ * (the old attempt can no longer claim or report) and a backoff of base × 2^(attempt-1), or `failed` when the failure
+ * is final or the budget is spent (the epoch stays: a duplicate report of that failure is then recognised). Pure.
+ */
+export function afterLostAttempt(
+  doc: JobDoc,
+  kind: LossKind,
+  reason: string,
+  nowMs: number,
+  retryBaseSeconds: number,
+  retryable = true,
+): JobDoc {
+  const at = new Date(nowMs).toISOString();
+  const lostOn = doc.machine_id;
+  const base: JobDoc = {
+    ...doc,
+    updated_at: at,
+    last_failure: { epoch: doc.epoch, kind, reason, retryable, at },
+  };
+  if (!retryable || doc.attempt >= doc.attempt_limit) {
+    const spent = retryable ? ` (attempt ${doc.attempt} of ${doc.attempt_limit}; no attempts left)` : '';
+    return { ...base, status: 'failed', error: `${reason}${spent}`, finished_at: at, not_before: null };
+  }
+  const delay = retryDelaySeconds(retryBaseSeconds, doc.attempt);
+  return {
+    ...base,
+    status: 'pending',
+    epoch: doc.epoch + 1,
+    machine_id: null,
+    attempt: doc.attempt + 1,
+    avoid_machines: lostOn && !doc.avoid_machines.includes(lostOn) ? [...doc.avoid_machines, lostOn] : doc.avoid_machines,
+    error: `attempt ${doc.attempt} of ${doc.attempt_limit}: ${reason}`,
+    not_before: new Date(nowMs + delay * 1000).toISOString(),
+    redispatches: doc.redispatches + 1,
+    assigned_at: null,
+    started_at: null,
+  };
+}
+
+/** An assigned job nobody claimed in time: re-route it, same attempt, epoch moved on. */
+export function afterClaimTimeout(doc: JobDoc, nowMs: number): JobDoc {
+  const at = new Date(nowMs).toISOString();
+  const lostOn = doc.machine_id;
+  return {
+    ...doc,
+    status: 'pending',
+    epoch: doc.epoch + 1,
+    machine_id: null,
+    avoid_machines: lostOn && !doc.avoid_machines.includes(lostOn) ? [...doc.avoid_machines, lostOn] : doc.avoid_machines,
+    assigned_at: null,
+    not_before: null,
+    redispatches: doc.redispatches + 1,
+    updated_at: at,
+  };
+}

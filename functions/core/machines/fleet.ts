@@ -1,0 +1,161 @@
+// Fleet views for operators: machines, pool capacity with an estimated wait, and routing/cache metrics.
+import type { MachineView } from '../../../contract/machines.js';
+import { DEFAULT_EXPECTED_JOB_SECONDS } from '../scheduler/index.js';
+import type { CoreDeps } from '../jobs/deps.js';
+import { ACTIVE_STATUSES, type JobDoc } from '../jobs/model.js';
+import { emptyCounters, isLive, toMachineView, type MachineDoc } from './model.js';
+import { listMachineDocs } from './store.js';
+
+interface ActiveRow {
+  pool: string;
+  status: JobDoc['status'];
+  machine_id: string | null;
+}
+
+async function activeRows(deps: CoreDeps): Promise<ActiveRow[]> {
+  const { resources } = await deps.jobs.items
+    .query<ActiveRow>(
+      `SELECT c.pool, c.status, c.machine_id FROM c WHERE c.doc_type = "job" AND c.status IN (${ACTIVE_STATUSES.map((s) => `"${s}"`).join(',')})`,
+    )
+    .fetchAll();
+  return resources;
+}
+
+export async function listMachines(deps: CoreDeps): Promise<MachineView[]> {
+  const [machines, rows] = await Promise.all([listMachineDocs(deps.machines), activeRows(deps)]);
+  const running = new Map<string, number>();
+  for (const r of rows) if (r.status === 'running' && r.machine_id) running.set(r.machine_id, (running.get(r.machine_id) ?? 0) + 1);
+  const now = deps.now();
+  return machines
+    .sort((a, b) => (a.machine_id < b.machine_id ? -1 : 1))
+    .map((m) => toMachineView(m, now, deps.config.machineLivenessSeconds, running.get(m.machine_id) ?? 0));
+}
+
+export interface PoolView {
+  pool: string;
+  machines_live: number;
+  slots_total: number;
+  slots_busy: number;
+  pending_jobs: number;
+  estimated_wait_seconds: number | null;
+}
+
+/** Mean run time (claim → success) of jobs that succeeded in the last hour, per pool. */
+async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
+  const since = new Date(deps.now() - 3600_000).toISOString();
+  const { resources } = await deps.jobs.items
+    .query<{ pool: string; started_at: string | null; finished_at: string | null }>({
+      query: 'SELECT TOP 1000 c.pool, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
+      parameters: [{ name: '@since', value: since }],
+    })
+    .fetchAll();
+  const sums = new Map<string, { total: number; n: number }>();
+  for (const r of resources) {
+    if (!r.started_at || !r.finished_at) continue;
+    const s = (Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000;
+    if (!(s >= 0)) continue;
+    const acc = sums.get(r.pool) ?? { total: 0, n: 0 };
+    acc.total += s;
+    acc.n++;
+    sums.set(r.pool, acc);
+  }
+  return new Map([...sums].map(([pool, { total, n }]) => [pool, total / n]));
+}
+
+/**
+ * Estimated wait for a job submitted now: 0 while a slot is free; otherwise the number of "waves" the queue ahead
+ * needs (jobs beyond the free slots ÷ slots) × the pool's mean run time over the last hour (30 s when unknown).
+ * null when no live machine serves the pool.
+ */
+export function estimateWaitSeconds(p: Omit<PoolView, 'estimated_wait_seconds'>, meanRunSeconds: number): number | null {
+  if (p.machines_live === 0 || p.slots_total === 0) return null;
+  const free = Math.max(0, p.slots_total - p.slots_busy);
+  const ahead = p.pending_jobs - free;
+  if (ahead < 0) return 0;
+  return Math.round(Math.ceil((ahead + 1) / p.slots_total) * meanRunSeconds);
+}
+
+export async function listPools(deps: CoreDeps): Promise<PoolView[]> {
+  const [machines, rows, runSeconds] = await Promise.all([listMachineDocs(deps.machines), activeRows(deps), recentRunSeconds(deps)]);
+  const now = deps.now();
+  const pools = new Map<string, Omit<PoolView, 'estimated_wait_seconds'>>();
+  const pool = (name: string) => {
+    let p = pools.get(name);
+    if (!p) {
+      p = { pool: name, machines_live: 0, slots_total: 0, slots_busy: 0, pending_jobs: 0 };
+      pools.set(name, p);
+    }
+    return p;
+  };
+  const live = new Map<string, MachineDoc>();
+  for (const m of machines) {
+    const p = pool(m.pool);
+    if (!isLive(m, now, deps.config.machineLivenessSeconds) || m.draining) continue;
+    live.set(m.machine_id, m);
+    p.machines_live++;
+    p.slots_total += m.slots;
+  }
+  for (const r of rows) {
+    if (r.status === 'pending') pool(r.pool).pending_jobs++;
+    else if (r.machine_id && live.has(r.machine_id)) pool(live.get(r.machine_id)!.pool).slots_busy++;
+  }
+  return [...pools.values()]
+    .sort((a, b) => (a.pool < b.pool ? -1 : 1))
+    .map((p) => ({ ...p, estimated_wait_seconds: estimateWaitSeconds(p, runSeconds.get(p.pool) ?? DEFAULT_EXPECTED_JOB_SECONDS) }));
+}
+
+export interface Metrics {
+  window_hours: number;
+  jobs_by_status: Record<string, number>;
+  assignments_by_policy: Record<string, number>;
+  mean_affinity_score: number | null;
+  redispatches: number;
+  cache: { hits: number; misses: number; hit_rate: number | null; downloads: number; bytes_downloaded: number; evictions: number; thrash: number };
+  machines: { registered: number; live: number };
+}
+
+/** Over jobs created in the last `windowHours`; cache counters as last reported by every machine's agent. */
+export async function computeMetrics(deps: CoreDeps, windowHours: number): Promise<Metrics> {
+  const since = new Date(deps.now() - windowHours * 3600_000).toISOString();
+  const [rows, machines] = await Promise.all([
+    deps.jobs.items
+      .query<{ status: string; policy: string | null; affinity_score: number | null; assignments: number; redispatches: number }>({
+        query: 'SELECT c.status, c.policy, c.affinity_score, c.assignments, c.redispatches FROM c WHERE c.doc_type = "job" AND c.created_at >= @since',
+        parameters: [{ name: '@since', value: since }],
+      })
+      .fetchAll()
+      .then((r) => r.resources),
+    listMachineDocs(deps.machines),
+  ]);
+  const jobs_by_status: Record<string, number> = { pending: 0, assigned: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
+  const assignments_by_policy: Record<string, number> = {};
+  let scoreSum = 0;
+  let scored = 0;
+  let redispatches = 0;
+  for (const r of rows) {
+    jobs_by_status[r.status] = (jobs_by_status[r.status] ?? 0) + 1;
+    if (r.policy && r.assignments > 0) assignments_by_policy[r.policy] = (assignments_by_policy[r.policy] ?? 0) + r.assignments;
+    if (typeof r.affinity_score === 'number') {
+      scoreSum += r.affinity_score;
+      scored++;
+    }
+    redispatches += r.redispatches ?? 0;
+  }
+  const counters = emptyCounters();
+  for (const m of machines) {
+    const c = m.cache?.counters;
+    if (!c) continue;
+    for (const k of Object.keys(counters) as (keyof typeof counters)[]) counters[k] += c[k];
+  }
+  const lookups = counters.hits + counters.misses;
+  const now = deps.now();
+  return {
+    window_hours: windowHours,
+    jobs_by_status,
+    assignments_by_policy,
+    mean_affinity_score: scored > 0 ? scoreSum / scored : null,
+    redispatches,
+    cache: { ...counters, hit_rate: lookups > 0 ? counters.hits / lookups : null },
+    machines: { registered: machines.length, live: machines.filter((m) => isLive(m, now, deps.config.machineLivenessSeconds)).length },
+  };
+}

@@ -1,0 +1,55 @@
+// The stored shape of a GPU machine (Cosmos `machines`, partition key /machine_id): its registration (pool, slots,
+// token version) and what its last heartbeat said (cache inventory, load, counters).
+import type { CacheCounters, Heartbeat, MachineView } from '../../../contract/machines.js';
+
+export interface MachineDoc {
+  id: string;
+  machine_id: string;
+  doc_type: 'machine';
+  pool: string;
+  /** Slots the admin registered: a ceiling. */
+  registered_slots: number;
+  /** Slots the scheduler uses: min(registered, last reported by the agent). */
+  slots: number;
+  /** Bumped by every registration; machine tokens carry it, so re-registering revokes the previous token. */
+  token_version: number;
+  registered_at: string;
+  updated_at: string;
+  last_heartbeat_at: string | null;
+  draining: boolean;
+  agent_version: string | null;
+  cached_user: string[];
+  cached_shared: string[];
+  cache: Heartbeat['cache'] | null;
+  download_bytes_per_second: number | null;
+  /** The jobs the agent said it runs, as of the last heartbeat. */
+  running_jobs: { job_id: string; epoch: number }[];
+  _etag?: string;
+}
+
+export const heartbeatMs = (m: Pick<MachineDoc, 'last_heartbeat_at'>): number | null =>
+  m.last_heartbeat_at ? Date.parse(m.last_heartbeat_at) : null;
+
+/** Live while the last beat is at most MACHINE_LIVENESS_SECONDS old. */
+export function isLive(m: Pick<MachineDoc, 'last_heartbeat_at'>, nowMs: number, livenessSeconds: number): boolean {
+  const at = heartbeatMs(m);
+  return at !== null && nowMs - at <= livenessSeconds * 1000;
+}
+
+export function toMachineView(m: MachineDoc, nowMs: number, livenessSeconds: number, runningJobs: number): MachineView {
+  return {
+    machine_id: m.machine_id,
+    pool: m.pool,
+    slots: m.slots,
+    live: isLive(m, nowMs, livenessSeconds),
+    draining: m.draining,
+    last_heartbeat_at: m.last_heartbeat_at,
+    running_jobs: runningJobs,
+    cached_user_loras: m.cached_user.length,
+    cached_shared_loras: m.cached_shared.length,
+    cache: m.cache,
+    registered_at: m.registered_at,
+  };
+}
+
+export const emptyCounters = (): CacheCounters => ({ hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 });

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import type { MachineDoc } from '../machines/model.js';
+import { holderState, type SlotHolder } from './ledger.js';
+import { reapDecision } from './reaper.js';
+
+const NOW = Date.parse('2025-01-01T00:10:00.000Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function machine(over: Partial<MachineDoc> = {}): MachineDoc {
+  return {
+    id: 'gpu-1',
+    machine_id: 'gpu-1',
+    doc_type: 'machine',
+    pool: 'standard',
+    registered_slots: 2,
+    slots: 2,
+    token_version: 1,
+    registered_at: iso(NOW - 3600_000),
+    updated_at: iso(NOW),
+    last_heartbeat_at: iso(NOW - 2_000),
+    draining: false,
+    agent_version: null,
+    cached_user: [],
+    cached_shared: [],
+    cache: null,
+    download_bytes_per_second: null,
+    running_jobs: [],
+    ...over,
+  };
+}
+
+const job = (over: object = {}) => ({
+  id: 'job_1',
+  status: 'running' as const,
+  machine_id: 'gpu-1',
+  epoch: 2,
+  assigned_at: iso(NOW - 60_000),
+  started_at: iso(NOW - 55_000),
+  ...over,
+});
+
+describe('reaper decisions', () => {
+  it('a machine silent for more than the liveness window loses its jobs; at the limit it does not', () => {
+    expect(reapDecision(job(), machine({ last_heartbeat_at: iso(NOW - 10_001) }), NOW, 10, 30)).toBe('machine_lost');
+    expect(reapDecision(job(), machine({ last_heartbeat_at: iso(NOW - 10_000), running_jobs: [{ job_id: 'job_1', epoch: 2 }] }), NOW, 10, 30)).toBeNull();
+    expect(reapDecision(job(), undefined, NOW, 10, 30)).toBe('machine_lost');
+  });
+
+  it('an assigned job is re-routed only after the claim timeout', () => {
+    expect(reapDecision(job({ status: 'assigned', assigned_at: iso(NOW - 31_000) }), machine(), NOW, 10, 30)).toBe('claim_timeout');
+    expect(reapDecision(job({ status: 'assigned', assigned_at: iso(NOW - 29_000) }), machine(), NOW, 10, 30)).toBeNull();
+  });
+
+  it('a running job the live machine stopped listing is orphaned, but not right after the claim', () => {
+    expect(reapDecision(job(), machine(), NOW, 10, 30)).toBe('orphaned');
+    expect(reapDecision(job({ started_at: iso(NOW - 5_000) }), machine(), NOW, 10, 30)).toBeNull();
+    expect(reapDecision(job(), machine({ running_jobs: [{ job_id: 'job_1', epoch: 2 }] }), NOW, 10, 30)).toBeNull();
+    // Listed at an older epoch only: that is another attempt.
+    expect(reapDecision(job(), machine({ running_jobs: [{ job_id: 'job_1', epoch: 1 }] }), NOW, 10, 30)).toBe('orphaned');
+  });
+
+  it('leaves pending and terminal jobs alone', () => {
+    for (const status of ['pending', 'succeeded', 'failed', 'cancelled'] as const) {
+      expect(reapDecision(job({ status }), undefined, NOW, 10, 30)).toBeNull();
+    }
+  });
+});
+
+describe('slot ledger holders', () => {
+  const h: SlotHolder = { job_id: 'job_1', tenant_id: 't', epoch: 3, reserved_at_ms: NOW - 1_000 };
+  it('alive while the job is assigned/running here at that epoch', () => {
+    expect(holderState(h, 'gpu-1', { status: 'assigned', machine_id: 'gpu-1', epoch: 3 }, NOW)).toBe('alive');
+    expect(holderState(h, 'gpu-1', { status: 'running', machine_id: 'gpu-1', epoch: 3 }, NOW)).toBe('alive');
+  });
+  it('in flight while the job is not written yet, within the grace period only', () => {
+    expect(holderState(h, 'gpu-1', { status: 'pending', machine_id: null, epoch: 2 }, NOW)).toBe('in_flight');
+    expect(holderState({ ...h, reserved_at_ms: NOW - 120_000 }, 'gpu-1', { status: 'pending', machine_id: null, epoch: 2 }, NOW)).toBe('dead');
+  });
+  it('dead once the job finished, moved on, or went to another machine', () => {
+    expect(holderState(h, 'gpu-1', { status: 'succeeded', machine_id: 'gpu-1', epoch: 3 }, NOW)).toBe('dead');
+    expect(holderState(h, 'gpu-1', { status: 'pending', machine_id: null, epoch: 4 }, NOW)).toBe('dead');
+    expect(holderState(h, 'gpu-1', { status: 'assigned', machine_id: 'gpu-2', epoch: 3 }, NOW)).toBe('dead');
+    expect(holderState(h, 'gpu-1', null, NOW)).toBe('dead');
+  });
+});

@@ -1,0 +1,197 @@
+// One scheduler pass over Cosmos: read pending jobs, machines and their load; run the pure scheduler; reserve slots
+// on the chosen machines; move each job pending → assigned with a compare-and-swap on its ETag; dispatch
+// {job_id, epoch} to the machine. Safe to run concurrently with itself (see ledger.ts): a job is assigned at most once
+// per epoch (its CAS) and a machine never gets more jobs than slots (its ledger CAS).
+import { schedule, type Assignment, type MachineState, type PendingJob } from '../scheduler/index.js';
+import { mapLimit, type CoreDeps } from '../jobs/deps.js';
+import { BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
+import { casReplaceJob } from '../jobs/store.js';
+import { isLive, type MachineDoc } from '../machines/model.js';
+import { listMachineDocs } from '../machines/store.js';
+import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob } from './ledger.js';
+
+/** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
+export const MAX_PENDING_PER_TICK = 5_000;
+
+export interface TickResult {
+  pending: number;
+  machines_live: number;
+  planned: number;
+  assigned: number;
+  /** Planned but the job changed under us (412): cancelled, or assigned by a concurrent pass. */
+  lost_races: number;
+  /** Planned but the machine had no slot left when the pass tried to reserve it. */
+  no_slot: number;
+  send_failures: number;
+  unassigned: Record<string, number>;
+  policy: string;
+}
+
+interface BusyRow {
+  id: string;
+  machine_id: string | null;
+  status: JobDoc['status'];
+  epoch: number;
+}
+
+export async function readPendingJobs(deps: CoreDeps, nowIso: string, limit = MAX_PENDING_PER_TICK): Promise<JobDoc[]> {
+  const { resources } = await deps.jobs.items
+    .query<JobDoc>({
+      query: `SELECT TOP ${limit} * FROM c WHERE c.doc_type = "job" AND c.status = "pending" AND (IS_NULL(c.not_before) OR c.not_before <= @now) ORDER BY c.created_at ASC`,
+      parameters: [{ name: '@now', value: nowIso }],
+    })
+    .fetchAll();
+  return resources;
+}
+
+export async function readBusyJobs(deps: CoreDeps): Promise<BusyRow[]> {
+  const { resources } = await deps.jobs.items
+    .query<BusyRow>(
+      `SELECT c.id, c.machine_id, c.status, c.epoch FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
+    )
+    .fetchAll();
+  return resources;
+}
+
+export function toPendingJob(doc: JobDoc): PendingJob {
+  return {
+    id: doc.id,
+    tenantId: doc.tenant_id,
+    pool: doc.pool,
+    priority: doc.priority,
+    createdAtMs: Date.parse(doc.created_at),
+    notBeforeMs: doc.not_before ? Date.parse(doc.not_before) : undefined,
+    attempt: doc.attempt,
+    loras: doc.loras.map((l) => ({ kind: l.kind, key: l.key, sizeBytes: l.size_bytes })),
+    avoidMachines: doc.avoid_machines,
+  };
+}
+
+export function toMachineState(m: MachineDoc, busySlots: number, nowMs: number, livenessSeconds: number): MachineState {
+  return {
+    id: m.machine_id,
+    pool: m.pool,
+    slots: m.slots,
+    busySlots,
+    live: isLive(m, nowMs, livenessSeconds),
+    draining: m.draining,
+    cachedUser: new Set(m.cached_user),
+    cachedShared: new Set(m.cached_shared),
+    budgetBytes: m.cache?.budget_bytes ?? 0,
+    usedBytes: m.cache?.used_bytes ?? 0,
+    downloadBytesPerSecond: m.download_bytes_per_second ?? 0,
+  };
+}
+
+/** The job as assigned: pure, for tests and for the CAS below. */
+export function assignedDoc(doc: JobDoc, a: Assignment, nowMs: number): JobDoc {
+  const at = new Date(nowMs).toISOString();
+  return {
+    ...doc,
+    status: 'assigned',
+    machine_id: a.machineId,
+    epoch: doc.epoch + 1,
+    affinity_score: a.score,
+    score_breakdown: a.breakdown,
+    policy: a.policy,
+    cache: { hit_loras: a.hitLoras, missing_loras: a.missingLoras },
+    cache_outcome: null,
+    assigned_at: at,
+    started_at: null,
+    not_before: null,
+    assignments: doc.assignments + 1,
+    updated_at: at,
+  };
+}
+
+export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
+  const nowMs = deps.now();
+  const { config } = deps;
+  const [pendingDocs, busy, machines, ledgers] = await Promise.all([
+    readPendingJobs(deps, new Date(nowMs).toISOString()),
+    readBusyJobs(deps),
+    listMachineDocs(deps.machines),
+    readAllLedgers(deps.machines),
+  ]);
+
+  const known = new Map<string, KnownJob>();
+  const busyByMachine = new Map<string, number>();
+  for (const b of busy) {
+    known.set(b.id, { status: b.status, machine_id: b.machine_id, epoch: b.epoch });
+    if (b.machine_id) busyByMachine.set(b.machine_id, (busyByMachine.get(b.machine_id) ?? 0) + 1);
+  }
+  for (const p of pendingDocs) known.set(p.id, { status: p.status, machine_id: p.machine_id, epoch: p.epoch });
+
+  machines.sort((a, b) => (a.machine_id < b.machine_id ? -1 : a.machine_id > b.machine_id ? 1 : 0));
+  const states = machines.map((m) => {
+    // Busy = the most conservative of: jobs assigned/running here, ledger holders, jobs the agent still runs.
+    const n = Math.max(busyByMachine.get(m.machine_id) ?? 0, countBusyHolders(ledgers.get(m.machine_id), m.machine_id, known, nowMs), m.running_jobs.length);
+    return toMachineState(m, n, nowMs, config.machineLivenessSeconds);
+  });
+
+  const result = schedule({
+    nowMs,
+    jobs: pendingDocs.map(toPendingJob),
+    machines: states,
+    policy: config.schedulerPolicy,
+    weights: config.schedulerWeights,
+  });
+
+  const out: TickResult = {
+    pending: pendingDocs.length,
+    machines_live: states.filter((s) => s.live).length,
+    planned: result.assignments.length,
+    assigned: 0,
+    lost_races: 0,
+    no_slot: 0,
+    send_failures: 0,
+    unassigned: {},
+    policy: config.schedulerPolicy,
+  };
+  for (const u of result.unassigned) out.unassigned[u.reason] = (out.unassigned[u.reason] ?? 0) + 1;
+
+  const docs = new Map(pendingDocs.map((d) => [d.id, d]));
+  const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots]));
+  const byMachine = new Map<string, Assignment[]>();
+  for (const a of result.assignments) {
+    const list = byMachine.get(a.machineId) ?? [];
+    list.push(a);
+    byMachine.set(a.machineId, list);
+  }
+
+  await mapLimit([...byMachine.entries()], 8, async ([machineId, assignments]) => {
+    const candidates: Candidate[] = assignments.map((a) => {
+      const d = docs.get(a.jobId)!;
+      return { job_id: d.id, tenant_id: d.tenant_id, epoch: d.epoch + 1 };
+    });
+    const { reserved, reservedAtMs } = await reserveSlots(deps, machineId, slotsOf.get(machineId) ?? 0, candidates, known);
+    const reservedIds = new Set(reserved.map((c) => c.job_id));
+    out.no_slot += assignments.length - reserved.length;
+    await mapLimit(
+      assignments.filter((a) => reservedIds.has(a.jobId)),
+      16,
+      async (a) => {
+        // A reservation is trusted for RESERVATION_GRACE_MS; a pass that stalled longer lets it go.
+        if (deps.now() - reservedAtMs > RESERVATION_GRACE_MS / 2) {
+          out.lost_races++;
+          return;
+        }
+        const doc = docs.get(a.jobId)!;
+        const stored = await casReplaceJob(deps.jobs, doc, assignedDoc(doc, a, deps.now()));
+        if (!stored) {
+          out.lost_races++;
+          return;
+        }
+        out.assigned++;
+        try {
+          await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch });
+        } catch (err) {
+          // The job stays assigned; unclaimed, the reaper re-routes it after CLAIM_TIMEOUT_SECONDS.
+          out.send_failures++;
+          deps.log.warn({ err: (err as Error).message, job_id: stored.id, machine_id: machineId }, 'dispatch send failed');
+        }
+      },
+    );
+  });
+  return out;
+}

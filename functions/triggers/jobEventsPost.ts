@@ -1,0 +1,28 @@
+import { app } from '@azure/functions';
+import '../host-setup.js';
+import { jobEventInputSchema, jobEventResponseSchema } from '../../contract/jobs.js';
+import { json, route } from '../core/http.js';
+import { postJobEvent } from '../core/jobs/agent-ops.js';
+import { coreDeps } from '../core/jobs/deps.js';
+import { errorContent, jobIdParam, jobIdParams, jsonContent } from '../core/jobs/http-helpers.js';
+import { describeRoute } from '../core/openapi.js';
+
+describeRoute({
+  method: 'post',
+  path: '/jobs/{id}/events',
+  summary:
+    'Machine: report on the attempt it claimed (started, progress, log, succeeded, failed), with its epoch. A duplicate terminal report is a no-op; cancel_requested tells the agent to stop.',
+  request: { params: jobIdParams, body: { content: { 'application/json': { schema: jobEventInputSchema } } } },
+  responses: { 200: jsonContent('recorded', jobEventResponseSchema), 409: errorContent('stale epoch or job not claimed by this machine: stop this run') },
+});
+
+app.http('jobEventsPost', {
+  route: 'jobs/{id}/events',
+  methods: ['POST'],
+  authLevel: 'anonymous',
+  handler: route({
+    auth: ['machine'],
+    body: jobEventInputSchema,
+    handler: async ({ principal, params, body, services }) => json(200, await postJobEvent(coreDeps(services), principal, jobIdParam(params), body)),
+  }),
+});

@@ -1,0 +1,31 @@
+import { app } from '@azure/functions';
+import '../host-setup.js';
+import { machineIdSchema } from '../../contract/ids.js';
+import { heartbeatResponseSchema, heartbeatSchema } from '../../contract/machines.js';
+import { z } from '../../contract/zod.js';
+import { json, parseParam, route } from '../core/http.js';
+import { coreDeps } from '../core/jobs/deps.js';
+import { errorContent, jsonContent } from '../core/jobs/http-helpers.js';
+import { recordHeartbeat } from '../core/machines/store.js';
+import { describeRoute } from '../core/openapi.js';
+
+describeRoute({
+  method: 'post',
+  path: '/machines/{id}/heartbeat',
+  summary:
+    'Machine: report inventory and load every 5 s (a machine is live while its last beat is at most MACHINE_LIVENESS_SECONDS old). stop_jobs lists reported jobs that were cancelled or taken away: stop them.',
+  request: { params: z.object({ id: machineIdSchema }), body: { content: { 'application/json': { schema: heartbeatSchema } } } },
+  responses: { 200: jsonContent('recorded', heartbeatResponseSchema), 409: errorContent('the heartbeat names another pool than the registration') },
+});
+
+app.http('machineHeartbeat', {
+  route: 'machines/{id}/heartbeat',
+  methods: ['POST'],
+  authLevel: 'anonymous',
+  handler: route({
+    auth: ['machine'],
+    body: heartbeatSchema,
+    handler: async ({ principal, params, body, services }) =>
+      json(200, await recordHeartbeat(coreDeps(services), principal, parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`), body)),
+  }),
+});

@@ -1,0 +1,18 @@
+// Timer: one scheduler pass (see functions/core/tick/tick.ts). Schedule from the SCHEDULER_SCHEDULE app setting.
+import { app } from '@azure/functions';
+import '../host-setup.js';
+import { coreDeps } from '../core/jobs/deps.js';
+import { getServices } from '../core/services.js';
+import { runSchedulerTick } from '../core/tick/tick.js';
+
+app.timer('schedulerTick', {
+  schedule: '%SCHEDULER_SCHEDULE%',
+  useMonitor: false,
+  handler: async (_timer, context) => {
+    const services = getServices();
+    const result = await runSchedulerTick(coreDeps(services));
+    if (result.planned > 0 || result.lost_races > 0 || result.send_failures > 0) {
+      services.log.info({ fn: context.functionName, ...result }, 'scheduler tick');
+    }
+  },
+});
