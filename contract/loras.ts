@@ -76,6 +76,30 @@ export const sharedLoraSchema = z
   .openapi('SharedLora');
 export type SharedLora = z.infer<typeof sharedLoraSchema>;
 
+/** POST /api/shared-loras: like CreateUploadResponse, keyed by filename (shared LoRAs have no flat_file_id). */
+export const createSharedUploadResponseSchema = z
+  .object({
+    filename: sharedFilenameSchema,
+    upload_url: z.string().url(),
+    expires_at: z.string(),
+    status: z.literal('uploading'),
+  })
+  .openapi('CreateSharedUploadResponse');
+export type CreateSharedUploadResponse = z.infer<typeof createSharedUploadResponseSchema>;
+
+/** POST /api/shared-loras/upload: like DirectUploadResponse, keyed by filename. */
+export const sharedDirectUploadResponseSchema = z
+  .object({
+    filename: sharedFilenameSchema,
+    url: z.string(),
+    size_bytes: z.number().int(),
+    sha256: z.string().nullable(),
+    status: loraStatusSchema,
+    reject_reason: z.string().nullable(),
+  })
+  .openapi('SharedDirectUploadResponse');
+export type SharedDirectUploadResponse = z.infer<typeof sharedDirectUploadResponseSchema>;
+
 export const sharedLoraListSchema = z.object({ loras: z.array(sharedLoraSchema) }).openapi('SharedLoraList');
 
 export const successSchema = z.object({ success: z.literal(true) }).openapi('Success');

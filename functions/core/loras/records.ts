@@ -26,6 +26,13 @@ export interface LoraDoc {
   upload_expires_at: string | null;
   /** ETag of the blob version that was validated (redelivered events for it are no-ops). */
   validated_blob_etag?: string | null;
+  /**
+   * How the bytes arrive. 'direct': multipart through the API, and that request validates the blob (the BlobCreated
+   * trigger leaves it alone while it is in flight). 'sas': the client PUTs to a SAS URL and the trigger validates.
+   */
+  upload_flow?: 'direct' | 'sas';
+  /** Machine-readable reason when rejected: a safetensors validation code, 'quota_exceeded', 'too_large' or 'replaced'. */
+  reject_code?: string | null;
   _etag?: string;
 }
 

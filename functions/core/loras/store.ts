@@ -1,0 +1,82 @@
+// Reads and compare-and-swap writes of LoRA records. Every read is scoped to the owner partition and re-checks the
+// owner (cosmosdb-server ignores some partition options), so another tenant's record is indistinguishable from none.
+import type { LoraDeps } from './deps.js';
+import { isNotFound, isPreconditionFailed } from './deps.js';
+import type { LoraDoc } from './records.js';
+
+/** Cosmos system properties we never write back. */
+function stripSystem(doc: LoraDoc): LoraDoc {
+  const { _etag: _e, ...rest } = doc as LoraDoc & Record<string, unknown>;
+  for (const k of ['_rid', '_self', '_ts', '_attachments']) delete (rest as Record<string, unknown>)[k];
+  return rest as LoraDoc;
+}
+
+export async function readLora(deps: LoraDeps, id: string, owner: string): Promise<LoraDoc | null> {
+  try {
+    const { resource } = await deps.loras.item(id, owner).read<LoraDoc>();
+    return resource && resource.owner_id === owner ? resource : null;
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+/** Creates a record; returns null when one with this id already exists in the partition. */
+export async function createLora(deps: LoraDeps, doc: LoraDoc): Promise<LoraDoc | null> {
+  try {
+    const { resource } = await deps.loras.items.create<LoraDoc>(stripSystem(doc));
+    return resource as LoraDoc;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 409) return null;
+    throw err;
+  }
+}
+
+/**
+ * Replaces `current` with `next` only if the record still has current's ETag. Returns the stored record, or null when
+ * the CAS lost (the record changed or is gone): the caller re-reads and decides again.
+ */
+export async function casLora(deps: LoraDeps, current: LoraDoc, next: LoraDoc): Promise<LoraDoc | null> {
+  if (!current._etag) throw new Error(`record ${current.id} has no _etag; read it from Cosmos before a CAS`);
+  try {
+    const { resource } = await deps.loras
+      .item(current.id, current.owner_id)
+      .replace<LoraDoc>(stripSystem(next), { accessCondition: { type: 'IfMatch', condition: current._etag } });
+    return resource ?? null;
+  } catch (err) {
+    if (isPreconditionFailed(err) || isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+/** Deletes the record; with `ifMatch`, only that version of it. Returns false when nothing (or another version) was there. */
+export async function deleteLora(deps: LoraDeps, doc: Pick<LoraDoc, 'id' | 'owner_id' | '_etag'>, ifMatch = false): Promise<boolean> {
+  try {
+    await deps.loras
+      .item(doc.id, doc.owner_id)
+      .delete(ifMatch && doc._etag ? { accessCondition: { type: 'IfMatch', condition: doc._etag } } : undefined);
+    return true;
+  } catch (err) {
+    if (isNotFound(err) || isPreconditionFailed(err)) return false;
+    throw err;
+  }
+}
+
+/** All records of one owner and kind, newest first. The owner filter is in WHERE (the emulator ignores partitionKey). */
+export async function listLoras(deps: LoraDeps, owner: string, kind: LoraDoc['kind']): Promise<LoraDoc[]> {
+  const { resources } = await deps.loras.items
+    .query<LoraDoc>(
+      {
+        query: 'SELECT * FROM c WHERE c.owner_id = @owner AND c.kind = @kind',
+        parameters: [
+          { name: '@owner', value: owner },
+          { name: '@kind', value: kind },
+        ],
+      },
+      { partitionKey: owner },
+    )
+    .fetchAll();
+  return resources
+    .filter((d) => d.owner_id === owner)
+    .sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : -1));
+}
