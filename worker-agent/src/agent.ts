@@ -1,0 +1,357 @@
+// The agent: receives this machine's dispatches and runs at most SLOTS jobs at once, heartbeats, sweeps the cache,
+// and drains on shutdown.
+//
+// Main loop: while not stopping, wait for a free slot, then receive up to (free slots) messages from this machine's
+// queue/session and start a JobRun for each (job-run.ts: claim → LoRAs → started → executor → outcome → complete).
+// A heartbeat every HEARTBEAT_SECONDS reports the cache inventory, the runs in progress (job id + epoch), counters,
+// free disk, measured download speed and whether the agent is draining; `stop_jobs` in its answer cancels those runs.
+// Shutdown (SIGTERM): stop receiving (messages that arrive anyway are abandoned), heartbeat `draining: true` at once,
+// let running jobs finish for up to DRAIN_GRACE_SECONDS, then cancel the rest (executor SIGTERM → SIGKILL) and report
+// them failed/retryable ("agent shutting down") so the scheduler re-routes them, then a final draining heartbeat.
+import type { Heartbeat } from '../../contract/machines.js';
+import type { DispatchReceiver, ReceivedDispatch } from '../../dispatch/types.js';
+import type { CacheInventory, LoraCache } from './cache/lora-cache.js';
+import type { ControlPlaneApi } from './api.js';
+import type { AgentConfig } from './config.js';
+import type { Executor } from './executor/types.js';
+import { JobRun, SHUTDOWN_REASON, type RunResult } from './job-run.js';
+import type { Logger } from './logger.js';
+import { Outbox } from './outbox.js';
+import { agentVersion } from './version.js';
+import { join } from 'node:path';
+
+/** How long one receive call waits for messages (also bounds how long shutdown waits for the receive loop). */
+export const RECEIVE_WAIT_MS = 2_000;
+/** After the executors were told to stop: time for them to die and for the outcomes to be accepted. */
+export const OUTCOME_GRACE_MS = 15_000;
+
+export class AgentStartError extends Error {
+  override readonly name = 'AgentStartError';
+}
+
+export type AgentCache = Pick<LoraCache, 'acquire' | 'inventory' | 'sweepTtl' | 'close'>;
+
+export interface AgentDeps {
+  config: Pick<
+    AgentConfig,
+    | 'machineId'
+    | 'pool'
+    | 'slots'
+    | 'stateDir'
+    | 'keepRunDirs'
+    | 'lockRenewMs'
+    | 'heartbeatMs'
+    | 'ttlSweepMs'
+    | 'drainGraceMs'
+    | 'cancelGraceMs'
+  >;
+  api: ControlPlaneApi;
+  receiver: DispatchReceiver;
+  cache: AgentCache;
+  executor: Executor;
+  log: Logger;
+}
+
+export interface AgentStats {
+  received: number;
+  runs: RunResult[];
+  heartbeats: number;
+}
+
+export class Agent {
+  private readonly runs = new Set<JobRun>();
+  private readonly runPromises = new Set<Promise<void>>();
+  private stopping = false;
+  private draining = false;
+  private readonly hardStop = new AbortController();
+  private readonly outbox: Outbox;
+  private loopDone: Promise<void> | undefined;
+  private wakeLoop: (() => void) | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatInFlight: Promise<void> | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private shutdownPromise: Promise<void> | undefined;
+  private resolveFinished!: () => void;
+  /** Resolves when the agent has shut down completely. */
+  readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
+  readonly stats: AgentStats = { received: 0, runs: [], heartbeats: 0 };
+
+  constructor(private readonly deps: AgentDeps) {
+    this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** The runs in progress, as the heartbeat reports them. */
+  runningJobs(): { job_id: string; epoch: number }[] {
+    const seen = new Map<string, { job_id: string; epoch: number }>();
+    for (const r of this.runs) if (r.phase !== 'done') seen.set(`${r.jobId}:${r.epoch}`, { job_id: r.jobId, epoch: r.epoch });
+    return [...seen.values()].slice(0, 64);
+  }
+
+  /**
+   * Sends outcomes left from an earlier process, heartbeats once (a refused token, an unknown machine or a pool
+   * mismatch stop startup with AgentStartError), then starts receiving.
+   */
+  async start(): Promise<void> {
+    const { log, config } = this.deps;
+    await this.flushOutbox();
+    try {
+      this.deps.cache.sweepTtl();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cache TTL sweep failed');
+    }
+    const first = await this.deps.api.heartbeat(this.buildHeartbeat(), { retries: 2, maxDelayMs: 2_000 }).catch((err: unknown) => err as Error);
+    if (first instanceof Error) {
+      log.warn({ err: first.message }, 'first heartbeat failed (API unreachable?); continuing, heartbeats will retry');
+    } else if (!first.ok) {
+      const hint =
+        first.status === 401
+          ? 'the machine token is invalid or was superseded by a newer registration'
+          : first.status === 403
+            ? 'the token is not a machine token for this machine id'
+            : first.status === 404
+              ? `machine ${config.machineId} is not registered (POST /api/machines)`
+              : first.status === 409
+                ? 'the POOL setting does not match the registration'
+                : 'the API refused the heartbeat';
+      throw new AgentStartError(`heartbeat refused: HTTP ${first.status} ${first.code}: ${first.message} (${hint})`);
+    } else {
+      this.stats.heartbeats++;
+    }
+    this.scheduleHeartbeat();
+    this.sweepTimer = setInterval(() => {
+      try {
+        const removed = this.deps.cache.sweepTtl();
+        if (removed.length) log.info({ removed }, 'cache TTL sweep removed unused LoRAs');
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'cache TTL sweep failed');
+      }
+    }, config.ttlSweepMs);
+    this.sweepTimer.unref();
+    this.loopDone = this.receiveLoop();
+    log.info({ slots: config.slots, pool: config.pool, version: agentVersion() }, 'agent ready');
+  }
+
+  // ------------------------------------------------------------------ receiving
+
+  private async receiveLoop(): Promise<void> {
+    const { receiver, log, config } = this.deps;
+    let failures = 0;
+    while (!this.stopping) {
+      const free = config.slots - this.runs.size;
+      if (free <= 0) {
+        await new Promise<void>((r) => (this.wakeLoop = r));
+        continue;
+      }
+      let messages: ReceivedDispatch[];
+      try {
+        messages = await receiver.receive(free, RECEIVE_WAIT_MS);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
+        log.warn({ err: (err as Error).message, retry_in_ms: delay }, 'receive failed');
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, delay);
+          this.wakeLoop = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+        continue;
+      }
+      for (const m of messages) {
+        this.stats.received++;
+        if (this.stopping) {
+          await receiver.abandon(m).catch(() => undefined);
+          log.info({ job_id: m.message.job_id, epoch: m.message.epoch }, 'draining: dispatch given back');
+          continue;
+        }
+        this.launch(m);
+      }
+    }
+  }
+
+  private launch(m: ReceivedDispatch): void {
+    const { config, api, receiver, cache, executor, log } = this.deps;
+    const run = new JobRun(m, {
+      api,
+      receiver,
+      cache,
+      executor,
+      outbox: this.outbox,
+      log,
+      stateDir: config.stateDir,
+      keepRunDirs: config.keepRunDirs,
+      lockRenewMs: config.lockRenewMs,
+      hardStop: this.hardStop.signal,
+      isStopping: () => this.stopping,
+      isRunningElsewhere: (r) => [...this.runs].some((o) => o !== r && o.jobId === r.jobId && o.epoch === r.epoch && o.phase !== 'claiming'),
+    });
+    this.runs.add(run);
+    log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');
+    const p = run
+      .run()
+      .then((result) => {
+        this.stats.runs.push(result);
+      })
+      .catch((err: unknown) => log.error({ err: (err as Error)?.stack }, 'run crashed'))
+      .finally(() => {
+        this.runs.delete(run);
+        this.runPromises.delete(p);
+        const wake = this.wakeLoop;
+        this.wakeLoop = undefined;
+        wake?.();
+      });
+    this.runPromises.add(p);
+  }
+
+  // ------------------------------------------------------------------ heartbeat
+
+  buildHeartbeat(): Heartbeat {
+    const { config } = this.deps;
+    let inv: CacheInventory | undefined;
+    try {
+      inv = this.deps.cache.inventory();
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'cache inventory unavailable');
+    }
+    const hb: Heartbeat = {
+      pool: config.pool,
+      slots: config.slots,
+      running_jobs: this.runningJobs(),
+      cached_loras: { user: inv?.user ?? [], shared: inv?.shared ?? [] },
+      cache: {
+        budget_bytes: inv?.budgetBytes ?? 0,
+        used_bytes: inv?.usedBytes ?? 0,
+        free_disk_bytes: Math.max(0, Math.floor(inv?.freeDiskBytes ?? 0)),
+        counters: inv?.counters ?? { hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 },
+      },
+      draining: this.draining,
+      agent_version: agentVersion(),
+    };
+    if (inv?.downloadBytesPerSecond !== undefined) hb.download_bytes_per_second = Math.max(0, inv.downloadBytesPerSecond);
+    return hb;
+  }
+
+  private scheduleHeartbeat(): void {
+    if (this.stopping && this.hardStop.signal.aborted) return;
+    this.heartbeatTimer = setTimeout(() => {
+      this.heartbeatInFlight = this.beat().finally(() => {
+        this.heartbeatInFlight = undefined;
+        if (!this.shutdownComplete) this.scheduleHeartbeat();
+      });
+    }, this.deps.config.heartbeatMs);
+  }
+
+  private shutdownComplete = false;
+
+  /** One heartbeat; applies `stop_jobs`. Never throws. */
+  async beat(opts: { signal?: AbortSignal; retries?: number } = {}): Promise<void> {
+    const { log } = this.deps;
+    try {
+      const answer = await this.deps.api.heartbeat(this.buildHeartbeat(), {
+        retries: opts.retries ?? 1,
+        maxDelayMs: 1_000,
+        signal: opts.signal ?? this.hardStop.signal,
+      });
+      if (!answer.ok) {
+        log.error({ status: answer.status, code: answer.code, err: answer.message }, 'heartbeat refused');
+        return;
+      }
+      this.stats.heartbeats++;
+      for (const s of answer.value.stop_jobs) {
+        for (const r of this.runs) {
+          if (r.jobId === s.job_id && r.epoch === s.epoch) r.cancel('server', 'the control plane asked to stop this job (cancelled or re-routed)');
+        }
+      }
+    } catch (err) {
+      log.warn({ err: (err as Error)?.message }, 'heartbeat failed');
+    }
+  }
+
+  // ------------------------------------------------------------------ outbox
+
+  /** Sends outcomes an earlier process could not deliver. 409 (the job moved on) also clears an entry. */
+  private async flushOutbox(): Promise<void> {
+    for (const e of this.outbox.list()) {
+      const answer = await this.deps.api
+        .event(e.job_id, e.event, { retries: 5, maxDelayMs: 5_000, signal: this.hardStop.signal })
+        .catch((err: unknown) => err as Error);
+      if (answer instanceof Error) {
+        this.deps.log.warn({ job_id: e.job_id, err: answer.message }, 'outbox: outcome still not delivered; will retry at the next start');
+        continue;
+      }
+      this.outbox.remove(e.job_id, e.epoch);
+      this.deps.log.info({ job_id: e.job_id, epoch: e.epoch, type: e.event.type, ok: answer.ok }, 'outbox: earlier outcome delivered');
+    }
+  }
+
+  // ------------------------------------------------------------------ shutdown
+
+  /**
+   * Drains and stops. A second call while draining skips the rest of the grace period (cancels running jobs now).
+   * Resolves when everything is stopped; `finished` resolves at the same time.
+   */
+  shutdown(reason = 'shutdown requested'): Promise<void> {
+    if (this.shutdownPromise) {
+      this.cancelAll();
+      return this.shutdownPromise;
+    }
+    this.shutdownPromise = this.drain(reason).finally(() => this.resolveFinished());
+    return this.shutdownPromise;
+  }
+
+  private cancelAll(): void {
+    for (const r of this.runs) r.cancel('shutdown', SHUTDOWN_REASON);
+  }
+
+  private async waitForRuns(ms: number): Promise<boolean> {
+    if (this.runPromises.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const all = (async () => {
+      while (this.runPromises.size > 0) await Promise.allSettled([...this.runPromises]);
+    })();
+    const done = await Promise.race([all.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  private async drain(reason: string): Promise<void> {
+    const { log, config } = this.deps;
+    this.stopping = true;
+    this.draining = true;
+    log.info({ reason, running: this.runningJobs().length, drain_grace_s: config.drainGraceMs / 1000 }, 'draining');
+    const wake = this.wakeLoop;
+    this.wakeLoop = undefined;
+    wake?.();
+    clearTimeout(this.heartbeatTimer);
+    clearInterval(this.sweepTimer);
+    await this.heartbeatInFlight;
+    await this.beat(); // tell the scheduler now: no new work for this machine
+    this.scheduleHeartbeat(); // keep the machine live (and stop_jobs flowing) while jobs finish
+
+    if (!(await this.waitForRuns(config.drainGraceMs))) {
+      log.warn({ running: this.runningJobs() }, 'drain grace over; stopping the remaining jobs and handing them back');
+      this.cancelAll();
+      if (!(await this.waitForRuns(config.cancelGraceMs + OUTCOME_GRACE_MS))) {
+        log.error({ running: this.runningJobs() }, 'runs still not finished; giving up on them (outcomes stay in the outbox)');
+        this.hardStop.abort(new Error('agent stopped'));
+        await this.waitForRuns(5_000);
+      }
+    }
+    await this.loopDone?.catch(() => undefined);
+
+    this.shutdownComplete = true;
+    clearTimeout(this.heartbeatTimer);
+    await this.heartbeatInFlight;
+    await this.beat({ signal: AbortSignal.timeout(10_000), retries: 2 }); // final: draining, nothing running
+    this.hardStop.abort(new Error('agent stopped'));
+    await this.deps.receiver.close().catch((err: unknown) => log.warn({ err: (err as Error)?.message }, 'closing the receiver failed'));
+    await this.deps.cache.close().catch((err: unknown) => log.warn({ err: (err as Error)?.message }, 'closing the cache failed'));
+    log.info({ received: this.stats.received, runs: this.stats.runs.length }, 'agent stopped');
+  }
+}

@@ -1,0 +1,270 @@
+// The `command` executor: runs EXECUTOR_COMMAND as a child process (no shell) in its own process group.
+//
+// What the program gets (environment):
+//   LORA_ROUTER_JOB_ID, LORA_ROUTER_EPOCH, LORA_ROUTER_ATTEMPT, LORA_ROUTER_SERVICE
+//   LORA_ROUTER_JOB_FILE    JSON: {job_id, epoch, attempt, service_required, payload, loras:[{kind,key,path,sha256,size_bytes}]}
+//   LORA_ROUTER_LORA_PATHS  the LoRA file paths joined with the OS path delimiter (':' on Linux)
+//   LORA_ROUTER_OUTPUT_DIR  an empty directory for outputs; `result.json` there becomes the job's result
+// plus the agent's own environment minus anything secret-looking (tokens, keys, connection strings, credentials).
+//
+// What it may do:
+//   - print lines on stdout/stderr: they become the job's log (batched, ≤ 1 s behind);
+//   - print `::progress 0.42 optional message` (or `::progress 42%`) on stdout: a progress event, not a log line;
+//   - write `$LORA_ROUTER_OUTPUT_DIR/result.json` (≤ 1 MiB of JSON) and exit 0: succeeded with that result.
+// Exit codes: 0 → succeeded; 75 (EX_TEMPFAIL) → failed, retryable (another attempt may succeed); any other → failed,
+// not retryable (the job's own failure), reason = exit code + the tail of stderr. Killed by a signal the agent did not
+// send (OOM killer, GPU fault) → failed, retryable. Could not start the program → failed, retryable (this machine is
+// misconfigured; another may not be).
+// Cancel: SIGTERM to the whole process group, SIGKILL after CANCEL_GRACE_SECONDS. When the main process exits, whatever
+// it left running in its group is killed too, so nothing outlives a job on the GPU.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import type { Logger } from '../logger.js';
+import { MAX_LINE_CHARS, type Execution, type ExecutionOutcome, type ExecutionSink, type Executor, type ExecutorJob } from './types.js';
+
+export const EX_TEMPFAIL = 75;
+export const MAX_RESULT_BYTES = 1024 * 1024;
+const STDERR_TAIL_LINES = 20;
+const MAX_REASON_CHARS = 2000;
+
+export interface CommandExecutorOptions {
+  command: string;
+  args: string[];
+  /** SIGTERM → SIGKILL delay on cancel. */
+  cancelGraceMs: number;
+  log?: Logger;
+  /** Base environment (default process.env); secret-looking variables are removed from it. */
+  baseEnv?: NodeJS.ProcessEnv;
+}
+
+const SECRET_NAME = /(TOKEN|SECRET|PASSWORD|PASSWD|CONNECTION_?STRING|ACCOUNT_?KEY|CREDENTIAL|_SAS$|^SAS_)/i;
+const SECRET_PREFIX = /^(LoraStorage|ServiceBus|AzureWebJobs|CosmosDb)(__|$)/i;
+
+/** The environment a job inherits: the agent's, without anything that could let a job act as the machine. */
+export function jobBaseEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined || SECRET_NAME.test(k) || SECRET_PREFIX.test(k) || k === 'CREDENTIALS_DIRECTORY') continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** `::progress 0.42 message` / `::progress 42% message` → fraction + message. */
+export function parseProgressLine(line: string): { fraction: number; message?: string } | undefined {
+  const m = /^::progress\s+(\d+(?:\.\d+)?)(%?)(?:\s+(.*))?$/.exec(line.trim());
+  if (!m) return undefined;
+  let fraction = Number(m[1]);
+  if (m[2] === '%') fraction /= 100;
+  if (!Number.isFinite(fraction)) return undefined;
+  fraction = Math.min(1, Math.max(0, fraction));
+  const message = m[3]?.trim();
+  return message ? { fraction, message: message.slice(0, 1000) } : { fraction };
+}
+
+/** Splits a byte stream into lines (\n or \r\n); lines longer than MAX_LINE_CHARS are cut into several. */
+export class LineSplitter {
+  private buf = '';
+  private readonly decoder = new StringDecoder('utf8');
+  constructor(private readonly onLine: (line: string) => void) {}
+  push(chunk: Buffer): void {
+    this.buf += this.decoder.write(chunk);
+    let i: number;
+    while ((i = this.buf.indexOf('\n')) >= 0) {
+      this.emit(this.buf.slice(0, i).replace(/\r$/, ''));
+      this.buf = this.buf.slice(i + 1);
+    }
+    while (this.buf.length > MAX_LINE_CHARS) {
+      this.onLine(this.buf.slice(0, MAX_LINE_CHARS));
+      this.buf = this.buf.slice(MAX_LINE_CHARS);
+    }
+  }
+  end(): void {
+    this.buf += this.decoder.end();
+    if (this.buf.length > 0) this.emit(this.buf);
+    this.buf = '';
+  }
+  private emit(line: string): void {
+    for (let i = 0; i < line.length || i === 0; i += MAX_LINE_CHARS) this.onLine(line.slice(i, i + MAX_LINE_CHARS));
+  }
+}
+
+export function writeJobFile(job: ExecutorJob): { jobFile: string; outputDir: string } {
+  mkdirSync(job.runDir, { recursive: true });
+  const outputDir = join(job.runDir, 'output');
+  mkdirSync(outputDir, { recursive: true });
+  const jobFile = join(job.runDir, 'job.json');
+  const body = {
+    job_id: job.jobId,
+    epoch: job.epoch,
+    attempt: job.attempt,
+    service_required: job.serviceRequired,
+    payload: job.payload,
+    loras: job.loras.map((l) => ({ kind: l.kind, key: l.key, path: l.path, sha256: l.sha256, size_bytes: l.size_bytes })),
+  };
+  writeFileSync(jobFile, JSON.stringify(body, null, 2), { mode: 0o640 });
+  return { jobFile, outputDir };
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (!child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') {
+      try {
+        child.kill(signal);
+      } catch {
+        // gone
+      }
+    }
+  }
+}
+
+function readResult(outputDir: string): { ok: true; result?: unknown } | { ok: false; reason: string } {
+  const path = join(outputDir, 'result.json');
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    return { ok: true };
+  }
+  if (size > MAX_RESULT_BYTES) return { ok: false, reason: `result.json is ${size} bytes; at most ${MAX_RESULT_BYTES} are accepted` };
+  try {
+    return { ok: true, result: JSON.parse(readFileSync(path, 'utf8')) as unknown };
+  } catch (err) {
+    return { ok: false, reason: `result.json is not valid JSON: ${(err as Error).message}` };
+  }
+}
+
+export class CommandExecutor implements Executor {
+  readonly kind = 'command';
+  constructor(private readonly opts: CommandExecutorOptions) {}
+
+  start(job: ExecutorJob, sink: ExecutionSink): Execution {
+    const log = this.opts.log;
+    let cancelReason: string | undefined;
+    let forced = false;
+    let exited = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    let child: ChildProcess | undefined;
+    const stderrTail: string[] = [];
+    let resolveDone!: (o: ExecutionOutcome) => void;
+    const done = new Promise<ExecutionOutcome>((r) => (resolveDone = r));
+    let settled = false;
+    const settle = (o: ExecutionOutcome): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(killTimer);
+      resolveDone(o);
+    };
+
+    let outputDir: string;
+    try {
+      const files = writeJobFile(job);
+      outputDir = files.outputDir;
+      const env: NodeJS.ProcessEnv = {
+        ...jobBaseEnv(this.opts.baseEnv ?? process.env),
+        LORA_ROUTER_JOB_ID: job.jobId,
+        LORA_ROUTER_EPOCH: String(job.epoch),
+        LORA_ROUTER_ATTEMPT: String(job.attempt),
+        LORA_ROUTER_SERVICE: job.serviceRequired,
+        LORA_ROUTER_JOB_FILE: files.jobFile,
+        LORA_ROUTER_LORA_PATHS: job.loras.map((l) => l.path).join(delimiter),
+        LORA_ROUTER_OUTPUT_DIR: files.outputDir,
+      };
+      child = spawn(this.opts.command, this.opts.args, { cwd: job.runDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      settle({ status: 'failed', retryable: true, reason: `cannot start ${this.opts.command}: ${(err as Error).message}` });
+      return { done, cancel: () => undefined };
+    }
+    const proc = child;
+
+    const out = new LineSplitter((line) => {
+      const p = line.startsWith('::progress') ? parseProgressLine(line) : undefined;
+      if (p) sink.progress(p.fraction, p.message);
+      else sink.log('stdout', line);
+    });
+    const err = new LineSplitter((line) => {
+      stderrTail.push(line);
+      if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
+      sink.log('stderr', line);
+    });
+    proc.stdout!.on('data', (d: Buffer) => out.push(d));
+    proc.stderr!.on('data', (d: Buffer) => err.push(d));
+
+    let spawnError: Error | undefined;
+    let exitCode: number | null = null;
+    let exitSignal: NodeJS.Signals | null = null;
+    proc.once('error', (e) => {
+      spawnError = e;
+      if (!proc.pid) {
+        settle({ status: 'failed', retryable: true, reason: `cannot start ${this.opts.command}: ${e.message}` });
+      }
+    });
+    proc.once('exit', (code, signal) => {
+      exited = true;
+      exitCode = code;
+      exitSignal = signal;
+      clearTimeout(killTimer);
+      // Anything the job left behind in its process group goes too (and its pipes close, so 'close' can fire).
+      killGroup(proc, 'SIGKILL');
+    });
+    proc.once('close', () => {
+      out.end();
+      err.end();
+      if (spawnError && !proc.pid) return;
+      log?.debug({ job_id: job.jobId, code: exitCode, signal: exitSignal, cancelled: cancelReason !== undefined }, 'executor: process ended');
+      if (cancelReason !== undefined) {
+        settle({ status: 'cancelled', reason: cancelReason, forced });
+        return;
+      }
+      if (exitCode === 0) {
+        const r = readResult(outputDir);
+        settle(r.ok ? { status: 'succeeded', result: r.result } : { status: 'failed', retryable: false, reason: r.reason, exitCode: 0 });
+        return;
+      }
+      const tail = stderrTail.join('\n').trim();
+      if (exitSignal) {
+        settle({
+          status: 'failed',
+          retryable: true,
+          exitCode,
+          signal: exitSignal,
+          reason: withTail(`killed by ${exitSignal}`, tail),
+        });
+        return;
+      }
+      settle({
+        status: 'failed',
+        retryable: exitCode === EX_TEMPFAIL,
+        exitCode,
+        signal: null,
+        reason: withTail(`exit code ${exitCode}`, tail),
+      });
+    });
+
+    const cancel = (reason: string): void => {
+      if (cancelReason !== undefined || exited || settled) return;
+      cancelReason = reason;
+      log?.info({ job_id: job.jobId, reason, grace_ms: this.opts.cancelGraceMs }, 'executor: stopping job (SIGTERM)');
+      killGroup(proc, 'SIGTERM');
+      killTimer = setTimeout(() => {
+        if (exited) return;
+        forced = true;
+        log?.warn({ job_id: job.jobId }, 'executor: job ignored SIGTERM; SIGKILL');
+        killGroup(proc, 'SIGKILL');
+      }, this.opts.cancelGraceMs);
+    };
+    return { done, cancel };
+  }
+}
+
+/** "exit code 3: <stderr tail>", keeping the head and the end of the tail (what explains a failure) within limits. */
+export function withTail(head: string, tail: string): string {
+  if (!tail) return head;
+  const room = MAX_REASON_CHARS - head.length - 2;
+  return `${head}: ${tail.length <= room ? tail : `…${tail.slice(tail.length - room + 1)}`}`;
+}

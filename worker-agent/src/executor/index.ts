@@ -1,0 +1,14 @@
+// Picks the executor named by EXECUTOR. Only `command` exists today; a ComfyUI executor slots in here.
+import type { ExecutorConfig } from '../config.js';
+import type { Logger } from '../logger.js';
+import { CommandExecutor } from './command.js';
+import type { Executor } from './types.js';
+
+export type { Execution, ExecutionOutcome, ExecutionSink, Executor, ExecutorJob, ExecutorLora } from './types.js';
+
+export function createExecutor(config: ExecutorConfig, opts: { cancelGraceMs: number; log: Logger }): Executor {
+  switch (config.kind) {
+    case 'command':
+      return new CommandExecutor({ command: config.command, args: config.args, cancelGraceMs: opts.cancelGraceMs, log: opts.log });
+  }
+}

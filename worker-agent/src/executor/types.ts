@@ -1,0 +1,58 @@
+// The seam between the agent and whatever actually runs a job on the GPU. The agent prepares a run (LoRAs in the
+// cache, a private run directory), starts an Execution and only ever sees lines, progress and one outcome.
+// Implementations: `command` (a child process, ./command.ts). A ComfyUI executor (HTTP to a local ComfyUI server,
+// LoRAs already in its models/loras layout under CACHE_DIR) would implement the same interface.
+
+/** One LoRA of the job as it sits in the local cache. */
+export interface ExecutorLora {
+  kind: 'user' | 'shared';
+  /** flat_file_id for user LoRAs, filename for shared ones. */
+  key: string;
+  /** Absolute path of the verified file in the cache (read-only for the job). */
+  path: string;
+  sha256: string;
+  size_bytes: number;
+}
+
+export interface ExecutorJob {
+  jobId: string;
+  epoch: number;
+  attempt: number;
+  serviceRequired: string;
+  payload: Record<string, unknown>;
+  loras: ExecutorLora[];
+  /** A directory private to this run; the executor may write anything below it. Removed after the run. */
+  runDir: string;
+}
+
+/** Where an execution reports while it runs. Calls are cheap and never throw; the agent batches and ships them. */
+export interface ExecutionSink {
+  log(stream: 'stdout' | 'stderr', line: string): void;
+  /** fraction in [0, 1]. */
+  progress(fraction: number, message?: string): void;
+}
+
+export type ExecutionOutcome =
+  | { status: 'succeeded'; result?: unknown }
+  /**
+   * retryable: whether another attempt (possibly on another machine) could succeed. false for the job's own
+   * failure (non-zero exit); true for trouble around it (could not start the program, killed by a signal).
+   */
+  | { status: 'failed'; reason: string; retryable: boolean; exitCode?: number | null; signal?: string | null }
+  /** Stopped because cancel() was called; `reason` is what cancel() was given. */
+  | { status: 'cancelled'; reason: string; forced: boolean };
+
+export interface Execution {
+  /** Settles once, after the job's processes are gone; never rejects. */
+  readonly done: Promise<ExecutionOutcome>;
+  /** Asks the job to stop (graceful first, forced after the executor's grace period). Idempotent. */
+  cancel(reason: string): void;
+}
+
+export interface Executor {
+  readonly kind: string;
+  start(job: ExecutorJob, sink: ExecutionSink): Execution;
+}
+
+/** Lines longer than this are cut (the events API accepts up to 8192 characters per line). */
+export const MAX_LINE_CHARS = 8000;

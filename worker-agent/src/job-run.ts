@@ -1,0 +1,335 @@
+// One dispatch message, from receipt to settlement:
+//   claim(job, epoch) ─409─> complete the message (stale or duplicate dispatch), done
+//        └200─> acquire LoRAs (cache hit | single-flight download) ─> `started` {hit, missing, download_ms, bytes}
+//               ─> executor (lines → `log` batches, `::progress` → `progress`) ─> outcome `succeeded` | `failed`
+//               ─> outcome accepted (2xx, or 409: the job moved on) ─> complete the message
+// The message lock is renewed the whole time. A cancel (heartbeat stop_jobs, `cancel_requested`, 409 on an event, or
+// the agent shutting down) stops whatever phase is running. The cache entries are released and the run directory
+// removed in `finally`, whatever happened.
+//
+// Outcome mapping (the `retryable` flag decides whether the scheduler tries another attempt):
+//   executor exit 0                          → succeeded (result.json as result)
+//   executor exit ≠ 0 (the job's own error)  → failed, retryable=false — re-running the same payload would fail again
+//   executor exit 75 (EX_TEMPFAIL)           → failed, retryable=true  — the job says "try again"
+//   executor killed by a foreign signal      → failed, retryable=true  — OOM killer, GPU fault: machine trouble
+//   executor could not start                 → failed, retryable=true  — this machine is misconfigured
+//   CacheFullError / download failure        → failed, retryable=true  — machine-side; another machine may have room
+//   InvalidLoraError (malformed claim data)  → failed, retryable=false — another attempt gets the same data
+//   agent shutting down (drain grace over)   → failed, retryable=true  — "agent shutting down", re-routed elsewhere
+//   cancelled by the control plane / stale   → nothing reported (the job is cancelled or belongs to another epoch)
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ClaimResponse, JobEventInput } from '../../contract/jobs.js';
+import type { DispatchReceiver, ReceivedDispatch } from '../../dispatch/types.js';
+import type { AcquireResult, LoraCache } from './cache/lora-cache.js';
+import type { ControlPlaneApi } from './api.js';
+import type { Execution, ExecutionOutcome, Executor } from './executor/types.js';
+import type { Logger } from './logger.js';
+import type { Outbox } from './outbox.js';
+import { RunReporter, type StopKind } from './reporter.js';
+
+export type RunPhase = 'claiming' | 'preparing' | 'running' | 'reporting' | 'done';
+export type CancelKind = 'server' | 'stale' | 'shutdown';
+
+export const SHUTDOWN_REASON = 'agent shutting down';
+
+/** What a run needs from the agent around it. */
+export interface RunEnvironment {
+  api: ControlPlaneApi;
+  receiver: DispatchReceiver;
+  cache: Pick<LoraCache, 'acquire'>;
+  executor: Executor;
+  outbox: Outbox;
+  log: Logger;
+  stateDir: string;
+  keepRunDirs: boolean;
+  lockRenewMs: number;
+  /** Aborted when the agent stops waiting for anything (hard shutdown): retries end, outcomes stay in the outbox. */
+  hardStop: AbortSignal;
+  /** True once the agent is draining: a run that has not claimed yet gives its message back. */
+  isStopping(): boolean;
+  /** Whether another run of this agent holds this attempt (a duplicate delivery). */
+  isRunningElsewhere(run: JobRun): boolean;
+}
+
+/** How a run ended, for the agent's bookkeeping and tests. */
+export type RunResult =
+  | { kind: 'abandoned'; why: string }
+  | { kind: 'dropped'; why: string }
+  | { kind: 'reported'; event: JobEventInput['type']; accepted: boolean }
+  | { kind: 'unreported'; why: string };
+
+export class JobRun {
+  readonly jobId: string;
+  readonly epoch: number;
+  phase: RunPhase = 'claiming';
+  private cancelKind: CancelKind | undefined;
+  private cancelReason = '';
+  private readonly abort = new AbortController();
+  private execution: Execution | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private lockLost = false;
+  private readonly log: Logger;
+
+  constructor(
+    readonly message: ReceivedDispatch,
+    private readonly env: RunEnvironment,
+  ) {
+    this.jobId = message.message.job_id;
+    this.epoch = message.message.epoch;
+    this.log = env.log.child({ job_id: this.jobId, epoch: this.epoch });
+  }
+
+  get cancelled(): CancelKind | undefined {
+    return this.cancelKind;
+  }
+
+  /** Stops the run in whatever phase it is. The first cancel's kind decides what is reported. */
+  cancel(kind: CancelKind, reason: string): void {
+    if (this.phase === 'done' || this.phase === 'reporting' || this.cancelKind) return;
+    this.cancelKind = kind;
+    this.cancelReason = reason;
+    this.log.info({ kind, reason, phase: this.phase }, 'cancelling run');
+    this.abort.abort(new Error(reason));
+    this.execution?.cancel(reason);
+  }
+
+  async run(): Promise<RunResult> {
+    this.startLockRenewal();
+    let acquired: AcquireResult | undefined;
+    let runDir: string | undefined;
+    try {
+      if (this.env.isStopping()) return await this.giveBack('agent is draining');
+
+      // 1. claim
+      const claimAnswer = await this.env.api
+        .claim(this.jobId, this.epoch, { retries: 6, maxDelayMs: 10_000, signal: this.env.hardStop })
+        .catch((err: unknown) => err as Error);
+      if (claimAnswer instanceof Error) return await this.giveBack(`claim failed: ${claimAnswer.message}`);
+      if (!claimAnswer.ok) {
+        if (claimAnswer.status === 401 || claimAnswer.status === 403) {
+          this.log.error({ status: claimAnswer.status, err: claimAnswer.message }, 'claim refused: check the machine token');
+          return await this.giveBack(`claim refused (${claimAnswer.status})`);
+        }
+        await this.handBackLostClaim(claimAnswer.details);
+        this.log.info({ status: claimAnswer.status, reason: claimAnswer.message }, 'claim rejected; dropping the dispatch');
+        await this.settle();
+        return { kind: 'dropped', why: claimAnswer.message };
+      }
+      const claim = claimAnswer.value;
+      this.log.info({ attempt: claim.attempt, loras: claim.loras.length, service: claim.service_required }, 'claimed');
+
+      const reporter = new RunReporter({
+        api: this.env.api,
+        jobId: this.jobId,
+        epoch: this.epoch,
+        log: this.log,
+        signal: this.env.hardStop,
+        onStop: (kind: StopKind, why) => this.cancel(kind === 'stale' ? 'stale' : 'server', why),
+      });
+
+      // 2. LoRAs
+      this.phase = 'preparing';
+      let outcome: ExecutionOutcome | undefined;
+      try {
+        acquired = await this.acquire(claim, reporter);
+      } catch (err) {
+        outcome = this.cancelKind ? this.cancelledOutcome() : failureFromCacheError(err);
+        this.log.warn({ err: (err as Error)?.message, error_type: (err as Error)?.name }, 'could not prepare LoRAs');
+        reporter.line('agent', `[agent] could not prepare LoRAs: ${(err as Error)?.message ?? String(err)}`);
+      }
+
+      // 3. started + executor
+      if (acquired && !this.cancelKind) {
+        const started = await this.sendStarted(acquired);
+        if (started === 'stale') this.cancel('stale', 'the attempt moved on before it started');
+        else if (started === 'cancel') this.cancel('server', 'the job was cancelled');
+      }
+      if (acquired && !this.cancelKind) {
+        this.phase = 'running';
+        runDir = join(this.env.stateDir, 'runs', `${this.jobId}.${this.epoch}`);
+        rmSync(runDir, { recursive: true, force: true });
+        this.execution = this.env.executor.start(
+          {
+            jobId: this.jobId,
+            epoch: this.epoch,
+            attempt: claim.attempt,
+            serviceRequired: claim.service_required,
+            payload: claim.payload,
+            loras: claim.loras.map((l) => ({ kind: l.kind, key: l.key, path: acquired!.paths[l.key]!, sha256: l.sha256, size_bytes: l.size_bytes })),
+            runDir,
+          },
+          { log: (stream, line) => reporter.line(stream, line), progress: (p, m) => reporter.progress(p, m) },
+        );
+        if (this.cancelKind) this.execution.cancel(this.cancelReason); // cancelled while starting
+        outcome = await this.execution.done;
+        this.log.info({ status: outcome.status, ...(outcome.status === 'failed' ? { reason: outcome.reason.slice(0, 300) } : {}) }, 'executor finished');
+      }
+      outcome ??= this.cancelledOutcome();
+
+      // 4. outcome
+      this.phase = 'reporting';
+      await reporter.flush();
+      const event = this.outcomeEvent(outcome);
+      if (!event) {
+        this.log.info({ cancelled: this.cancelKind, reason: this.cancelReason }, 'run stopped; nothing to report');
+        await this.settle();
+        return { kind: 'unreported', why: this.cancelReason };
+      }
+      const accepted = await this.report(event);
+      if (accepted === undefined) return { kind: 'unreported', why: 'agent stopped before the outcome was accepted (kept in the outbox)' };
+      await this.settle();
+      return { kind: 'reported', event: event.type, accepted };
+    } catch (err) {
+      // Not expected: every step above handles its own failures. Leave the message for redelivery.
+      this.log.error({ err: (err as Error)?.stack ?? String(err) }, 'run failed unexpectedly');
+      return { kind: 'unreported', why: (err as Error)?.message ?? String(err) };
+    } finally {
+      this.phase = 'done';
+      clearInterval(this.renewTimer);
+      acquired?.release();
+      if (runDir && !this.env.keepRunDirs) rmSync(runDir, { recursive: true, force: true });
+    }
+  }
+
+  private startLockRenewal(): void {
+    this.renewTimer = setInterval(() => {
+      if (this.lockLost) return;
+      this.env.receiver.renew(this.message).catch((err: unknown) => {
+        // The message will be delivered again; the claim's epoch fence makes that second delivery a no-op (409).
+        this.lockLost = true;
+        this.log.warn({ err: (err as Error)?.message }, 'dispatch lock lost; the run continues (fenced by its epoch)');
+      });
+    }, this.env.lockRenewMs);
+    this.renewTimer.unref();
+  }
+
+  private async giveBack(why: string): Promise<RunResult> {
+    await this.env.receiver.abandon(this.message).catch((err: unknown) => this.log.warn({ err: (err as Error)?.message }, 'abandon failed'));
+    this.log.info({ why }, 'dispatch given back');
+    return { kind: 'abandoned', why };
+  }
+
+  /** Completes the dispatch message: its job needs nothing more from this delivery. */
+  private async settle(): Promise<void> {
+    try {
+      await this.env.receiver.complete(this.message);
+    } catch (err) {
+      // Lock lost or receiver gone: the message comes back and its claim gets 409, which completes it then.
+      this.log.warn({ err: (err as Error)?.message }, 'could not complete the dispatch message');
+    }
+  }
+
+  /**
+   * A 409 saying this very attempt is already `running` on this machine while nothing here runs it means an earlier
+   * process of this agent claimed it and died (or the claim's answer was lost). Report the attempt failed (retryable)
+   * so it is re-routed now instead of after the reaper's orphan timeout.
+   */
+  private async handBackLostClaim(details: unknown): Promise<void> {
+    const d = details as { status?: unknown; epoch?: unknown } | undefined;
+    if (d?.status !== 'running' || d.epoch !== this.epoch) return;
+    if (this.env.isRunningElsewhere(this) || this.env.outbox.has(this.jobId, this.epoch)) return;
+    const reason = 'the agent lost this attempt (restarted after claiming it); retrying elsewhere';
+    this.log.warn({}, reason);
+    await this.env.api
+      .event(this.jobId, { type: 'failed', epoch: this.epoch, reason, retryable: true }, { retries: 4, signal: this.env.hardStop })
+      .catch((err: unknown) => this.log.warn({ err: (err as Error)?.message }, 'could not hand back a lost attempt'));
+  }
+
+  private async acquire(claim: ClaimResponse, reporter: RunReporter): Promise<AcquireResult> {
+    const reported = new Map<string, number>();
+    const result = await this.env.cache.acquire(claim.loras, this.abort.signal, (key, bytes, total) => {
+      // A line per quarter, so users see a long download move.
+      const quarter = total > 0 ? Math.floor((bytes / total) * 4) : 4;
+      if ((reported.get(key) ?? -1) >= quarter) return;
+      reported.set(key, quarter);
+      reporter.line('agent', `[agent] downloading ${key}: ${Math.round((bytes / Math.max(1, total)) * 100)}% of ${total} bytes`);
+    });
+    if (result.hit.length) reporter.line('agent', `[agent] cache hit: ${result.hit.join(', ')}`);
+    if (result.missing.length) {
+      reporter.line('agent', `[agent] fetched ${result.missing.join(', ')} (${result.bytesDownloaded} bytes in ${Math.round(result.downloadMs)} ms)`);
+    }
+    this.log.info(
+      { hit: result.hit, missing: result.missing, bytes_downloaded: result.bytesDownloaded, download_ms: Math.round(result.downloadMs) },
+      'LoRAs ready',
+    );
+    return result;
+  }
+
+  private async sendStarted(a: AcquireResult): Promise<'ok' | 'stale' | 'cancel' | 'unknown'> {
+    const ev: JobEventInput = {
+      type: 'started',
+      epoch: this.epoch,
+      cache: {
+        hit_loras: a.hit,
+        missing_loras: a.missing,
+        download_ms: Math.max(0, Math.round(a.downloadMs)),
+        bytes_downloaded: Math.max(0, Math.round(a.bytesDownloaded)),
+      },
+    };
+    try {
+      const answer = await this.env.api.event(this.jobId, ev, { retries: 6, maxDelayMs: 10_000, signal: this.env.hardStop });
+      if (!answer.ok) return answer.status === 409 || answer.status === 404 ? 'stale' : 'unknown';
+      return answer.value.cancel_requested ? 'cancel' : 'ok';
+    } catch (err) {
+      // The job is claimed (running) server-side; run it and keep trying to report the outcome.
+      this.log.warn({ err: (err as Error)?.message }, 'could not report started; running anyway');
+      return 'unknown';
+    }
+  }
+
+  private cancelledOutcome(): ExecutionOutcome {
+    return { status: 'cancelled', reason: this.cancelReason || 'cancelled', forced: false };
+  }
+
+  /** The event to report, or null when nothing should be (cancelled by the control plane, or stale). */
+  private outcomeEvent(o: ExecutionOutcome): JobEventInput | null {
+    if (this.cancelKind === 'server' || this.cancelKind === 'stale') return null;
+    switch (o.status) {
+      case 'succeeded':
+        return o.result === undefined ? { type: 'succeeded', epoch: this.epoch } : { type: 'succeeded', epoch: this.epoch, result: o.result };
+      case 'failed':
+        return { type: 'failed', epoch: this.epoch, reason: o.reason.slice(0, 2000), retryable: o.retryable };
+      case 'cancelled':
+        // Only the agent itself cancels with something to report: it is shutting down, so hand the job back.
+        return { type: 'failed', epoch: this.epoch, reason: SHUTDOWN_REASON, retryable: true };
+    }
+  }
+
+  /**
+   * Sends the outcome until the API answers. Written to the outbox first, removed once answered. Returns whether it
+   * was accepted (false: 409 or another definite refusal), or undefined when the agent stopped waiting.
+   */
+  private async report(event: JobEventInput): Promise<boolean | undefined> {
+    this.env.outbox.put(this.jobId, this.epoch, event);
+    try {
+      let answer = await this.env.api.event(this.jobId, event, { retries: Infinity, maxDelayMs: 15_000, signal: this.env.hardStop });
+      if (!answer.ok && event.type === 'succeeded' && (answer.status === 413 || answer.status === 400)) {
+        // The result itself was refused (too large, not storable): report that rather than lose the outcome.
+        const failed: JobEventInput = { type: 'failed', epoch: this.epoch, reason: `the job's result was refused by the API: ${answer.message}`.slice(0, 2000), retryable: false };
+        this.env.outbox.put(this.jobId, this.epoch, failed);
+        answer = await this.env.api.event(this.jobId, failed, { retries: Infinity, maxDelayMs: 15_000, signal: this.env.hardStop });
+      }
+      this.env.outbox.remove(this.jobId, this.epoch);
+      if (answer.ok) {
+        this.log.info({ outcome: event.type, accepted: answer.value.accepted }, 'outcome reported');
+        return answer.value.accepted;
+      }
+      this.log.warn({ outcome: event.type, status: answer.status, err: answer.message }, 'outcome refused (the job moved on)');
+      return false;
+    } catch (err) {
+      this.log.warn({ outcome: event.type, err: (err as Error)?.message }, 'outcome not reported yet; kept in the outbox for the next start');
+      return undefined;
+    }
+  }
+}
+
+/** Cache/download failures are machine-side (retry elsewhere), except malformed claim data. */
+export function failureFromCacheError(err: unknown): ExecutionOutcome {
+  const e = err as Error | undefined;
+  const name = e?.name ?? 'Error';
+  const message = e?.message ?? String(err);
+  if (name === 'InvalidLoraError') return { status: 'failed', retryable: false, reason: `invalid LoRA in the job: ${message}` };
+  if (name === 'CacheFullError') return { status: 'failed', retryable: true, reason: `LoRA cache full on this machine: ${message}` };
+  return { status: 'failed', retryable: true, reason: `LoRA download failed (${name}): ${message}` };
+}

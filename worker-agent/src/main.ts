@@ -1,0 +1,89 @@
+// The agent process: settings → logger → cache → receiver → agent; SIGTERM/SIGINT drain it. Used by
+// `lora-router agent [--env-file path]` (cli/commands/agent.ts).
+//
+// Exit codes: 0 after a clean drain; 78 (EX_CONFIG) for a bad setting or a refused registration (the systemd unit
+// does not restart on 78: restarting cannot fix it); 1 for anything else (systemd restarts it).
+import { mkdirSync } from 'node:fs';
+import { Agent, AgentStartError } from './agent.js';
+import { HttpControlPlane } from './api.js';
+import { LoraCache } from './cache/lora-cache.js';
+import { AgentConfigError, describeConfig, loadAgentConfig, readAgentEnv } from './config.js';
+import { createExecutor } from './executor/index.js';
+import { createAgentLogger } from './logger.js';
+import { createReceiver } from './transport.js';
+import { agentVersion } from './version.js';
+
+export const EX_CONFIG = 78;
+
+export interface AgentMainOptions {
+  envFile?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Only validate and print the settings (secrets redacted), then exit. */
+  check?: boolean;
+}
+
+/** Runs the agent until it is stopped by a signal. Resolves with the process exit code. */
+export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number> {
+  let config;
+  try {
+    config = loadAgentConfig(readAgentEnv(opts.envFile, opts.env ?? process.env));
+  } catch (err) {
+    if (err instanceof AgentConfigError) {
+      process.stderr.write(`lora-router agent: configuration error: ${err.message}\n`);
+      return EX_CONFIG;
+    }
+    throw err;
+  }
+  if (opts.check) {
+    process.stdout.write(`${JSON.stringify(describeConfig(config), null, 2)}\n`);
+    return 0;
+  }
+
+  const log = createAgentLogger({ level: config.logLevel, machineId: config.machineId });
+  log.info({ version: agentVersion(), config: describeConfig(config) }, 'agent starting');
+
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
+  const cache = new LoraCache({
+    cacheDir: config.cacheDir,
+    budgetBytes: config.cacheBudgetBytes,
+    ttlMs: config.cacheTtlMs,
+    pinned: config.pinnedLoras,
+    logger: log.child({ component: 'cache' }),
+  });
+  try {
+    await cache.open();
+  } catch (err) {
+    log.fatal({ err: (err as Error).message, cache_dir: config.cacheDir }, 'cannot open the LoRA cache');
+    return 1;
+  }
+  const receiver = createReceiver(config.transport, config.machineId);
+  const agent = new Agent({
+    config,
+    api: new HttpControlPlane({ baseUrl: config.apiBaseUrl, token: config.machineToken, machineId: config.machineId, log: log.child({ component: 'api' }) }),
+    receiver,
+    cache,
+    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, log: log.child({ component: 'executor' }) }),
+    log,
+  });
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'signal received');
+    void agent.shutdown(`${signal} received`);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    await agent.start();
+  } catch (err) {
+    const start = err instanceof AgentStartError;
+    log.fatal({ err: (err as Error).message }, start ? 'agent cannot start' : 'agent failed to start');
+    process.stderr.write(`lora-router agent: ${(err as Error).message}\n`);
+    await receiver.close().catch(() => undefined);
+    await cache.close().catch(() => undefined);
+    return start ? EX_CONFIG : 1;
+  }
+  await agent.finished;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  return 0;
+}

@@ -1,0 +1,26 @@
+// The agent's dispatch receiver, from its settings: a Service Bus session receiver (session id = machine id) in
+// Azure, or this machine's Storage queue locally. Both come from dispatch/createDispatchReceiver.
+import { createDispatchReceiver, type DispatchReceiver } from '../../dispatch/index.js';
+import type { TransportConfig } from './config.js';
+
+export function createReceiver(transport: TransportConfig, machineId: string): DispatchReceiver {
+  if (transport.kind === 'storage-queue') {
+    const c = transport.connection;
+    return createDispatchReceiver({
+      transport: 'storage-queue',
+      machineId,
+      queuePrefix: transport.prefix,
+      lockSeconds: transport.lockSeconds,
+      ...(c.kind === 'connectionString' ? { connectionString: c.connectionString } : { queueServiceUri: c.queueServiceUri, clientId: c.clientId }),
+    });
+  }
+  const c = transport.connection;
+  return createDispatchReceiver({
+    transport: 'servicebus',
+    machineId,
+    queue: transport.queue,
+    ...(c.kind === 'connectionString'
+      ? { connectionString: c.connectionString }
+      : { fullyQualifiedNamespace: c.fullyQualifiedNamespace, clientId: c.clientId }),
+  });
+}
