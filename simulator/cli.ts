@@ -1,0 +1,148 @@
+// Routing simulator CLI.
+//   npm run sim -- --workload W1 --policy all [--seed 1] [--hours 24] [--out simulator/out]
+//                  [--weights hrw=4,load=0.2] [--slots 2] [--heartbeat-ms 5000]
+// Prints the comparison table (and the wall time per policy) and writes <out>/<name>.json and <out>/<name>.svg.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { policyNames, resolveWeights, type Weights } from '../functions/core/scheduler/index.js';
+import { buildReport, formatDetails, formatTable, markdownTable, renderSvg, tableRows } from './report.js';
+import { runPolicies, type PolicyRun } from './run.js';
+import { WORKLOADS, generateWorkload, workloadNames, type WorkloadName, type WorkloadSpec } from './workloads.js';
+
+const USAGE = `Usage: npm run sim -- [options]
+  --workload W0|W1|W2     workload (default W1)
+  --policy <name>|all     ${policyNames.join(', ')} or all, or a comma list (default all)
+  --seed <int>            PRNG seed (default 1)
+  --hours <h>             simulated hours of arrivals (default: the workload's)
+  --out <dir>             output directory (default simulator/out)
+  --weights k=v,...       affinity weight overrides (names as in SCHEDULER_WEIGHTS)
+  --slots <n>             slots per machine (default: the workload's)
+  --heartbeat-ms <ms>     heartbeat period; 0 = the scheduler sees live caches (default 5000)
+  --markdown              also print the table as Markdown`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n\n${USAGE}\n`);
+  process.exit(2);
+}
+
+export function parseWeights(text: string): Partial<Weights> {
+  const out: Record<string, number> = {};
+  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [k, v] = part.split('=');
+    const value = Number(v);
+    if (!k || v === undefined || !Number.isFinite(value)) throw new Error(`bad weight "${part}" (want name=number)`);
+    out[k.trim()] = value;
+  }
+  resolveWeights(out); // throws on unknown names / bad values
+  return out as Partial<Weights>;
+}
+
+function main(argv: string[]): void {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        workload: { type: 'string', default: 'W1' },
+        policy: { type: 'string', default: 'all' },
+        seed: { type: 'string', default: '1' },
+        hours: { type: 'string' },
+        out: { type: 'string', default: 'simulator/out' },
+        weights: { type: 'string' },
+        slots: { type: 'string' },
+        'heartbeat-ms': { type: 'string' },
+        markdown: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const name = args.workload as WorkloadName;
+  if (!workloadNames.includes(name)) fail(`Unknown workload "${args.workload}".`);
+  const seed = Number(args.seed);
+  if (!Number.isSafeInteger(seed) || seed < 0) fail(`--seed must be a non-negative integer.`);
+  const spec: WorkloadSpec = { ...WORKLOADS[name] };
+  if (args.hours !== undefined) {
+    const hours = Number(args.hours);
+    if (!(hours > 0)) fail('--hours must be > 0.');
+    spec.hours = hours;
+    if (spec.name !== 'W0') spec.description = spec.description.replace(/24 h$/, `${hours} h`);
+  }
+  if (args.slots !== undefined) {
+    const slots = Number(args.slots);
+    if (!Number.isInteger(slots) || slots < 1) fail('--slots must be an integer ≥ 1.');
+    spec.slotsPerMachine = slots;
+  }
+  if (args['heartbeat-ms'] !== undefined) {
+    const hb = Number(args['heartbeat-ms']);
+    if (!(hb >= 0)) fail('--heartbeat-ms must be ≥ 0.');
+    spec.heartbeatMs = hb;
+  }
+  let weights: Partial<Weights> | undefined;
+  if (args.weights !== undefined) {
+    try {
+      weights = parseWeights(args.weights);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+  }
+  const policies = args.policy === 'all' ? [...policyNames].reverse() : args.policy.split(',').map((s) => s.trim());
+  for (const p of policies) {
+    if (!(policyNames as readonly string[]).includes(p)) fail(`Unknown policy "${p}".`);
+  }
+  const runs: PolicyRun[] = policies.map((p) => ({
+    label: p,
+    policy: p,
+    ...(weights && p === 'affinity' ? { weights } : {}),
+  }));
+
+  const command = ['npm run sim --', ...argv].join(' ');
+  let workload;
+  try {
+    workload = generateWorkload(spec, seed);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  process.stderr.write(
+    `${spec.name} seed ${seed}: ${workload.jobs.length} jobs over ${spec.hours} h, ${spec.machines} machines × ` +
+      `${spec.slotsPerMachine} slots; running ${policies.join(', ')}\n`,
+  );
+  const { metrics, timing } = runPolicies(workload, runs, {
+    onDone: (m, t) =>
+      process.stderr.write(
+        `  ${m.policy}: ${t.wallSeconds.toFixed(1)} s wall (schedule() ${t.schedulerSeconds.toFixed(1)} s)\n`,
+      ),
+  });
+  const report = buildReport(command, workload, metrics, timing);
+  const rows = tableRows(metrics, timing);
+  process.stdout.write(`${formatTable(rows)}\n\n${formatDetails(report)}\n`);
+  if (args.markdown) process.stdout.write(`\n${markdownTable(rows)}\n`);
+
+  const outDir = resolve(process.cwd(), args.out);
+  mkdirSync(outDir, { recursive: true });
+  const suffix = [
+    spec.name,
+    `seed${seed}`,
+    args.hours !== undefined ? `${spec.hours}h` : '',
+    args.slots !== undefined ? `${spec.slotsPerMachine}slots` : '',
+    args['heartbeat-ms'] !== undefined ? `hb${spec.heartbeatMs}` : '',
+    weights ? 'weights' : '',
+    args.policy === 'all' ? 'all' : policies.join('+'),
+  ]
+    .filter(Boolean)
+    .join('-');
+  const jsonPath = join(outDir, `${suffix}.json`);
+  const svgPath = join(outDir, `${suffix}.svg`);
+  writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(svgPath, renderSvg(report));
+  process.stdout.write(`\nwrote ${jsonPath}\nwrote ${svgPath}\n`);
+}
+
+main(process.argv.slice(2));

@@ -1,0 +1,523 @@
+// The routing simulator's discrete-event engine. It drives the real scheduler core (`schedule()`) and the agent's real
+// cache logic (`MemoryLruCache`: planEviction's LRU choice, in-use and pinned protection, TTL sweep, counters) over a
+// simulated fleet; it re-implements neither.
+//
+// Model
+// - Jobs arrive (workload.ts) and wait in the pending list. Every `tickMs` the scheduler runs over all pending jobs and
+//   all machines (the call is skipped when nothing is pending or no slot is free: its result would be empty).
+// - What the scheduler sees of a machine: busy slots exactly (the control plane knows its own assignments and a job's
+//   end is reported at once); the cache as of the machine's last heartbeat (every `heartbeatMs`, machines' phases
+//   spread evenly over the period), so a LoRA downloaded or evicted since then is not seen yet. heartbeatMs 0 = live.
+// - An assigned job takes its slot at once (dispatch and claim take no time) and holds it through its downloads and its
+//   run. On arrival at the machine, like the agent's `acquire`: the LoRAs it finds (complete or already downloading) are
+//   marked in use first; then each missing one gets room (LRU eviction of entries neither in use nor pinned, via
+//   MemoryLruCache.add → planEviction; the entry's bytes count against the budget from the start of its download, as
+//   the agent's reservation does) and starts downloading. A LoRA already downloading is shared (single-flight).
+// - Concurrent downloads on one machine share its bandwidth equally (processor sharing), as the agent's concurrent
+//   fetches share its link. The job starts when all its LoRAs are complete; it ends `runMs` later and releases them
+//   (which also marks their last use, as the agent does).
+// - Entries unused for the TTL (7 days) are swept hourly. No LoRA is pinned in W0–W2 (see docs/simulator.md).
+import {
+  schedule,
+  type MachineState,
+  type PendingJob,
+  type Weights,
+} from '../functions/core/scheduler/index.js';
+import { DEFAULT_CACHE_TTL_MS, MemoryLruCache } from '../worker-agent/src/cache/eviction.js';
+import { EventKind, EventQueue } from './events.js';
+import type { GeneratedWorkload, SimJobSpec, SimLora } from './workloads.js';
+
+const HOUR_MS = 60 * 60 * 1000;
+/** Simulated time 0 as the scheduler sees it (an integer epoch-ms, so job ages pack exactly). */
+export const EPOCH_MS = 1_750_000_000_000;
+/** A download with at most this many bytes left is complete (floating-point slack of the bandwidth sharing). */
+const DONE_EPSILON_BYTES = 1;
+
+export interface EngineOptions {
+  policy: string;
+  weights?: Partial<Weights>;
+  /** Run the built-in invariant checks after every event (throws InvariantError). Costs time; tests turn it on. */
+  checkInvariants?: boolean;
+  hooks?: EngineHooks;
+  /** Pinned cache keys (never evicted). None in the standard workloads. */
+  pinned?: readonly string[];
+}
+
+/** Read-only view of a machine for hooks. */
+export interface MachineView {
+  id: string;
+  slots: number;
+  /** Assigned and not finished (downloading or running). */
+  busySlots: number;
+  runningJobs: number;
+  /** Cached bytes, including the reservations of downloads in flight. */
+  usedBytes: number;
+  budgetBytes: number;
+  /** Whether the LoRA is completely downloaded on the machine. */
+  has(key: string): boolean;
+}
+
+export interface EngineHooks {
+  onAssign?(jobId: string, machine: MachineView, tMs: number): void;
+  onStart?(job: SimJobSpec, machine: MachineView, tMs: number): void;
+  onEnd?(job: SimJobSpec, machine: MachineView, tMs: number): void;
+  /** After every event, with every machine. */
+  afterEvent?(tMs: number, machines: readonly MachineView[]): void;
+}
+
+export class InvariantError extends Error {
+  override name = 'InvariantError';
+}
+
+/** Raw results of one run; metrics.ts turns them into figures. */
+export interface RunRecord {
+  policy: string;
+  weights?: Partial<Weights>;
+  jobs: number;
+  arrivalMs: Float64Array;
+  assignedMs: Float64Array;
+  startMs: Float64Array;
+  endMs: Float64Array;
+  machineOf: Int32Array;
+  /** Times each job started (must be 1). */
+  starts: Uint8Array;
+  /** All of the job's LoRAs were complete on the machine when it got there. */
+  fullHit: Uint8Array;
+  /** At least one of the job's LoRAs was in the chosen machine's reported cache (ADR-010 score > 0). */
+  adrScored: Uint8Array;
+  /** The policy's own score for the chosen machine was > 0. */
+  policyScored: Uint8Array;
+  loraRequests: number;
+  /** Complete on the machine when the job got there. */
+  loraHits: number;
+  /** Already downloading there for another job (no new download, but a wait). */
+  loraJoined: number;
+  /** Downloaded for this job. */
+  loraMisses: number;
+  machines: {
+    id: string;
+    slots: number;
+    jobs: number;
+    /** Slot-time held by jobs (assignment → end, downloads included). */
+    busyMs: number;
+    downloads: number;
+    bytesDownloaded: number;
+    evictions: number;
+    thrash: number;
+    peakUsedBytes: number;
+  }[];
+  schedulerCalls: number;
+  /** Simulated ms at which the last job ended. */
+  endMs_: number;
+  /** Wall-clock ms spent inside schedule() (not deterministic; excluded from the metrics). */
+  schedulerWallMs: number;
+}
+
+interface Download {
+  lora: SimLora;
+  remaining: number;
+  waiters: number[];
+}
+
+class SimMachine implements MachineView {
+  readonly cache: MemoryLruCache;
+  /** Completely downloaded keys (the live cache). */
+  readonly completeUser = new Set<string>();
+  readonly completeShared = new Set<string>();
+  /** What the last heartbeat reported. */
+  readonly reportedUser: Set<string>;
+  readonly reportedShared: Set<string>;
+  /** Cache changes not reported yet: [time, added?, lora]. */
+  private readonly changes: { t: number; add: boolean; lora: SimLora }[] = [];
+  private changeHead = 0;
+  readonly inFlight = new Map<string, Download>();
+  readonly active: Download[] = [];
+  private lastAdvanceMs = 0;
+  dlVersion = 0;
+  busySlots = 0;
+  runningJobs = 0;
+  jobs = 0;
+  busyMs = 0;
+  peakUsedBytes = 0;
+  readonly state: MachineState;
+
+  constructor(
+    readonly index: number,
+    readonly id: string,
+    readonly slots: number,
+    readonly budgetBytes: number,
+    readonly bandwidth: number,
+    /** Heartbeat period; 0 = the scheduler sees the live cache. */
+    private readonly heartbeatMs: number,
+    /** This machine's first heartbeat. */
+    private readonly phaseMs: number,
+    pinned: readonly string[],
+  ) {
+    this.cache = new MemoryLruCache({ budgetBytes, pinned, clock: () => 0 });
+    const live = heartbeatMs === 0;
+    this.reportedUser = live ? this.completeUser : new Set();
+    this.reportedShared = live ? this.completeShared : new Set();
+    this.state = {
+      id,
+      pool: 'default',
+      slots,
+      busySlots: 0,
+      live: true,
+      draining: false,
+      cachedUser: this.reportedUser,
+      cachedShared: this.reportedShared,
+      budgetBytes,
+      usedBytes: 0,
+      downloadBytesPerSecond: bandwidth,
+    };
+  }
+
+  get usedBytes(): number {
+    return this.cache.usedBytes;
+  }
+
+  has(key: string): boolean {
+    return this.completeUser.has(key) || this.completeShared.has(key);
+  }
+
+  isComplete(l: SimLora): boolean {
+    return (l.kind === 'user' ? this.completeUser : this.completeShared).has(l.key);
+  }
+
+  setComplete(l: SimLora, present: boolean, tMs: number): void {
+    const set = l.kind === 'user' ? this.completeUser : this.completeShared;
+    if (present) set.add(l.key);
+    else set.delete(l.key);
+    if (this.heartbeatMs > 0) this.changes.push({ t: tMs, add: present, lora: l });
+  }
+
+  /** Brings the reported cache up to the last heartbeat at or before `tMs`. */
+  syncReport(tMs: number): void {
+    this.state.busySlots = this.busySlots;
+    this.state.usedBytes = this.cache.usedBytes;
+    if (this.heartbeatMs === 0 || tMs < this.phaseMs) return;
+    const lastBeat = this.phaseMs + Math.floor((tMs - this.phaseMs) / this.heartbeatMs) * this.heartbeatMs;
+    const changes = this.changes;
+    let i = this.changeHead;
+    while (i < changes.length && changes[i]!.t <= lastBeat) {
+      const c = changes[i]!;
+      const set = c.lora.kind === 'user' ? this.reportedUser : this.reportedShared;
+      if (c.add) set.add(c.lora.key);
+      else set.delete(c.lora.key);
+      i++;
+    }
+    if (i === changes.length) {
+      changes.length = 0;
+      i = 0;
+    } else if (i > 4096) {
+      changes.splice(0, i);
+      i = 0;
+    }
+    this.changeHead = i;
+  }
+
+  /** Progress of the downloads in flight up to `tMs` (equal shares of the bandwidth). */
+  advance(tMs: number): void {
+    const n = this.active.length;
+    if (n > 0 && tMs > this.lastAdvanceMs) {
+      const each = (this.bandwidth * (tMs - this.lastAdvanceMs)) / 1000 / n;
+      for (const d of this.active) d.remaining -= each;
+    }
+    this.lastAdvanceMs = tMs;
+  }
+
+  /** When the first download in flight will finish at the current sharing, or undefined. */
+  nextDoneMs(tMs: number): number | undefined {
+    const n = this.active.length;
+    if (n === 0) return undefined;
+    let min = Infinity;
+    for (const d of this.active) if (d.remaining < min) min = d.remaining;
+    return tMs + (Math.max(0, min) * n * 1000) / this.bandwidth;
+  }
+
+  takeDone(): Download[] {
+    const done: Download[] = [];
+    let w = 0;
+    for (const d of this.active) {
+      if (d.remaining <= DONE_EPSILON_BYTES) done.push(d);
+      else this.active[w++] = d;
+    }
+    this.active.length = w;
+    return done;
+  }
+}
+
+/** Runs one policy over a generated workload. Deterministic: the same workload and options give the same record. */
+export function simulate(workload: GeneratedWorkload, options: EngineOptions): RunRecord {
+  const { spec, jobs } = workload;
+  const n = jobs.length;
+  const hooks = options.hooks;
+  const check = options.checkInvariants === true;
+  const machines: SimMachine[] = [];
+  for (let i = 0; i < spec.machines; i++) {
+    const phase = spec.heartbeatMs > 0 ? (i * spec.heartbeatMs) / spec.machines : 0;
+    machines.push(
+      new SimMachine(
+        i,
+        `gpu-${String(i).padStart(3, '0')}`,
+        spec.slotsPerMachine,
+        spec.cacheBudgetBytes,
+        spec.downloadBytesPerSecond,
+        spec.heartbeatMs,
+        phase,
+        options.pinned ?? [],
+      ),
+    );
+  }
+  const machineById = new Map(machines.map((m) => [m.id, m]));
+  const states = machines.map((m) => m.state);
+  const totalSlots = spec.machines * spec.slotsPerMachine;
+
+  const rec: RunRecord = {
+    policy: options.policy,
+    ...(options.weights ? { weights: options.weights } : {}),
+    jobs: n,
+    arrivalMs: new Float64Array(n),
+    assignedMs: new Float64Array(n).fill(NaN),
+    startMs: new Float64Array(n).fill(NaN),
+    endMs: new Float64Array(n).fill(NaN),
+    machineOf: new Int32Array(n).fill(-1),
+    starts: new Uint8Array(n),
+    fullHit: new Uint8Array(n),
+    adrScored: new Uint8Array(n),
+    policyScored: new Uint8Array(n),
+    loraRequests: 0,
+    loraHits: 0,
+    loraJoined: 0,
+    loraMisses: 0,
+    machines: [],
+    schedulerCalls: 0,
+    endMs_: 0,
+    schedulerWallMs: 0,
+  };
+  const waiting = new Int32Array(n);
+
+  const queue = new EventQueue();
+  let pending: PendingJob[] = [];
+  const pendingIndex = new Map<string, number>();
+  let nextArrival = 0;
+  let busyTotal = 0;
+  let now = 0;
+
+  const fail = (message: string): never => {
+    throw new InvariantError(`t=${(now / 1000).toFixed(3)} s, policy ${options.policy}: ${message}`);
+  };
+
+  const loraByKey = new Map(workload.loras.map((l) => [l.key, l]));
+  const evicted = (m: SimMachine, key: string, tMs: number): void => {
+    if (m.inFlight.has(key)) fail(`${m.id} evicted ${key} while it was downloading`);
+    const lora = loraByKey.get(key);
+    if (!lora) return fail(`${m.id} evicted unknown key ${key}`);
+    m.setComplete(lora, false, tMs);
+  };
+
+  const startJob = (j: number, m: SimMachine, tMs: number): void => {
+    const job = jobs[j]!;
+    for (const l of job.loras) {
+      if (!m.isComplete(l)) fail(`${job.id} started on ${m.id} without ${l.key}`);
+    }
+    if (rec.starts[j]! > 0) fail(`${job.id} started twice`);
+    m.runningJobs++;
+    if (m.runningJobs > m.slots) fail(`${m.id} runs ${m.runningJobs} jobs on ${m.slots} slots`);
+    rec.starts[j]!++;
+    rec.startMs[j] = tMs;
+    queue.push(tMs + job.runMs, EventKind.JobEnd, j);
+    hooks?.onStart?.(job, m, tMs);
+  };
+
+  const assign = (j: number, m: SimMachine, tMs: number, hitReported: number, score: number): void => {
+    const job = jobs[j]!;
+    if (rec.machineOf[j] !== -1) fail(`${job.id} assigned twice`);
+    m.busySlots++;
+    busyTotal++;
+    if (m.busySlots > m.slots) fail(`${m.id} assigned ${m.busySlots} jobs on ${m.slots} slots`);
+    m.state.busySlots = m.busySlots;
+    m.jobs++;
+    rec.machineOf[j] = m.index;
+    rec.assignedMs[j] = tMs;
+    if (hitReported > 0) rec.adrScored[j] = 1;
+    if (score > 0) rec.policyScored[j] = 1;
+    hooks?.onAssign?.(job.id, m, tMs);
+
+    // Like the agent's acquire(): first protect what is there (complete or arriving), then make room for the rest.
+    const missing: SimLora[] = [];
+    let hits = 0;
+    for (const l of job.loras) {
+      rec.loraRequests++;
+      if (m.isComplete(l)) {
+        rec.loraHits++;
+        hits++;
+        m.cache.touch(l.key, tMs);
+        m.cache.markInUse(l.key);
+        continue;
+      }
+      const d = m.inFlight.get(l.key);
+      if (d) {
+        rec.loraJoined++;
+        m.cache.markInUse(l.key);
+        d.waiters.push(j);
+        waiting[j]!++;
+        continue;
+      }
+      missing.push(l);
+    }
+    if (hits === job.loras.length) rec.fullHit[j] = 1;
+    if (missing.length > 0) {
+      m.advance(tMs);
+      for (const l of missing) {
+        rec.loraMisses++;
+        const added = m.cache.add(l.key, l.sizeBytes, tMs);
+        if ('error' in added) return fail(`${m.id} cannot make room for ${l.key}: ${added.error}`);
+        for (const k of added.evicted) evicted(m, k, tMs);
+        m.cache.markInUse(l.key);
+        const d: Download = { lora: l, remaining: l.sizeBytes, waiters: [j] };
+        m.inFlight.set(l.key, d);
+        m.active.push(d);
+        waiting[j]!++;
+      }
+      if (m.cache.usedBytes > m.peakUsedBytes) m.peakUsedBytes = m.cache.usedBytes;
+      const done = m.nextDoneMs(tMs);
+      if (done !== undefined) queue.push(done, EventKind.DownloadDone, m.index, ++m.dlVersion);
+    }
+    if (waiting[j] === 0) startJob(j, m, tMs);
+  };
+
+  const tick = (tMs: number): void => {
+    if (pending.length > 0 && busyTotal < totalSlots) {
+      for (const m of machines) m.syncReport(tMs);
+      const t0 = performance.now();
+      const result = schedule({
+        nowMs: EPOCH_MS + tMs,
+        jobs: pending,
+        machines: states,
+        policy: options.policy,
+        ...(options.weights ? { weights: options.weights } : {}),
+        expectedJobSeconds: workload.meanRunSeconds,
+        defaultDownloadBytesPerSecond: spec.downloadBytesPerSecond,
+      });
+      rec.schedulerWallMs += performance.now() - t0;
+      rec.schedulerCalls++;
+      if (result.assignments.length > 0) {
+        for (const a of result.assignments) {
+          const j = pendingIndex.get(a.jobId);
+          const m = machineById.get(a.machineId);
+          if (j === undefined || m === undefined) return fail(`unknown assignment ${a.jobId} → ${a.machineId}`);
+          pendingIndex.delete(a.jobId);
+          assign(j, m, tMs, a.hitLoras.length, a.score);
+        }
+        pending = pending.filter((p) => pendingIndex.has(p.id));
+      }
+    }
+    if (nextArrival < n || pending.length > 0) queue.push(tMs + spec.tickMs, EventKind.Tick);
+  };
+
+  const checkAll = (): void => {
+    let busy = 0;
+    for (const m of machines) {
+      busy += m.busySlots;
+      if (m.busySlots > m.slots) fail(`${m.id} has ${m.busySlots} busy slots of ${m.slots}`);
+      if (m.runningJobs > m.busySlots) fail(`${m.id} runs ${m.runningJobs} jobs but has ${m.busySlots} assigned`);
+      if (m.cache.usedBytes > m.budgetBytes) fail(`${m.id} caches ${m.cache.usedBytes} B over its budget`);
+      let sum = 0;
+      for (const e of m.cache.snapshot()) {
+        sum += e.sizeBytes;
+        const complete = m.has(e.key);
+        const downloading = m.inFlight.has(e.key);
+        if (complete === downloading) fail(`${m.id} entry ${e.key} complete=${complete} downloading=${downloading}`);
+      }
+      if (sum !== m.cache.usedBytes) fail(`${m.id} entries sum to ${sum} B, cache says ${m.cache.usedBytes} B`);
+      if (m.completeUser.size + m.completeShared.size + m.inFlight.size !== m.cache.size) {
+        fail(`${m.id} cache has ${m.cache.size} entries, model has ${m.completeUser.size + m.completeShared.size} + ${m.inFlight.size}`);
+      }
+    }
+    if (busy !== busyTotal) fail(`busy slots ${busy} ≠ tally ${busyTotal}`);
+  };
+
+  for (let j = 0; j < n; j++) rec.arrivalMs[j] = jobs[j]!.arrivalMs;
+  if (n > 0) queue.push(jobs[0]!.arrivalMs, EventKind.Arrival, 0);
+  queue.push(spec.tickMs, EventKind.Tick);
+  queue.push(HOUR_MS, EventKind.TtlSweep);
+
+  for (let e = queue.pop(); e !== undefined; e = queue.pop()) {
+    now = e.t;
+    switch (e.kind) {
+      case EventKind.Arrival: {
+        const job = jobs[e.a]!;
+        pending.push({
+          id: job.id,
+          tenantId: 'sim',
+          pool: 'default',
+          priority: 5,
+          createdAtMs: EPOCH_MS + Math.floor(job.arrivalMs),
+          attempt: 1,
+          loras: job.loras.map((l) => l.ref),
+        });
+        pendingIndex.set(job.id, e.a);
+        nextArrival = e.a + 1;
+        if (nextArrival < n) queue.push(jobs[nextArrival]!.arrivalMs, EventKind.Arrival, nextArrival);
+        break;
+      }
+      case EventKind.Tick:
+        tick(e.t);
+        break;
+      case EventKind.DownloadDone: {
+        const m = machines[e.a]!;
+        if (e.b !== m.dlVersion) break; // superseded by a later plan
+        m.advance(e.t);
+        for (const d of m.takeDone()) {
+          m.inFlight.delete(d.lora.key);
+          m.setComplete(d.lora, true, e.t);
+          for (const j of d.waiters) {
+            if (--waiting[j]! === 0) startJob(j, m, e.t);
+          }
+        }
+        const done = m.nextDoneMs(e.t);
+        if (done !== undefined) queue.push(done, EventKind.DownloadDone, m.index, ++m.dlVersion);
+        break;
+      }
+      case EventKind.JobEnd: {
+        const j = e.a;
+        const job = jobs[j]!;
+        const m = machines[rec.machineOf[j]!]!;
+        m.runningJobs--;
+        m.busySlots--;
+        m.state.busySlots = m.busySlots;
+        busyTotal--;
+        m.busyMs += e.t - rec.assignedMs[j]!;
+        for (const l of job.loras) m.cache.release(l.key, e.t);
+        rec.endMs[j] = e.t;
+        if (e.t > rec.endMs_) rec.endMs_ = e.t;
+        hooks?.onEnd?.(job, m, e.t);
+        break;
+      }
+      case EventKind.TtlSweep: {
+        for (const m of machines) {
+          for (const k of m.cache.sweepTtl(e.t, DEFAULT_CACHE_TTL_MS)) evicted(m, k, e.t);
+        }
+        if (nextArrival < n || pending.length > 0 || busyTotal > 0) queue.push(e.t + HOUR_MS, EventKind.TtlSweep);
+        break;
+      }
+    }
+    if (check) checkAll();
+    hooks?.afterEvent?.(e.t, machines);
+  }
+
+  if (pending.length > 0 || busyTotal > 0) fail(`run ended with ${pending.length} pending and ${busyTotal} busy slots`);
+  rec.machines = machines.map((m) => ({
+    id: m.id,
+    slots: m.slots,
+    jobs: m.jobs,
+    busyMs: m.busyMs,
+    downloads: m.cache.counters.downloads,
+    bytesDownloaded: m.cache.counters.bytes_downloaded,
+    evictions: m.cache.counters.evictions,
+    thrash: m.cache.counters.thrash,
+    peakUsedBytes: m.peakUsedBytes,
+  }));
+  return rec;
+}

@@ -1,0 +1,135 @@
+// Experiments behind docs/simulator.md: affinity weight sweeps and what-if bounds. Not part of `npm run sim`.
+//   npm run build --silent && node dist/simulator/experiments.js weights [--workload W1] [--seed 1] [--hours 24]
+//   npm run build --silent && node dist/simulator/experiments.js bounds  [--workload W1] [--seed 1] [--hours 24]
+//   npm run build --silent && node dist/simulator/experiments.js check   [--workload W1] [--hours 1]
+// Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Weights } from '../functions/core/scheduler/index.js';
+import { simulate } from './engine.js';
+import { summarize, type PolicyMetrics } from './metrics.js';
+import { formatTable, tableRows, type PolicyTiming } from './report.js';
+import { runPolicies, type PolicyRun } from './run.js';
+import { WORKLOADS, generateWorkload, type WorkloadName, type WorkloadSpec } from './workloads.js';
+
+type Variant = { label: string; weights: Partial<Weights> };
+
+/** Affinity weight variants: one knob at a time around the defaults, then combinations. */
+const WEIGHT_VARIANTS: Variant[] = [
+  { label: 'default', weights: {} },
+  { label: 'hrw=0', weights: { hrw: 0 } },
+  { label: 'hrw=10', weights: { hrw: 10 } },
+  { label: 'hrw=25', weights: { hrw: 25 } },
+  { label: 'load=0', weights: { load: 0 } },
+  { label: 'load=0.05', weights: { load: 0.05 } },
+  { label: 'load=0.5', weights: { load: 0.5 } },
+  { label: 'load=1', weights: { load: 1 } },
+  { label: 'download=0', weights: { download: 0 } },
+  { label: 'download=3', weights: { download: 3 } },
+  { label: 'affinity=0.3', weights: { affinity: 0.3 } },
+  { label: 'affinity=3', weights: { affinity: 3 } },
+  { label: 'sharedHit=10', weights: { sharedHit: 10 } },
+  { label: 'bound1/min1', weights: { loadBound: 1, loadBoundMinSlots: 1 } },
+  { label: 'bound1.25/min1', weights: { loadBound: 1.25, loadBoundMinSlots: 1 } },
+];
+
+function options(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      workload: { type: 'string', default: 'W1' },
+      seed: { type: 'string', default: '1' },
+      hours: { type: 'string' },
+      variants: { type: 'string' },
+      out: { type: 'string', default: 'simulator/out' },
+    },
+  });
+  const spec: WorkloadSpec = { ...WORKLOADS[values.workload as WorkloadName] };
+  if (!spec.name) throw new Error(`unknown workload ${values.workload}`);
+  if (values.hours !== undefined) spec.hours = Number(values.hours);
+  return { experiment: positionals[0] ?? 'weights', spec, seed: Number(values.seed), values };
+}
+
+function print(title: string, metrics: PolicyMetrics[], timing: PolicyTiming[]): void {
+  process.stdout.write(`\n${title}\n${formatTable(tableRows(metrics, timing))}\n`);
+  for (const m of metrics) {
+    process.stdout.write(
+      `  ${m.policy}: queue wait p95 ${m.queueWait.p95.toFixed(1)} s, download wait p95 ${m.downloadWait.p95.toFixed(1)} s, ` +
+        `joined ${m.loraJoined}, slot utilisation ${(100 * m.load.slotUtilisation).toFixed(1)} %\n`,
+    );
+  }
+}
+
+function main(argv: string[]): void {
+  const { experiment, spec, seed, values } = options(argv);
+  const results: { title: string; metrics: PolicyMetrics[]; timing: PolicyTiming[] }[] = [];
+  const run = (title: string, s: WorkloadSpec, runs: PolicyRun[]): void => {
+    const workload = generateWorkload(s, seed);
+    process.stderr.write(`${title}: ${workload.jobs.length} jobs\n`);
+    const { metrics, timing } = runPolicies(workload, runs, {
+      onDone: (m, t) => process.stderr.write(`  ${m.policy} ${t.wallSeconds.toFixed(1)} s\n`),
+    });
+    print(title, metrics, timing);
+    results.push({ title, metrics, timing });
+  };
+  const all: PolicyRun[] = [
+    { label: 'fifo', policy: 'fifo' },
+    { label: 'adr010', policy: 'adr010' },
+    { label: 'affinity', policy: 'affinity' },
+  ];
+
+  switch (experiment) {
+    case 'weights': {
+      const wanted = values.variants?.split(';').map((s) => s.trim());
+      const variants: Variant[] = wanted
+        ? wanted.map((label) => ({
+            label,
+            weights: label === 'default' ? {} : Object.fromEntries(label.split(',').map((kv) => {
+              const [k, v] = kv.split('=');
+              return [k!.trim(), Number(v)];
+            })),
+          }))
+        : WEIGHT_VARIANTS;
+      run(
+        `affinity weight variants on ${spec.name} (${spec.hours} h, seed ${seed})`,
+        spec,
+        variants.map((v) => ({ label: v.label, policy: 'affinity', weights: v.weights })),
+      );
+      break;
+    }
+    case 'bounds': {
+      // Waiting for a free slot alone: downloads take no time (so routing cannot matter for latency).
+      run(`${spec.name} with instant downloads (queueing only)`, { ...spec, downloadBytesPerSecond: 1e15 }, all);
+      // One copy of every LoRA would fit the fleet: no cache pressure at all (budget = whole catalogue per machine).
+      run(`${spec.name} with a 2 TiB cache per machine (no evictions)`, { ...spec, cacheBudgetBytes: 2 * 1024 ** 4 }, all);
+      // The scheduler sees the live cache (no heartbeat lag).
+      run(`${spec.name} with live cache reports (heartbeatMs 0)`, { ...spec, heartbeatMs: 0 }, all);
+      // Other fleet shapes at the same 80 % utilisation.
+      run(`${spec.name} with 1 slot per machine`, { ...spec, slotsPerMachine: 1 }, all);
+      run(`${spec.name} with 4 slots per machine`, { ...spec, slotsPerMachine: 4, cacheBudgetBytes: spec.cacheBudgetBytes }, all);
+      run(`${spec.name} at 60 % utilisation`, { ...spec, utilisation: 0.6 }, all);
+      break;
+    }
+    case 'check': {
+      // The engine's own invariants after every event on the real workload (slow: keep the hours small).
+      const workload = generateWorkload(spec, seed);
+      for (const p of all) {
+        const rec = simulate(workload, { policy: p.policy, checkInvariants: true });
+        const m = summarize(workload, rec);
+        process.stdout.write(`${p.label}: invariants held over ${m.jobs} jobs (${m.downloads} downloads, ${m.evictions} evictions)\n`);
+      }
+      return;
+    }
+    default:
+      throw new Error(`unknown experiment ${experiment} (weights | bounds | check)`);
+  }
+  const outDir = resolve(process.cwd(), values.out);
+  mkdirSync(outDir, { recursive: true });
+  const path = join(outDir, `experiment-${experiment}-${spec.name}-seed${seed}${values.hours ? `-${spec.hours}h` : ''}.json`);
+  writeFileSync(path, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`\nwrote ${path}\n`);
+}
+
+main(process.argv.slice(2));

@@ -1,0 +1,49 @@
+// Runs policies over one generated workload and collects metrics and wall times.
+import { performance } from 'node:perf_hooks';
+import type { Weights } from '../functions/core/scheduler/index.js';
+import { simulate, type EngineHooks } from './engine.js';
+import { summarize, type PolicyMetrics } from './metrics.js';
+import type { PolicyTiming } from './report.js';
+import type { GeneratedWorkload } from './workloads.js';
+
+export interface PolicyRun {
+  /** Label in the report: the policy name, or a variant name for tuning runs. */
+  label: string;
+  policy: string;
+  weights?: Partial<Weights>;
+}
+
+export interface RunOptions {
+  checkInvariants?: boolean;
+  hooks?: (run: PolicyRun) => EngineHooks | undefined;
+  onDone?: (metrics: PolicyMetrics, timing: PolicyTiming) => void;
+}
+
+export function runPolicies(
+  workload: GeneratedWorkload,
+  runs: readonly PolicyRun[],
+  options: RunOptions = {},
+): { metrics: PolicyMetrics[]; timing: PolicyTiming[] } {
+  const metrics: PolicyMetrics[] = [];
+  const timing: PolicyTiming[] = [];
+  for (const run of runs) {
+    const t0 = performance.now();
+    const hooks = options.hooks?.(run);
+    const record = simulate(workload, {
+      policy: run.policy,
+      ...(run.weights ? { weights: run.weights } : {}),
+      ...(options.checkInvariants ? { checkInvariants: true } : {}),
+      ...(hooks ? { hooks } : {}),
+    });
+    const m = { ...summarize(workload, record), policy: run.label };
+    const t: PolicyTiming = {
+      policy: run.label,
+      wallSeconds: Number(((performance.now() - t0) / 1000).toFixed(2)),
+      schedulerSeconds: Number((record.schedulerWallMs / 1000).toFixed(2)),
+    };
+    metrics.push(m);
+    timing.push(t);
+    options.onDone?.(m, t);
+  }
+  return { metrics, timing };
+}

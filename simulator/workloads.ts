@@ -1,0 +1,234 @@
+// Workloads for the routing simulator: the fleet (machines, cache budget, link speed, slots) and the job stream (Poisson
+// arrivals, LoRA choices from a Zipf popularity law, log-normal LoRA sizes and run times). A workload is generated once
+// per seed, before any policy runs, so every policy sees exactly the same jobs.
+import type { LoraRef } from '../functions/core/scheduler/index.js';
+import { seededRandom, zipfSampler } from '../functions/core/scheduler/synthetic.js';
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+const HOUR_MS = 60 * 60 * 1000;
+
+export type WorkloadName = 'W0' | 'W1' | 'W2';
+export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2'];
+
+export interface WorkloadSpec {
+  name: string;
+  description: string;
+  machines: number;
+  /** Jobs a machine runs at once (one per GPU). A job holds its slot from assignment, through its downloads, to its end. */
+  slotsPerMachine: number;
+  cacheBudgetBytes: number;
+  /** Per machine; concurrent downloads on one machine share it equally. */
+  downloadBytesPerSecond: number;
+  userLoras: number;
+  sharedLoras: number;
+  /** Zipf exponent of LoRA popularity over one ranking of all user + shared LoRAs. */
+  zipfS: number;
+  sizeMedianBytes: number;
+  /** σ of ln(size). */
+  sizeSigma: number;
+  sizeMinBytes: number;
+  sizeMaxBytes: number;
+  /** Distinct LoRAs per job, uniform in [min, max]. */
+  lorasPerJob: [number, number];
+  runMedianMs: number;
+  /** σ of ln(run time). */
+  runSigma: number;
+  /** Target share of the fleet's slot time taken by running jobs (downloads not counted, see `arrivalRatePerSecond`). */
+  utilisation: number;
+  hours: number;
+  /** W2: at this share of `hours` the popularity ranking rotates by half (yesterday's hot LoRAs go cold). */
+  shiftAt?: number;
+  /** Scheduler timer period. */
+  tickMs: number;
+  /** Heartbeat period: the scheduler sees a machine's cache as of its last heartbeat. 0 = the live cache. */
+  heartbeatMs: number;
+}
+
+const W1: WorkloadSpec = {
+  name: 'W1',
+  description:
+    '24 machines × 2 slots, 50 GiB cache, 200 MiB/s each; 3 000 user + 200 shared LoRAs, Zipf s=1.0, sizes log-normal ' +
+    'median 150 MiB σ=1 clamped to 10 MiB–1.5 GiB; 1–3 LoRAs per job; run time log-normal median 20 s σ=0.5; ' +
+    'Poisson arrivals at 80 % slot utilisation (run time only); 24 h',
+  machines: 24,
+  slotsPerMachine: 2,
+  cacheBudgetBytes: 50 * GiB,
+  downloadBytesPerSecond: 200 * MiB,
+  userLoras: 3000,
+  sharedLoras: 200,
+  zipfS: 1.0,
+  sizeMedianBytes: 150 * MiB,
+  sizeSigma: 1.0,
+  sizeMinBytes: 10 * MiB,
+  sizeMaxBytes: 1536 * MiB,
+  lorasPerJob: [1, 3],
+  runMedianMs: 20_000,
+  runSigma: 0.5,
+  utilisation: 0.8,
+  hours: 24,
+  tickMs: 2000,
+  heartbeatMs: 5000,
+};
+
+export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadSpec>> = {
+  W0: {
+    ...W1,
+    name: 'W0',
+    description:
+      '4 machines × 2 slots, 2 GiB cache (forces evictions), 200 MiB/s; 45 user + 5 shared LoRAs, sizes median 150 MiB ' +
+      'clamped to 10–300 MiB; otherwise as W1; 10 simulated minutes (for tests)',
+    machines: 4,
+    cacheBudgetBytes: 2 * GiB,
+    userLoras: 45,
+    sharedLoras: 5,
+    sizeMaxBytes: 300 * MiB,
+    hours: 10 / 60,
+  },
+  W1,
+  W2: {
+    ...W1,
+    name: 'W2',
+    description: 'W1, but at 12 h the popularity ranking rotates by half: the hottest half of the LoRAs goes cold',
+    shiftAt: 0.5,
+  },
+};
+
+/** One LoRA of the catalogue. `ref` is what the scheduler sees; `key` is the machine's cache key. */
+export interface SimLora {
+  index: number;
+  kind: 'user' | 'shared';
+  key: string;
+  sizeBytes: number;
+  ref: LoraRef;
+}
+
+export interface SimJobSpec {
+  index: number;
+  id: string;
+  /** Simulated ms since the start. */
+  arrivalMs: number;
+  runMs: number;
+  loras: SimLora[];
+}
+
+export interface GeneratedWorkload {
+  spec: WorkloadSpec;
+  seed: number;
+  loras: SimLora[];
+  jobs: SimJobSpec[];
+  /** utilisation × machines × slots / mean run time. */
+  arrivalRatePerSecond: number;
+  meanRunSeconds: number;
+  /** Mean size of the catalogue's LoRAs (after clamping). */
+  meanLoraBytes: number;
+  catalogueBytes: number;
+}
+
+/** Standard normal deviate (Box–Muller) from a uniform source. */
+function normal(random: () => number): number {
+  const u = 1 - random(); // (0, 1]
+  const v = random();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+}
+
+const idChars = '0123456789abcdefghijklmnopqrstuvwxyz';
+/** A contract-shaped id (`<prefix>_` + 26 base-36 chars) whose lexical order is numeric order. */
+function paddedId(prefix: string, n: number): string {
+  let s = '';
+  let x = n;
+  do {
+    s = idChars[x % 36]! + s;
+    x = Math.floor(x / 36);
+  } while (x > 0);
+  return `${prefix}_${s.padStart(26, '0')}`;
+}
+
+/**
+ * Generates the catalogue and the job stream. Independent PRNG streams (catalogue, arrivals, LoRA choice, run times)
+ * derived from the seed keep each part stable when another changes.
+ */
+export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWorkload {
+  validateSpec(spec);
+  const stream = (k: number): (() => number) => seededRandom((seed * 0x9e3779b1 + k * 0x85ebca6b) >>> 0);
+  const rCatalogue = stream(1);
+  const rArrival = stream(2);
+  const rChoice = stream(3);
+  const rRun = stream(4);
+
+  const loras: SimLora[] = [];
+  const total = spec.userLoras + spec.sharedLoras;
+  for (let i = 0; i < total; i++) {
+    const kind = i < spec.userLoras ? 'user' : 'shared';
+    const key =
+      kind === 'user' ? paddedId('lora', i) : `shared-${String(i - spec.userLoras).padStart(4, '0')}.safetensors`;
+    const raw = spec.sizeMedianBytes * Math.exp(spec.sizeSigma * normal(rCatalogue));
+    const sizeBytes = Math.round(Math.min(spec.sizeMaxBytes, Math.max(spec.sizeMinBytes, raw)));
+    loras.push({ index: i, kind, key, sizeBytes, ref: { kind, key, sizeBytes } });
+  }
+  // Popularity ranking: a seeded shuffle, so user and shared LoRAs mix and size is independent of popularity.
+  const ranking = loras.map((_, i) => i);
+  for (let i = ranking.length - 1; i > 0; i--) {
+    const j = Math.floor(rCatalogue() * (i + 1));
+    [ranking[i], ranking[j]] = [ranking[j]!, ranking[i]!];
+  }
+  const zipf = zipfSampler(total, spec.zipfS, rChoice);
+  const half = Math.floor(total / 2);
+
+  const meanRunSeconds = (spec.runMedianMs / 1000) * Math.exp((spec.runSigma * spec.runSigma) / 2);
+  const slots = spec.machines * spec.slotsPerMachine;
+  const arrivalRatePerSecond = (spec.utilisation * slots) / meanRunSeconds;
+  const endMs = spec.hours * HOUR_MS;
+  const shiftMs = spec.shiftAt !== undefined ? spec.shiftAt * endMs : Infinity;
+
+  const jobs: SimJobSpec[] = [];
+  const [minK, maxK] = spec.lorasPerJob;
+  let t = 0;
+  for (;;) {
+    t += (-Math.log(1 - rArrival()) / arrivalRatePerSecond) * 1000;
+    if (t >= endMs) break;
+    const k = minK + Math.floor(rArrival() * (maxK - minK + 1));
+    const chosen: SimLora[] = [];
+    const shift = t >= shiftMs ? half : 0;
+    while (chosen.length < k) {
+      const lora = loras[ranking[(zipf() + shift) % total]!]!;
+      if (!chosen.includes(lora)) chosen.push(lora);
+    }
+    const runMs = spec.runMedianMs * Math.exp(spec.runSigma * normal(rRun));
+    const index = jobs.length;
+    jobs.push({ index, id: paddedId('job', index), arrivalMs: t, runMs, loras: chosen });
+  }
+  const catalogueBytes = loras.reduce((s, l) => s + l.sizeBytes, 0);
+  return {
+    spec,
+    seed,
+    loras,
+    jobs,
+    arrivalRatePerSecond,
+    meanRunSeconds,
+    meanLoraBytes: catalogueBytes / total,
+    catalogueBytes,
+  };
+}
+
+/** Rejects specs the simulated agent cannot serve (a full machine must always be able to make room for a job). */
+export function validateSpec(spec: WorkloadSpec): void {
+  const problems: string[] = [];
+  if (!(spec.machines >= 1) || !Number.isInteger(spec.machines)) problems.push('machines must be an integer ≥ 1');
+  if (!(spec.slotsPerMachine >= 1) || !Number.isInteger(spec.slotsPerMachine)) {
+    problems.push('slotsPerMachine must be an integer ≥ 1');
+  }
+  if (!(spec.downloadBytesPerSecond > 0)) problems.push('downloadBytesPerSecond must be > 0');
+  if (!(spec.userLoras + spec.sharedLoras >= spec.lorasPerJob[1])) problems.push('fewer LoRAs than lorasPerJob max');
+  if (!(spec.lorasPerJob[0] >= 1 && spec.lorasPerJob[1] >= spec.lorasPerJob[0])) problems.push('bad lorasPerJob');
+  if (!(spec.utilisation > 0 && spec.utilisation < 1)) problems.push('utilisation must be in (0, 1)');
+  if (!(spec.hours > 0)) problems.push('hours must be > 0');
+  if (!(spec.tickMs > 0)) problems.push('tickMs must be > 0');
+  if (!(spec.heartbeatMs >= 0)) problems.push('heartbeatMs must be ≥ 0');
+  // Every slot busy with a job whose LoRAs are all the largest: that much is in use and cannot be evicted.
+  const worstInUse = spec.slotsPerMachine * spec.lorasPerJob[1] * spec.sizeMaxBytes;
+  if (worstInUse > spec.cacheBudgetBytes) {
+    problems.push(`cache budget ${spec.cacheBudgetBytes} B < slots × max LoRAs per job × max size = ${worstInUse} B`);
+  }
+  if (problems.length > 0) throw new Error(`Invalid workload ${spec.name}: ${problems.join('; ')}`);
+}
