@@ -2,8 +2,13 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { coreDeps } from '../core/jobs/deps.js';
+import { getConfig } from '../core/config.js';
 import { getServices } from '../core/services.js';
+import { schedulerSettings } from '../core/tick/settings.js';
 import { runSchedulerTick } from '../core/tick/tick.js';
+
+// Fail at startup, naming the setting, when SCHEDULER_POLICY or SCHEDULER_WEIGHTS is not one the scheduler accepts.
+schedulerSettings(getConfig());
 
 app.timer('schedulerTick', {
   schedule: '%SCHEDULER_SCHEDULE%',

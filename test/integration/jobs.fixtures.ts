@@ -1,6 +1,6 @@
 // Fixtures for the jobs/scheduler integration tests: LoRA records written straight to Cosmos (the upload API is
 // separate work), heartbeat bodies, and a minimal "agent" that talks to the API with its machine token.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ApiClient, ApiRequestError } from '../../cli/api-client.js';
 import { newLoraId } from '../../contract/ids.js';
 import type { JobEventInput, JobView } from '../../contract/jobs.js';
@@ -23,7 +23,13 @@ export async function seedLora(
   const key = shared ? (opts.filename ?? `style-${suffix()}.safetensors`) : newLoraId();
   const container = shared ? cfg.sharedLoraContainer : cfg.userLoraContainer;
   const blob_name = shared ? sharedLoraBlobName(key) : userLoraBlobName(opts.owner, key);
-  if (opts.content) await t.clients.blobService.getContainerClient(container).getBlockBlobClient(blob_name).uploadData(opts.content);
+  // With content, the record matches the blob exactly (sha256, size, validated ETag), so the BlobCreated handler the
+  // dev host fires for the new blob recognises it as already validated and leaves it alone.
+  let etag: string | null = null;
+  if (opts.content) {
+    const up = await t.clients.blobService.getContainerClient(container).getBlockBlobClient(blob_name).uploadData(opts.content);
+    etag = up.etag?.replace(/^"|"$/g, '') ?? null;
+  }
   const now = new Date().toISOString();
   const doc: LoraDoc = {
     id: shared ? sharedLoraDocId(key) : key,
@@ -34,12 +40,13 @@ export async function seedLora(
     blob_name,
     original_name: shared ? key : `${key}.safetensors`,
     size_bytes: opts.content?.length ?? opts.sizeBytes ?? 1024,
-    sha256: 'a'.repeat(64),
+    sha256: opts.content ? createHash('sha256').update(opts.content).digest('hex') : 'a'.repeat(64),
     status: opts.status ?? 'ready',
     reject_reason: opts.status === 'rejected' ? 'not a safetensors file' : null,
     created_at: now,
     updated_at: now,
     upload_expires_at: null,
+    validated_blob_etag: etag,
   };
   await t.clients.cosmosContainers.loras.items.upsert(doc);
   return { id: doc.id, key, doc };

@@ -117,8 +117,33 @@ export async function submitJob(deps: CoreDeps, tenantId: string, body: SubmitJo
   const loras = await resolveLoras(deps, tenantId, body.requirements.loras);
   await enforceQuota(deps, tenantId);
 
-  const now = new Date(deps.now()).toISOString();
-  const doc: JobDoc = {
+  const doc = newJobDoc({ id, tenantId, body, loras, requestHash: hash, nowMs: deps.now(), maxAttempts: deps.config.maxAttempts });
+  try {
+    const { resource } = await deps.jobs.items.create<JobDoc>(doc);
+    return { created: true, doc: resource ?? doc };
+  } catch (err) {
+    if (isConflict(err) && hash && idempotencyKey) {
+      // The same key raced in concurrently: whoever created it first wins; the other sees that job.
+      const existing = await readJob(deps.jobs, tenantId, id);
+      if (existing) return replay(existing, hash, idempotencyKey);
+    }
+    throw err;
+  }
+}
+
+/** A new pending job as intake stores it (validated request, resolved LoRAs). Pure. */
+export function newJobDoc(p: {
+  id: string;
+  tenantId: string;
+  body: SubmitJobRequest;
+  loras: JobLora[];
+  requestHash: string | null;
+  nowMs: number;
+  maxAttempts: number;
+}): JobDoc {
+  const { id, tenantId, body, loras } = p;
+  const now = new Date(p.nowMs).toISOString();
+  return {
     id,
     tenant_id: tenantId,
     doc_type: 'job',
@@ -129,10 +154,10 @@ export async function submitJob(deps: CoreDeps, tenantId: string, body: SubmitJo
     payload: body.payload,
     requirements: body.requirements,
     loras,
-    request_hash: hash,
+    request_hash: p.requestHash,
     epoch: 0,
     attempt: 1,
-    attempt_limit: deps.config.maxAttempts,
+    attempt_limit: p.maxAttempts,
     machine_id: null,
     avoid_machines: [],
     affinity_score: null,
@@ -152,15 +177,4 @@ export async function submitJob(deps: CoreDeps, tenantId: string, body: SubmitJo
     finished_at: null,
     not_before: null,
   };
-  try {
-    const { resource } = await deps.jobs.items.create<JobDoc>(doc);
-    return { created: true, doc: resource ?? doc };
-  } catch (err) {
-    if (isConflict(err) && hash && idempotencyKey) {
-      // The same key raced in concurrently: whoever created it first wins; the other sees that job.
-      const existing = await readJob(deps.jobs, tenantId, id);
-      if (existing) return replay(existing, hash, idempotencyKey);
-    }
-    throw err;
-  }
 }

@@ -6,6 +6,7 @@ import {
   idempotentJobId,
   quotaThreshold,
   requestHash,
+  lostMachineDelaySeconds,
   retryDelaySeconds,
   toJobView,
   type JobDoc,
@@ -86,8 +87,16 @@ describe('lost attempts', () => {
     expect([1, 2, 3, 4].map((a) => retryDelaySeconds(2, a))).toEqual([2, 4, 8, 16]);
   });
 
-  it('a lost attempt with budget left goes back to pending: epoch+1, attempt+1, backoff, machine avoided', () => {
-    const next = afterLostAttempt(job(), 'machine_lost', 'machine gpu-1 stopped heartbeating', NOW, 2);
+  it('a lost machine re-routes at once the first time, then backs off 2 s, 4 s, ...', () => {
+    expect([1, 2, 3, 4].map((a) => lostMachineDelaySeconds(2, a))).toEqual([0, 2, 4, 8]);
+    const first = afterLostAttempt(job(), 'machine_lost', 'machine gpu-1 stopped heartbeating', NOW, 2);
+    expect(first).toMatchObject({ status: 'pending', epoch: 4, attempt: 2, not_before: new Date(NOW).toISOString(), avoid_machines: ['gpu-1'] });
+    const second = afterLostAttempt({ ...first, status: 'running', epoch: 5, machine_id: 'gpu-2' }, 'orphaned', 'x', NOW, 2);
+    expect(second).toMatchObject({ attempt: 3, epoch: 6, not_before: new Date(NOW + 2000).toISOString() });
+  });
+
+  it('a failed attempt with budget left goes back to pending: epoch+1, attempt+1, backoff, machine avoided', () => {
+    const next = afterLostAttempt(job(), 'agent_failure', 'cache full', NOW, 2);
     expect(next).toMatchObject({
       status: 'pending',
       epoch: 4,
@@ -96,9 +105,9 @@ describe('lost attempts', () => {
       avoid_machines: ['gpu-1'],
       not_before: new Date(NOW + 2000).toISOString(),
       redispatches: 1,
-      last_failure: { epoch: 3, kind: 'machine_lost', retryable: true },
+      last_failure: { epoch: 3, kind: 'agent_failure', retryable: true },
     });
-    const again = afterLostAttempt({ ...next, status: 'running', epoch: 5, machine_id: 'gpu-2' }, 'machine_lost', 'x', NOW, 2);
+    const again = afterLostAttempt({ ...next, status: 'running', epoch: 5, machine_id: 'gpu-2' }, 'agent_failure', 'x', NOW, 2);
     expect(again).toMatchObject({ attempt: 3, epoch: 6, avoid_machines: ['gpu-1', 'gpu-2'], not_before: new Date(NOW + 4000).toISOString() });
   });
 

@@ -141,9 +141,18 @@ export const requestHash = (body: unknown): string => createHash('sha256').updat
 /** Idempotency-Key header rules: 1-200 visible ASCII characters. */
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,200}$/;
 
-/** Backoff before attempt n+1 after attempt n was lost: base × 2^(n-1) seconds. */
+/** Backoff before attempt n+1 after attempt n failed on its machine: base × 2^(n-1) seconds. */
 export function retryDelaySeconds(baseSeconds: number, lostAttempt: number): number {
   return baseSeconds * 2 ** Math.max(0, lostAttempt - 1);
+}
+
+/**
+ * Backoff before attempt n+1 after attempt n was lost with its machine (silent, or it forgot the job): none the first
+ * time — the machine failed, not the job, and the lost machine is avoided — so the job is re-routed within the
+ * liveness window plus one tick; then base × 2^(n-2) seconds (2 s, 4 s, ... by default) when losses repeat.
+ */
+export function lostMachineDelaySeconds(baseSeconds: number, lostAttempt: number): number {
+  return lostAttempt <= 1 ? 0 : retryDelaySeconds(baseSeconds, lostAttempt - 1);
 }
 
 /** New work is refused once active jobs reach 90 % of the limit (rounded up): the smallest refused count. */
@@ -155,7 +164,8 @@ export type LossKind = 'machine_lost' | 'orphaned' | 'agent_failure';
 
 /**
  * The job after attempt `doc.attempt` was lost or failed on `doc.machine_id`: back to pending with the epoch moved on
- * (the old attempt can no longer claim or report) and a backoff of base × 2^(attempt-1), or `failed` when the failure
+ * (the old attempt can no longer claim or report) and a backoff (retryDelaySeconds for a failure the agent reported,
+ * lostMachineDelaySeconds for a lost machine), or `failed` when the failure
  * is final or the budget is spent (the epoch stays: a duplicate report of that failure is then recognised). Pure.
  */
 export function afterLostAttempt(
@@ -177,7 +187,7 @@ export function afterLostAttempt(
     const spent = retryable ? ` (attempt ${doc.attempt} of ${doc.attempt_limit}; no attempts left)` : '';
     return { ...base, status: 'failed', error: `${reason}${spent}`, finished_at: at, not_before: null };
   }
-  const delay = retryDelaySeconds(retryBaseSeconds, doc.attempt);
+  const delay = kind === 'agent_failure' ? retryDelaySeconds(retryBaseSeconds, doc.attempt) : lostMachineDelaySeconds(retryBaseSeconds, doc.attempt);
   return {
     ...base,
     status: 'pending',

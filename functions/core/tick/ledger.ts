@@ -88,11 +88,10 @@ export function countBusyHolders(ledger: LedgerDoc | undefined, machineId: strin
   let n = 0;
   for (const h of ledger.holders) {
     const job = known.get(h.job_id);
-    // Not in the snapshot of active jobs: finished (free) unless it is a reservation still being written.
-    if (!job) {
-      if (nowMs - h.reserved_at_ms < RESERVATION_GRACE_MS) n++;
-      continue;
-    }
+    // Not in the snapshot of active jobs: finished or cancelled, so free. (A reservation still being written belongs
+    // to a job this snapshot read as pending, so it is known and counted below.) Counting it busy kept a machine
+    // "full" for RESERVATION_GRACE_MS after every quick job; reserveSlots re-reads holders before relying on this.
+    if (!job) continue;
     if (holderState(h, machineId, job, nowMs) !== 'dead') n++;
   }
   return n;

@@ -1,7 +1,7 @@
 // The reaper: takes jobs back from machines that can no longer run them.
 //  - machine lost: a job assigned/running on a machine silent for more than MACHINE_LIVENESS_SECONDS (or no longer
-//    registered) → the attempt is lost: pending again (epoch+1, attempt+1, backoff, that machine avoided) or failed
-//    once JOB_MAX_ATTEMPTS are spent;
+//    registered) → the attempt is lost: pending again (epoch+1, attempt+1, that machine avoided; re-routed at once the
+//    first time, then with exponential backoff, see lostMachineDelaySeconds) or failed once JOB_MAX_ATTEMPTS are spent;
 //  - orphaned: a running job its (live) machine stopped listing in its heartbeats, CLAIM_TIMEOUT_SECONDS after the
 //    claim (the agent restarted and forgot it) → the attempt is lost, as above;
 //  - claim timeout: a job assigned but not claimed within CLAIM_TIMEOUT_SECONDS (dispatch lost, agent busy or

@@ -8,6 +8,7 @@ import { BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
 import { casReplaceJob } from '../jobs/store.js';
 import { isLive, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
+import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob } from './ledger.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
@@ -107,6 +108,7 @@ export function assignedDoc(doc: JobDoc, a: Assignment, nowMs: number): JobDoc {
 export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
   const nowMs = deps.now();
   const { config } = deps;
+  const { policy, weights } = schedulerSettings(config);
   const [pendingDocs, busy, machines, ledgers] = await Promise.all([
     readPendingJobs(deps, new Date(nowMs).toISOString()),
     readBusyJobs(deps),
@@ -133,8 +135,8 @@ export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
     nowMs,
     jobs: pendingDocs.map(toPendingJob),
     machines: states,
-    policy: config.schedulerPolicy,
-    weights: config.schedulerWeights,
+    policy,
+    weights,
   });
 
   const out: TickResult = {
@@ -146,7 +148,7 @@ export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
     no_slot: 0,
     send_failures: 0,
     unassigned: {},
-    policy: config.schedulerPolicy,
+    policy,
   };
   for (const u of result.unassigned) out.unassigned[u.reason] = (out.unassigned[u.reason] ?? 0) + 1;
 
