@@ -2,12 +2,24 @@
 //   npm run sim -- --workload W1 --policy all [--seed 1] [--hours 24] [--out simulator/out]
 //                  [--weights hrw=4,load=0.2] [--slots 2] [--heartbeat-ms 5000]
 // Prints the comparison table (and the wall time per policy) and writes <out>/<name>.json and <out>/<name>.svg.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { policyNames, resolveWeights, type Weights } from '../functions/core/scheduler/index.js';
-import { buildReport, formatDetails, formatTable, markdownTable, renderSvg, tableRows } from './report.js';
-import { runPolicies, type PolicyRun } from './run.js';
+import { performance } from 'node:perf_hooks';
+import { bestPossible } from './metrics.js';
+import {
+  BEST_LABEL,
+  buildReport,
+  formatDetails,
+  formatTable,
+  markdownTable,
+  renderSvg,
+  syncDocsTable,
+  tableRows,
+  withoutWallTime,
+} from './report.js';
+import { latencyFloorRun, runPolicies, type PolicyRun } from './run.js';
 import { WORKLOADS, generateWorkload, workloadNames, type WorkloadName, type WorkloadSpec } from './workloads.js';
 
 const USAGE = `Usage: npm run sim -- [options]
@@ -19,7 +31,10 @@ const USAGE = `Usage: npm run sim -- [options]
   --weights k=v,...       affinity weight overrides (names as in SCHEDULER_WEIGHTS)
   --slots <n>             slots per machine (default: the workload's)
   --heartbeat-ms <ms>     heartbeat period; 0 = the scheduler sees live caches (default 5000)
-  --markdown              also print the table as Markdown`;
+  --markdown              also print the table as Markdown
+  --check-docs <file>     compare the table recorded in <file> (between <!-- sim:W1 seed=1 --> and <!-- /sim:W1 -->)
+                          with this run's, wall times left out; exit 1 if they differ
+  --update-docs <file>    rewrite that table with this run's`;
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n\n${USAGE}\n`);
@@ -53,6 +68,8 @@ function main(argv: string[]): void {
         slots: { type: 'string' },
         'heartbeat-ms': { type: 'string' },
         markdown: { type: 'boolean', default: false },
+        'check-docs': { type: 'string' },
+        'update-docs': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -120,8 +137,13 @@ function main(argv: string[]): void {
         `  ${m.policy}: ${t.wallSeconds.toFixed(1)} s wall (schedule() ${t.schedulerSeconds.toFixed(1)} s)\n`,
       ),
   });
-  const report = buildReport(command, workload, metrics, timing);
-  const rows = tableRows(metrics, timing);
+  const t0 = performance.now();
+  const best = bestPossible(workload, latencyFloorRun(workload));
+  const floorSeconds = (performance.now() - t0) / 1000;
+  timing.push({ policy: BEST_LABEL, wallSeconds: Number(floorSeconds.toFixed(2)), schedulerSeconds: 0 });
+  process.stderr.write(`  ${BEST_LABEL} (latency floor: fifo with instant downloads): ${floorSeconds.toFixed(1)} s wall\n`);
+  const report = buildReport(command, workload, metrics, timing, best);
+  const rows = tableRows(metrics, timing, best);
   process.stdout.write(`${formatTable(rows)}\n\n${formatDetails(report)}\n`);
   if (args.markdown) process.stdout.write(`\n${markdownTable(rows)}\n`);
 
@@ -143,6 +165,29 @@ function main(argv: string[]): void {
   writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(svgPath, renderSvg(report));
   process.stdout.write(`\nwrote ${jsonPath}\nwrote ${svgPath}\n`);
+
+  const docsTable = markdownTable(withoutWallTime(rows));
+  for (const [flag, update] of [
+    ['check-docs', false],
+    ['update-docs', true],
+  ] as const) {
+    const file = args[flag];
+    if (file === undefined) continue;
+    const path = resolve(process.cwd(), file);
+    const result = syncDocsTable(readFileSync(path, 'utf8'), spec.name, seed, docsTable);
+    if (update) {
+      writeFileSync(path, result.updated);
+      process.stdout.write(`updated the ${spec.name} seed ${seed} table in ${path}\n`);
+    } else if (result.equal) {
+      process.stdout.write(`docs table in ${path} matches this run (${spec.name}, seed ${seed})\n`);
+    } else {
+      process.stdout.write(
+        `docs table in ${path} differs from this run (${spec.name}, seed ${seed}):\n--- recorded\n${result.recorded}\n` +
+          `--- this run\n${docsTable}\n`,
+      );
+      process.exitCode = 1;
+    }
+  }
 }
 
 main(process.argv.slice(2));

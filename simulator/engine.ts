@@ -232,14 +232,18 @@ class SimMachine implements MachineView {
     if (n === 0) return undefined;
     let min = Infinity;
     for (const d of this.active) if (d.remaining < min) min = d.remaining;
-    return tMs + (Math.max(0, min) * n * 1000) / this.bandwidth;
+    const t = tMs + (Math.max(0, min) * n * 1000) / this.bandwidth;
+    // At very high speeds the remainder can round to no time at all: step 1 µs, which completes it (see takeDone).
+    return t > tMs ? t : tMs + 1e-3;
   }
 
   takeDone(): Download[] {
     const done: Download[] = [];
+    // Slack: 1 byte, or what the link moves in 1 µs (floating-point error of the shared-bandwidth bookkeeping).
+    const epsilon = Math.max(DONE_EPSILON_BYTES, this.bandwidth * 1e-6);
     let w = 0;
     for (const d of this.active) {
-      if (d.remaining <= DONE_EPSILON_BYTES) done.push(d);
+      if (d.remaining <= epsilon) done.push(d);
       else this.active[w++] = d;
     }
     this.active.length = w;

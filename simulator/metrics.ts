@@ -108,6 +108,53 @@ export function compulsoryBytes(workload: GeneratedWorkload): number {
   return bytes;
 }
 
+/**
+ * The best any policy can do on the workload. Hit rates: every LoRA's first request in the whole run must be a download
+ * (compulsory miss), every later one could in principle be a hit; a job can be a full hit only if none of its LoRAs is
+ * requested for the first time. Bytes: each distinct LoRA downloaded once (ratio 1). Latency: submit→start when
+ * downloads take no time, which leaves only the wait for the next tick and for a free slot; the caller measures it
+ * with a run at infinite bandwidth (`latencyFloor`), where every policy gives the same figures.
+ */
+export interface BestPossible {
+  hitRateLora: number;
+  hitRateJob: number;
+  compulsoryBytes: number;
+  bytesRatio: 1;
+  startLatency: LatencySummary | null;
+}
+
+export function bestPossible(workload: GeneratedWorkload, latencyFloor?: RunRecord): BestPossible {
+  const seen = new Uint8Array(workload.loras.length);
+  let requests = 0;
+  let firsts = 0;
+  let fullHitJobs = 0;
+  for (const job of workload.jobs) {
+    let first = false;
+    for (const l of job.loras) {
+      requests++;
+      if (seen[l.index] === 0) {
+        seen[l.index] = 1;
+        firsts++;
+        first = true;
+      }
+    }
+    if (!first) fullHitJobs++;
+  }
+  let startLatency: LatencySummary | null = null;
+  if (latencyFloor) {
+    const start = new Float64Array(latencyFloor.jobs);
+    for (let j = 0; j < latencyFloor.jobs; j++) start[j] = latencyFloor.startMs[j]! - latencyFloor.arrivalMs[j]!;
+    startLatency = summarizeLatency(start);
+  }
+  return {
+    hitRateLora: round(requests > 0 ? 1 - firsts / requests : NaN),
+    hitRateJob: round(workload.jobs.length > 0 ? fullHitJobs / workload.jobs.length : NaN),
+    compulsoryBytes: compulsoryBytes(workload),
+    bytesRatio: 1,
+    startLatency,
+  };
+}
+
 export function summarize(workload: GeneratedWorkload, rec: RunRecord): PolicyMetrics {
   const n = rec.jobs;
   const start = new Float64Array(n);

@@ -1,7 +1,7 @@
 // Output of a simulator run: a text table for stdout, the JSON report and an SVG bar chart comparing the policies.
 import type { WorkloadSpec, GeneratedWorkload } from './workloads.js';
 import { GiB } from './workloads.js';
-import type { PolicyMetrics } from './metrics.js';
+import type { BestPossible, PolicyMetrics } from './metrics.js';
 
 export interface PolicyTiming {
   policy: string;
@@ -25,6 +25,8 @@ export interface SimulationReport {
     catalogueBytes: number;
     loras: number;
   };
+  /** What no policy can beat on this workload (see metrics.ts bestPossible). */
+  bestPossible: BestPossible | null;
   /** Deterministic for a seed: equal runs give byte-identical JSON for this part. */
   policies: PolicyMetrics[];
   timing: PolicyTiming[];
@@ -35,6 +37,7 @@ export function buildReport(
   workload: GeneratedWorkload,
   policies: PolicyMetrics[],
   timing: PolicyTiming[],
+  best: BestPossible | null = null,
 ): SimulationReport {
   return {
     command,
@@ -50,17 +53,25 @@ export function buildReport(
       catalogueBytes: workload.catalogueBytes,
       loras: workload.loras.length,
     },
+    bestPossible: best,
     policies,
     timing,
   };
 }
+
+/** Label of the best-possible row in tables and charts. */
+export const BEST_LABEL = 'best possible';
 
 const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
 const gib = (b: number): string => (b / GiB).toFixed(1);
 const sec = (x: number): string => x.toFixed(1);
 
 /** Column headers and rows of the comparison table (also used for the Markdown table in the docs). */
-export function tableRows(policies: readonly PolicyMetrics[], timing: readonly PolicyTiming[]): string[][] {
+export function tableRows(
+  policies: readonly PolicyMetrics[],
+  timing: readonly PolicyTiming[],
+  best: BestPossible | null = null,
+): string[][] {
   const header = [
     'policy',
     'hit/LoRA',
@@ -97,6 +108,26 @@ export function tableRows(policies: readonly PolicyMetrics[], timing: readonly P
       t ? t.wallSeconds.toFixed(1) : '',
     ]);
   }
+  if (best) {
+    const l = best.startLatency;
+    const bt = timing.find((x) => x.policy === BEST_LABEL);
+    rows.push([
+      BEST_LABEL,
+      pct(best.hitRateLora),
+      pct(best.hitRateJob),
+      gib(best.compulsoryBytes),
+      best.bytesRatio.toFixed(2),
+      '–',
+      '–',
+      '–',
+      l ? sec(l.p50) : '–',
+      l ? sec(l.p95) : '–',
+      l ? sec(l.p99) : '–',
+      '–',
+      '–',
+      bt ? bt.wallSeconds.toFixed(1) : '',
+    ]);
+  }
   return rows;
 }
 
@@ -108,6 +139,36 @@ export function formatTable(rows: readonly string[][]): string {
       return i === 0 ? `${line}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
     })
     .join('\n');
+}
+
+/** The rows without the wall-time column (not deterministic): what docs/simulator.md records. */
+export function withoutWallTime(rows: readonly string[][]): string[][] {
+  const c = rows[0]!.indexOf('wall s');
+  return c < 0 ? rows.map((r) => [...r]) : rows.map((r) => r.filter((_, i) => i !== c));
+}
+
+/** Markers around a results table in a Markdown file: `<!-- sim:W1 seed=1 -->` … `<!-- /sim:W1 -->`. */
+function docsMarkers(workload: string, seed: number): [string, string] {
+  return [`<!-- sim:${workload} seed=${seed} -->`, `<!-- /sim:${workload} -->`];
+}
+
+/**
+ * Compares the table between the markers for this workload and seed in `doc` with `table`. Returns the updated document
+ * and whether the recorded table was equal; throws when the markers are missing.
+ */
+export function syncDocsTable(
+  doc: string,
+  workload: string,
+  seed: number,
+  table: string,
+): { equal: boolean; recorded: string; updated: string } {
+  const [open, close] = docsMarkers(workload, seed);
+  const a = doc.indexOf(open);
+  const b = a < 0 ? -1 : doc.indexOf(close, a);
+  if (a < 0 || b < 0) throw new Error(`markers ${open} … ${close} not found`);
+  const recorded = doc.slice(a + open.length, b).trim();
+  const updated = `${doc.slice(0, a + open.length)}\n${table}\n${doc.slice(b)}`;
+  return { equal: recorded === table.trim(), recorded, updated };
 }
 
 export function markdownTable(rows: readonly string[][]): string {
@@ -139,6 +200,12 @@ export function formatDetails(report: SimulationReport): string {
         `peak cache ${gib(p.peakCacheBytes)}/${gib(p.cacheBudgetBytes)} GiB`,
     );
   }
+  if (report.bestPossible) {
+    lines.push(
+      `  ${BEST_LABEL}: hit rates if only each LoRA's first request misses (compulsory misses), bytes = the ` +
+        `compulsory bound, latency with instant downloads (tick and slot waits only; no policy starts jobs sooner)`,
+    );
+  }
   for (const t of report.timing) {
     lines.push(`  wall ${t.policy}: ${t.wallSeconds.toFixed(1)} s (schedule() ${t.schedulerSeconds.toFixed(1)} s)`);
   }
@@ -158,7 +225,19 @@ export function renderSvg(report: SimulationReport): string {
     { title: 'bytes downloaded ÷ compulsory bound', value: (p) => p.bytesRatio, label: (x) => `${x.toFixed(2)}×` },
     { title: 'p95 submit→start (s)', value: (p) => p.startLatency.p95, label: (x) => `${x.toFixed(1)} s` },
   ];
-  const policies = report.policies;
+  const best = report.bestPossible;
+  const policies: PolicyMetrics[] = [...report.policies];
+  if (best) {
+    // A pseudo-policy carrying the best-possible figures for the three panels.
+    policies.push({
+      ...report.policies[0]!,
+      policy: BEST_LABEL,
+      hitRateLora: best.hitRateLora,
+      bytesRatio: best.bytesRatio,
+      startLatency: best.startLatency ?? { mean: NaN, p50: NaN, p95: NaN, p99: NaN, max: NaN },
+    });
+  }
+  const color = (i: number): string => (policies[i]!.policy === BEST_LABEL ? '#9e9e9e' : COLORS[i % COLORS.length]!);
   const panelW = 280;
   const panelH = 220;
   const top = 70;
@@ -179,7 +258,7 @@ export function renderSvg(report: SimulationReport): string {
   // Legend
   policies.forEach((p, i) => {
     const x = left + i * 120;
-    out.push(`<rect x="${x}" y="36" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/>`);
+    out.push(`<rect x="${x}" y="36" width="12" height="12" fill="${color(i)}"/>`);
     out.push(`<text x="${x + 18}" y="46">${escapeXml(p.policy)}</text>`);
   });
   panels.forEach((panel, k) => {
@@ -198,11 +277,11 @@ export function renderSvg(report: SimulationReport): string {
       const by = plotTop + plotH - h;
       out.push(
         `<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${barW.toFixed(1)}" height="${h.toFixed(1)}" ` +
-          `fill="${COLORS[i % COLORS.length]}"><title>${escapeXml(`${policies[i]!.policy}: ${panel.label(v)}`)}</title></rect>`,
+          `fill="${color(i)}"><title>${escapeXml(`${policies[i]!.policy}: ${panel.label(v)}`)}</title></rect>`,
       );
       out.push(`<text x="${(bx + barW / 2).toFixed(1)}" y="${(by - 4).toFixed(1)}" text-anchor="middle">${escapeXml(panel.label(v))}</text>`);
       out.push(
-        `<text x="${(bx + barW / 2).toFixed(1)}" y="${plotTop + plotH + 16}" text-anchor="middle">${escapeXml(policies[i]!.policy)}</text>`,
+        `<text x="${(bx + barW / 2).toFixed(1)}" y="${plotTop + plotH + 16}" text-anchor="middle" font-size="10">${escapeXml(policies[i]!.policy)}</text>`,
       );
     });
   });

@@ -1,7 +1,7 @@
 // Runs policies over one generated workload and collects metrics and wall times.
 import { performance } from 'node:perf_hooks';
 import type { Weights } from '../functions/core/scheduler/index.js';
-import { simulate, type EngineHooks } from './engine.js';
+import { simulate, type EngineHooks, type RunRecord } from './engine.js';
 import { summarize, type PolicyMetrics } from './metrics.js';
 import type { PolicyTiming } from './report.js';
 import type { GeneratedWorkload } from './workloads.js';
@@ -17,6 +17,19 @@ export interface RunOptions {
   checkInvariants?: boolean;
   hooks?: (run: PolicyRun) => EngineHooks | undefined;
   onDone?: (metrics: PolicyMetrics, timing: PolicyTiming) => void;
+}
+
+/** Downloads this fast take no time (about 1 µs for the largest LoRA): only tick and slot waits are left. */
+const INSTANT_BYTES_PER_SECOND = 1e15;
+
+/**
+ * The latency floor: the workload with instant downloads under fifo. No policy can start jobs sooner, since without
+ * download time every work-conserving policy keeps the same slots busy for the same time (all three give identical
+ * latencies there); what is left is the wait for the next tick and for a free slot.
+ */
+export function latencyFloorRun(workload: GeneratedWorkload): RunRecord {
+  const spec = { ...workload.spec, downloadBytesPerSecond: INSTANT_BYTES_PER_SECOND };
+  return simulate({ ...workload, spec }, { policy: 'fifo' });
 }
 
 export function runPolicies(

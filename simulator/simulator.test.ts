@@ -2,10 +2,10 @@
 // every policy: engine invariants checked after every event, plus the test's own tallies through the hooks.
 import { describe, expect, it } from 'vitest';
 import { policyNames } from '../functions/core/scheduler/index.js';
-import { simulate, type EngineHooks } from './engine.js';
+import { InvariantError, simulate, type EngineHooks } from './engine.js';
 import { EventKind, EventQueue } from './events.js';
-import { compulsoryBytes, summarize } from './metrics.js';
-import { runPolicies } from './run.js';
+import { bestPossible, compulsoryBytes, summarize } from './metrics.js';
+import { latencyFloorRun, runPolicies } from './run.js';
 import { WORKLOADS, generateWorkload, validateSpec, type GeneratedWorkload } from './workloads.js';
 
 const SEED = 7;
@@ -137,6 +137,27 @@ describe('routing simulator on W0', () => {
       expect(tally.maxUsedOverBudget).toBeLessThanOrEqual(0);
       expect(tally.startedWithout).toEqual([]);
     }
+  });
+
+  it('no policy beats the best-possible row (compulsory misses, instant-download latency)', () => {
+    const best = bestPossible(workload, latencyFloorRun(workload));
+    expect(best.startLatency).not.toBeNull();
+    expect(best.hitRateLora).toBeLessThan(1);
+    for (const policy of policyNames) {
+      const m = summarize(workload, simulate(workload, { policy }));
+      expect(m.hitRateLora, policy).toBeLessThanOrEqual(best.hitRateLora);
+      expect(m.hitRateJob, policy).toBeLessThanOrEqual(best.hitRateJob);
+      expect(m.bytesRatio, policy).toBeGreaterThanOrEqual(best.bytesRatio);
+      expect(m.startLatency.p50, policy).toBeGreaterThanOrEqual(best.startLatency!.p50);
+      expect(m.startLatency.p95, policy).toBeGreaterThanOrEqual(best.startLatency!.p95);
+    }
+  });
+
+  it('fails loudly when the agent cache cannot make room (the invariant checks are live)', () => {
+    // Every LoRA pinned: once the 2 GiB budget is full, the real planner refuses to evict and the engine stops.
+    const pinned = workload.loras.map((l) => l.key);
+    expect(() => simulate(workload, { policy: 'affinity', pinned, checkInvariants: true })).toThrow(InvariantError);
+    expect(() => simulate(workload, { policy: 'affinity', pinned })).toThrow(/cannot make room/);
   });
 
   it('passes weight overrides to the affinity policy', () => {
