@@ -24,7 +24,8 @@ export type Verdict =
     };
 
 /**
- * Size limit, the owner's quota at the real size, the safetensors structure (ranged reads of the header only), then
+ * Size limit, the safetensors structure (ranged reads of the header only), the declared size (large-file flow), the
+ * owner's quota at the real size, then
  * sha256 (given when the caller hashed while uploading, else one streaming GET). Throws BlobChangedError when the blob
  * is replaced or deleted under it, and storage errors as they are (never reported to the user as a bad file).
  */
@@ -45,12 +46,22 @@ export async function judgeBlob(
       reason: `the file is ${formatBytes(size)}, above the ${formatBytes(MAX_LORA_BYTES)} limit for one LoRA`,
     };
   }
+  const result = await validateSafetensors(blobRangeSource(blob, state), { maxHeaderBytes: VALIDATION_MAX_HEADER_BYTES });
+  if (!result.ok) return { ok: false, code: result.code, error: 'invalid_lora', size, reason: result.reason };
+  if (doc.upload_flow === 'sas' && doc.status !== 'ready' && doc.size_bytes !== size) {
+    // The large-file flow declares the size up front (quota is held on it): a different size means a broken upload.
+    return {
+      ok: false,
+      code: 'size_mismatch',
+      error: 'invalid_lora',
+      size,
+      reason: `size mismatch: the upload was started for ${doc.size_bytes} bytes but the stored file has ${size} bytes; upload it again with the right size_bytes`,
+    };
+  }
   if (doc.kind === 'user') {
     const quota = await checkUserQuota(deps, doc.owner_id, size, doc.id);
     if (quota) return { ok: false, code: 'quota_exceeded', error: 'quota_exceeded', size, reason: quota.message, details: quota.details };
   }
-  const result = await validateSafetensors(blobRangeSource(blob, state), { maxHeaderBytes: VALIDATION_MAX_HEADER_BYTES });
-  if (!result.ok) return { ok: false, code: result.code, error: 'invalid_lora', size, reason: result.reason };
   const hashed = streamed ?? (await hashBlob(blob, state));
   if (hashed.bytes !== size) throw new BlobChangedError(blob.name);
   return { ok: true, sha256: hashed.sha256, size, etag: state.etag };

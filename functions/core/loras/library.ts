@@ -1,0 +1,66 @@
+// Reading and deleting LoRAs through the API. Every lookup is scoped to the caller's partition, so another tenant's
+// LoRA (or a made-up id) is the same 404; shared LoRAs live in their own partition and are keyed by filename.
+import { loraIdSchema, sharedFilenameSchema } from '../../../contract/ids.js';
+import type { SharedLora, UserLora } from '../../../contract/loras.js';
+import { notFound } from '../errors.js';
+import { deleteBlobIfExists } from './blob-io.js';
+import type { LoraDeps } from './deps.js';
+import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from './records.js';
+import { deleteLora, listLoras, readLora } from './store.js';
+
+export function toUserLoraView(doc: LoraDoc): UserLora {
+  return {
+    id: doc.id,
+    flat_file_id: doc.id,
+    original_name: doc.original_name,
+    size_bytes: doc.size_bytes,
+    sha256: doc.sha256,
+    status: doc.status,
+    reject_reason: doc.reject_reason,
+    created_at: doc.created_at,
+    updated_at: doc.updated_at,
+  };
+}
+
+export function toSharedLoraView(doc: LoraDoc): SharedLora {
+  return {
+    filename: doc.key,
+    size_bytes: doc.size_bytes,
+    sha256: doc.sha256,
+    status: doc.status,
+    reject_reason: doc.reject_reason,
+    created_at: doc.created_at,
+    updated_at: doc.updated_at,
+  };
+}
+
+/** The caller's own LoRA, or 404 (also for a malformed id and for another tenant's id). */
+export async function getUserLora(deps: LoraDeps, tenantId: string, id: string | undefined): Promise<LoraDoc> {
+  const parsed = loraIdSchema.safeParse(id);
+  if (!parsed.success) throw notFound(`LoRA ${id ?? ''}`.trim());
+  const doc = await readLora(deps, parsed.data, tenantId);
+  if (!doc || doc.kind !== 'user') throw notFound(`LoRA ${parsed.data}`);
+  return doc;
+}
+
+export async function getSharedLora(deps: LoraDeps, filename: string | undefined): Promise<LoraDoc> {
+  const parsed = sharedFilenameSchema.safeParse(filename);
+  if (!parsed.success) throw notFound(`shared LoRA ${filename ?? ''}`.trim());
+  const doc = await readLora(deps, sharedLoraDocId(parsed.data), SHARED_OWNER);
+  if (!doc || doc.kind !== 'shared') throw notFound(`shared LoRA ${parsed.data}`);
+  return doc;
+}
+
+export const listUserLoras = (deps: LoraDeps, tenantId: string): Promise<LoraDoc[]> => listLoras(deps, tenantId, 'user');
+export const listSharedLoras = (deps: LoraDeps): Promise<LoraDoc[]> => listLoras(deps, SHARED_OWNER, 'shared');
+
+/**
+ * Removes the blob, then the record. In this order a retry after a crash in between still finds the record and
+ * finishes the job; a blob written later through a still-valid upload SAS finds no record and is deleted by the
+ * BlobCreated trigger.
+ */
+export async function removeLora(deps: LoraDeps, doc: LoraDoc): Promise<void> {
+  await deleteBlobIfExists(deps.blobService.getContainerClient(doc.container).getBlockBlobClient(doc.blob_name));
+  await deleteLora(deps, doc);
+  deps.log.info({ lora: doc.id, owner: doc.owner_id, status: doc.status }, 'LoRA deleted');
+}
