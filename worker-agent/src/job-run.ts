@@ -68,6 +68,8 @@ export class JobRun {
   private readonly abort = new AbortController();
   private execution: Execution | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  private renewing: Promise<void> | undefined;
+  private settling = false;
   private lockLost = false;
   private readonly log: Logger;
 
@@ -194,17 +196,34 @@ export class JobRun {
 
   private startLockRenewal(): void {
     this.renewTimer = setInterval(() => {
-      if (this.lockLost) return;
-      this.env.receiver.renew(this.message).catch((err: unknown) => {
-        // The message will be delivered again; the claim's epoch fence makes that second delivery a no-op (409).
-        this.lockLost = true;
-        this.log.warn({ err: (err as Error)?.message }, 'dispatch lock lost; the run continues (fenced by its epoch)');
-      });
+      if (this.lockLost || this.renewing || this.settling) return;
+      this.renewing = this.env.receiver
+        .renew(this.message)
+        .catch((err: unknown) => {
+          if (this.settling) return; // settled meanwhile: the message is gone on purpose
+          // The message will be delivered again; the claim's epoch fence makes that second delivery a no-op (409).
+          this.lockLost = true;
+          this.log.warn({ err: (err as Error)?.message }, 'dispatch lock lost; the run continues (fenced by its epoch)');
+        })
+        .finally(() => {
+          this.renewing = undefined;
+        });
     }, this.env.lockRenewMs);
     this.renewTimer.unref();
   }
 
+  /**
+   * Stops renewing and waits for a renewal in flight. A Storage queue renewal replaces the message's pop receipt, so
+   * completing or abandoning while one is in flight could use a stale receipt and leave the message to come back.
+   */
+  private async stopRenewal(): Promise<void> {
+    this.settling = true;
+    clearInterval(this.renewTimer);
+    await this.renewing;
+  }
+
   private async giveBack(why: string): Promise<RunResult> {
+    await this.stopRenewal();
     await this.env.receiver.abandon(this.message).catch((err: unknown) => this.log.warn({ err: (err as Error)?.message }, 'abandon failed'));
     this.log.info({ why }, 'dispatch given back');
     return { kind: 'abandoned', why };
@@ -212,6 +231,7 @@ export class JobRun {
 
   /** Completes the dispatch message: its job needs nothing more from this delivery. */
   private async settle(): Promise<void> {
+    await this.stopRenewal();
     try {
       await this.env.receiver.complete(this.message);
     } catch (err) {

@@ -3,7 +3,8 @@
 //
 // Exit codes: 0 after a clean drain; 78 (EX_CONFIG) for a bad setting or a refused registration (the systemd unit
 // does not restart on 78: restarting cannot fix it); 1 for anything else (systemd restarts it).
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Agent, AgentStartError } from './agent.js';
 import { HttpControlPlane } from './api.js';
 import { LoraCache } from './cache/lora-cache.js';
@@ -14,6 +15,7 @@ import { createReceiver } from './transport.js';
 import { agentVersion } from './version.js';
 
 export const EX_CONFIG = 78;
+const EX_USAGE = 64;
 
 export interface AgentMainOptions {
   envFile?: string;
@@ -86,4 +88,37 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   return 0;
+}
+
+/** `node dist/worker-agent/src/main.js [--env-file path] [--check]`: the same as `lora-router agent`. */
+function isEntryPoint(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  const args = process.argv.slice(2);
+  let envFile: string | undefined;
+  let check = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--check') check = true;
+    else if (a === '--env-file' && i + 1 < args.length) envFile = args[++i];
+    else if (a.startsWith('--env-file=')) envFile = a.slice('--env-file='.length);
+    else {
+      process.stderr.write(`usage: main.js [--env-file path] [--check] (unknown argument ${JSON.stringify(a)})\n`);
+      process.exit(EX_USAGE);
+    }
+  }
+  runAgentMain({ envFile, check }).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`lora-router agent: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 export interface BlobBehavior {
   /** For the next `times` requests (default 1): send this many body bytes, then destroy the socket. */
   cutAfterBytes?: number;
+  /** For the next `times` requests (default 1): send this many body bytes, then nothing more (the socket stays open). */
+  stallAfterBytes?: number;
   /** For the next `times` requests: flip one byte in the middle of what is sent. */
   corrupt?: boolean;
   /** For the next `times` requests: answer with this status and no body. */
@@ -140,6 +142,10 @@ export class TestBlobServer {
     if (status === 206) headers['content-range'] = `bytes ${start}-${blob.length - 1}/${blob.length}`;
     record.status = status;
     res.writeHead(status, headers);
+    if (behavior?.stallAfterBytes !== undefined) {
+      res.write(body.subarray(0, behavior.stallAfterBytes));
+      return; // close() ends it (closeAllConnections)
+    }
     if (behavior?.cutAfterBytes !== undefined) {
       res.write(body.subarray(0, behavior.cutAfterBytes), () => {
         // Let the bytes leave, then drop the connection mid-body.
