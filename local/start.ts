@@ -4,27 +4,48 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../functions/core/config.js';
-import { startFleet, type Fleet } from './fleet.js';
+import { parseBytes } from '../worker-agent/src/config.js';
+import { DEFAULT_FLEET_BUDGET, startFleet, type Fleet } from './fleet.js';
 import { repoRoot } from './settings.js';
 import { startStack, type Stack } from './stack.js';
 
 const { values } = parseArgs({
   options: {
     agents: { type: 'string', default: '3' },
-    budget: { type: 'string', default: '300MB' },
+    budget: { type: 'string', default: DEFAULT_FLEET_BUDGET },
+    slots: { type: 'string', default: '1' },
     'free-ports': { type: 'boolean', default: false },
     port: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
-  process.stdout.write(`usage: npm start -- [--agents N] [--budget 300MB] [--free-ports] [--port 7071]\n`);
+  process.stdout.write(
+    [
+      'usage: npm start -- [--agents N] [--budget SIZE] [--slots N] [--free-ports] [--port 7071]',
+      '  --agents N     local GPU agents to start (default 3; 0 for none)',
+      `  --budget SIZE  LoRA cache budget per agent, e.g. 96MB or 1GB (default ${DEFAULT_FLEET_BUDGET}: small, so eviction shows)`,
+      '  --slots N      jobs each agent runs at once (default 1)',
+      '  --free-ports   use free loopback ports instead of 7071/10000/10001/8081',
+      '  --port P       API port (default 7071)',
+      '',
+    ].join('\n'),
+  );
   process.exit(0);
 }
 
 const agents = Number(values.agents);
 if (!Number.isInteger(agents) || agents < 0 || agents > 32) {
   process.stderr.write('--agents must be an integer from 0 to 32\n');
+  process.exit(2);
+}
+if (parseBytes(values.budget) === undefined) {
+  process.stderr.write(`--budget ${JSON.stringify(values.budget)}: expected bytes or a size such as 96MB or 1GB\n`);
+  process.exit(2);
+}
+const slots = Number(values.slots);
+if (!Number.isInteger(slots) || slots < 1 || slots > 16) {
+  process.stderr.write('--slots must be an integer from 1 to 16\n');
   process.exit(2);
 }
 
@@ -58,7 +79,7 @@ try {
     freePorts: values['free-ports'],
     apiPort: values.port ? Number(values.port) : undefined,
   });
-  fleet = await startFleet({ stack, count: agents, budget: values.budget, stateDir });
+  fleet = await startFleet({ stack, count: agents, budget: values.budget, stateDir, slots });
   const health = await fetch(`${stack.apiUrl}/health`).then((r) => r.json() as Promise<{ status: string }>);
   const info = {
     api_base_url: stack.apiUrl,
@@ -75,7 +96,15 @@ try {
       functions_host: stack.host.pid,
       agents: Object.fromEntries(fleet.agents.map((a) => [a.machineId, a.pid])),
     },
-    agents: fleet.agents.map((a) => ({ machine_id: a.machineId, pool: a.pool, cache_dir: a.cacheDir, budget_bytes: a.budgetBytes })),
+    agents: fleet.agents.map((a) => ({
+      machine_id: a.machineId,
+      pool: a.pool,
+      pid: a.pid,
+      slots,
+      cache_dir: a.cacheDir,
+      budget_bytes: a.budgetBytes,
+      log_file: join(a.cacheDir, '..', 'agent.log'),
+    })),
     started_at: new Date().toISOString(),
   };
   writeFileSync(stackFile, JSON.stringify(info, null, 2));
@@ -87,7 +116,8 @@ try {
       `  API           ${stack.apiUrl}   (OpenAPI: ${stack.apiUrl}/openapi.json)`,
       `  Azurite       ${stack.emulators.azurite.blobEndpoint}`,
       `  Cosmos        ${stack.emulators.cosmos.endpoint}`,
-      `  agents        ${fleet.agents.map((a) => a.machineId).join(', ') || 'none'}`,
+      `  agents        ${fleet.agents.length ? `${fleet.agents.length} × ${slots} slot(s), cache budget ${values.budget} each` : 'none (--agents 0)'}`,
+      ...fleet.agents.map((a) => `    ${a.machineId.padEnd(12)} pid ${String(a.pid).padEnd(8)} cache .local/fleet/${a.machineId}/cache   log .local/fleet/${a.machineId}/agent.log`),
       `  stack file    .local/stack.json`,
       '',
       'What to do next (in another terminal):',
@@ -96,6 +126,8 @@ try {
       '  npx lora-router upload my-lora.safetensors     # then: npx lora-router loras',
       '  npx lora-router submit --lora <flat_file_id>   # then: npx lora-router watch <job_id>',
       '  curl -s localhost:' + new URL(stack.apiUrl).port + '/api/health',
+      '  LORA_ROUTER_TOKEN=$(npx lora-router dev-token ops --role admin) npx lora-router machines list   # the fleet',
+      '  tail -f .local/fleet/local-gpu-1/agent.log     # one agent: claims, downloads, evictions, job output',
       '',
       'Ctrl-C stops everything.',
       '',
