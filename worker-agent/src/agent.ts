@@ -205,6 +205,9 @@ export class Agent {
         const wake = this.wakeLoop;
         this.wakeLoop = undefined;
         wake?.();
+        // A freed slot and a fresh inventory (the LoRAs just downloaded) matter to the scheduler now, not at the next
+        // periodic beat: otherwise the machine looks busy and cold for up to HEARTBEAT_SECONDS and loses affinity.
+        this.beatSoon();
       });
     this.runPromises.add(p);
   }
@@ -248,6 +251,16 @@ export class Agent {
   }
 
   private shutdownComplete = false;
+
+  /** An out-of-band heartbeat, then the periodic rhythm restarts from it. Skipped while one is in flight or stopping. */
+  private beatSoon(): void {
+    if (this.stopping || this.heartbeatInFlight || this.heartbeatTimer === undefined) return;
+    clearTimeout(this.heartbeatTimer);
+    this.heartbeatInFlight = this.beat().finally(() => {
+      this.heartbeatInFlight = undefined;
+      if (!this.shutdownComplete) this.scheduleHeartbeat();
+    });
+  }
 
   /** One heartbeat; applies `stop_jobs`. Never throws. */
   async beat(opts: { signal?: AbortSignal; retries?: number } = {}): Promise<void> {
