@@ -139,6 +139,8 @@ class SimMachine implements MachineView {
   jobs = 0;
   busyMs = 0;
   peakUsedBytes = 0;
+  /** Assignment instants (scheduler epoch ms) of the jobs holding slots: MachineState.busySinceMs. */
+  readonly busySince: number[] = [];
   readonly state: MachineState;
 
   constructor(
@@ -169,6 +171,7 @@ class SimMachine implements MachineView {
       budgetBytes,
       usedBytes: 0,
       downloadBytesPerSecond: bandwidth,
+      busySinceMs: this.busySince,
     };
   }
 
@@ -341,6 +344,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     busyTotal++;
     if (m.busySlots > m.slots) fail(`${m.id} assigned ${m.busySlots} jobs on ${m.slots} slots`);
     m.state.busySlots = m.busySlots;
+    m.busySince.push(EPOCH_MS + tMs);
     m.jobs++;
     rec.machineOf[j] = m.index;
     rec.assignedMs[j] = tMs;
@@ -491,6 +495,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         m.runningJobs--;
         m.busySlots--;
         m.state.busySlots = m.busySlots;
+        const since = m.busySince.indexOf(EPOCH_MS + rec.assignedMs[j]!);
+        if (since < 0) fail(`${job.id} ended on ${m.id} without a busy-since entry`);
+        m.busySince.splice(since, 1);
         busyTotal--;
         m.busyMs += e.t - rec.assignedMs[j]!;
         for (const l of job.loras) m.cache.release(l.key, e.t);

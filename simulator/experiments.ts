@@ -1,6 +1,7 @@
 // Experiments behind docs/simulator.md: affinity weight sweeps and what-if bounds. Not part of `npm run sim`.
 //   npm run build --silent && node dist/simulator/experiments.js weights [--workload W1] [--seed 1] [--hours 24]
 //   npm run build --silent && node dist/simulator/experiments.js bounds  [--workload W1] [--seed 1] [--hours 24]
+//   npm run build --silent && node dist/simulator/experiments.js delay   [--workload W1] [--seed 1] [--hours 24]
 //   npm run build --silent && node dist/simulator/experiments.js check   [--workload W1] [--hours 1]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -32,6 +33,42 @@ const WEIGHT_VARIANTS: Variant[] = [
   { label: 'sharedHit=10', weights: { sharedHit: 10 } },
   { label: 'bound1/min1', weights: { loadBound: 1, loadBoundMinSlots: 1 } },
   { label: 'bound1.25/min1', weights: { loadBound: 1.25, loadBoundMinSlots: 1 } },
+];
+
+/**
+ * Delay scheduling (`delay` = k, `delayCapSeconds`), per-pass hit-first matching (`hitFirst`) and eviction-aware
+ * placement (`evict`), against the affinity policy without them (`delay=0`). See docs/simulator.md, "Experiments".
+ */
+const DELAY_VARIANTS: Variant[] = [
+  { label: 'delay=0 (before)', weights: { delay: 0 } },
+  { label: 'hitFirst', weights: { delay: 0, hitFirst: 1 } },
+  { label: 'evict=1', weights: { delay: 0, evict: 1 } },
+  ...[
+    [1, 8],
+    [3, 8],
+    [10, 8],
+    [10, 15],
+    [100, 10],
+    [100, 12],
+    [100, 15],
+    [100, 20],
+    [5, 12],
+    [8, 12],
+    [3, 15],
+    [5, 15],
+    [3, 20],
+    [5, 20],
+    [2, 20],
+    [1.5, 30],
+    [2, 30],
+    [2.5, 30],
+    [3, 30],
+    [4, 30],
+  ].map(([k, cap]) => ({ label: `delay=${k}, cap ${cap} s`, weights: { delay: k!, delayCapSeconds: cap! } })),
+  { label: 'delay=2, cap 30 s, hitFirst', weights: { delay: 2, delayCapSeconds: 30, hitFirst: 1 } },
+  { label: 'delay=3, cap 30 s, evict=1', weights: { delay: 3, delayCapSeconds: 30, evict: 1 } },
+  { label: 'delay=3, cap 30 s, hrw=0', weights: { delay: 3, delayCapSeconds: 30, hrw: 0 } },
+  { label: 'delay=3, cap 30 s, hrw=10', weights: { delay: 3, delayCapSeconds: 30, hrw: 10 } },
 ];
 
 function options(argv: string[]) {
@@ -99,6 +136,18 @@ function main(argv: string[]): void {
       );
       break;
     }
+    case 'delay': {
+      run(
+        `delay scheduling, hit-first, eviction-aware variants on ${spec.name} (${spec.hours} h, seed ${seed})`,
+        spec,
+        [
+          { label: 'fifo', policy: 'fifo' },
+          { label: 'adr010', policy: 'adr010' },
+          ...DELAY_VARIANTS.map((v) => ({ label: v.label, policy: 'affinity', weights: v.weights })),
+        ],
+      );
+      break;
+    }
     case 'bounds': {
       // Waiting for a free slot alone: downloads take no time (so routing cannot matter for latency).
       run(`${spec.name} with instant downloads (queueing only)`, { ...spec, downloadBytesPerSecond: 1e15 }, all);
@@ -123,7 +172,7 @@ function main(argv: string[]): void {
       return;
     }
     default:
-      throw new Error(`unknown experiment ${experiment} (weights | bounds | check)`);
+      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check)`);
   }
   const outDir = resolve(process.cwd(), values.out);
   mkdirSync(outDir, { recursive: true });

@@ -234,3 +234,110 @@ describe('affinity policy', () => {
     expect(compared).toBeGreaterThan(500);
   });
 });
+
+describe('affinity: delay scheduling, hit-first matching, eviction-aware placement', () => {
+  const GB = 1024 * MB;
+  // gpu-holder is full; its two jobs were assigned 25 s ago (expected run 30 s): a slot should free in
+  // max(30 − 25, 0.3 × 30) = 9 s. Downloading the 1 GiB LoRA on the idle gpu-cold takes 1 GiB / 100 MiB/s ≈ 10.2 s.
+  const world = (busySinceMs: number[] | null = [NOW - 25_000, NOW - 25_000]): MachineState[] => [
+    makeMachine('gpu-cold', { slots: 2, downloadBytesPerSecond: 100 * MB }),
+    makeMachine('gpu-holder', {
+      slots: 2,
+      busySlots: 2,
+      cachedUser: ['lora_big'],
+      downloadBytesPerSecond: 100 * MB,
+      ...(busySinceMs ? { busySinceMs } : {}),
+    }),
+  ];
+  const bigJob = (id: string, ageMs = 0): PendingJob =>
+    makeJob(id, { createdAtMs: NOW - ageMs, loras: [userLora('lora_big', GB)] });
+
+  it('is on by default (delay 2, cap 30 s); delay 0 turns it off and the job downloads on the free machine', () => {
+    // 9 s of expected wait ≤ 2 × 10.2 s of download, age 0 + 9 s ≤ 30 s.
+    expect(affinity([bigJob('job_1')], world()).unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+    const r = affinity([bigJob('job_1')], world(), { weights: { delay: 0 } });
+    expect(r.assignments.map((a) => a.machineId)).toEqual(['gpu-cold']);
+    // Without busySinceMs the holder's first slot is expected in 30 s / 2 slots = 15 s, still ≤ 20.4 s.
+    expect(affinity([bigJob('job_1')], world(null)).unassigned[0]?.reason).toBe('delayed');
+    // A job that would download nothing anywhere better is never held: the holder has a free slot.
+    const open = world();
+    open[1] = { ...open[1]!, busySlots: 1, busySinceMs: [NOW] };
+    expect(affinity([bigJob('job_1')], open).assignments.map((a) => a.machineId)).toEqual(['gpu-holder']);
+  });
+
+  it('holds a job back for a busy holder that frees a slot sooner than the download elsewhere', () => {
+    const r = affinity([bigJob('job_1')], world(), { weights: { delay: 1, delayCapSeconds: 60 } });
+    expect(r.assignments).toEqual([]);
+    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+  });
+
+  it('does not wait when the holder is expected to free later than k × the download time', () => {
+    // Jobs assigned just now: the holder frees a slot in about 30 s, more than 1 × 10 s of download.
+    const r = affinity([bigJob('job_1')], world([NOW, NOW]), { weights: { delay: 1, delayCapSeconds: 60 } });
+    expect(r.assignments.map((a) => a.machineId)).toEqual(['gpu-cold']);
+    // With k = 4 the wait (≈ 30 s) is within 4 × 10 s and the cap.
+    const r4 = affinity([bigJob('job_1')], world([NOW, NOW]), { weights: { delay: 4, delayCapSeconds: 60 } });
+    expect(r4.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+  });
+
+  it('never holds a job past delayCapSeconds of age', () => {
+    const weights = { delay: 10, delayCapSeconds: 12 };
+    expect(affinity([bigJob('job_1', 2_000)], world(), { weights }).unassigned[0]?.reason).toBe('delayed');
+    // 4 s old + 9 s of expected wait > 12 s: it goes now, and downloads.
+    const r = affinity([bigJob('job_1', 4_000)], world(), { weights });
+    expect(r.assignments.map((a) => a.machineId)).toEqual(['gpu-cold']);
+  });
+
+  it('gives the slot a held-back job leaves to the next job in routing order', () => {
+    const machines = world();
+    const next = makeJob('job_2', { createdAtMs: NOW - 1, loras: [userLora('lora_x')] });
+    const r = affinity([bigJob('job_1', 1_000), next], [machines[0]!, { ...machines[1]!, slots: 2, busySlots: 2 }], {
+      weights: { delay: 1, delayCapSeconds: 60 },
+    });
+    expect(r.assignments.map((a) => [a.jobId, a.machineId])).toEqual([['job_2', 'gpu-cold']]);
+    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+  });
+
+  it('counts held-back jobs against the holder: the second waiter expects the next slot', () => {
+    // Slots free in 9 s and 29 s (assigned 25 s and 1 s ago): the second job would wait 29 s > 2 × 10.2 s.
+    const machines = world([NOW - 25_000, NOW - 1_000]);
+    const r = affinity([bigJob('job_1', 2), bigJob('job_2', 1)], machines, { weights: { delay: 2, delayCapSeconds: 60 } });
+    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+    expect(r.assignments.map((a) => [a.jobId, a.machineId])).toEqual([['job_2', 'gpu-cold']]);
+  });
+
+  it('hitFirst: a younger job that hits takes the cached machine, the older cold job the other one', () => {
+    const machines = [
+      makeMachine('gpu-a', { slots: 2, busySlots: 1, cachedUser: ['lora_hot'] }),
+      makeMachine('gpu-b', { slots: 2, busySlots: 1 }),
+    ];
+    const jobs = [
+      makeJob('job_old', { createdAtMs: 1, loras: [userLora('lora_cold')] }),
+      makeJob('job_new', { createdAtMs: 2, loras: [userLora('lora_hot')] }),
+    ];
+    const greedy = affinity(jobs, machines, { weights: { hrw: 0 } });
+    expect(greedy.assignments.map((a) => [a.jobId, a.machineId])).toEqual([
+      ['job_old', 'gpu-a'],
+      ['job_new', 'gpu-b'],
+    ]);
+    const matched = affinity(jobs, machines, { weights: { hrw: 0, hitFirst: 1 } });
+    // Same jobs routed, listed in routing order; the hit is kept.
+    expect(matched.assignments.map((a) => [a.jobId, a.machineId])).toEqual([
+      ['job_old', 'gpu-b'],
+      ['job_new', 'gpu-a'],
+    ]);
+    expect(matched.assignments[1]!.hitLoras).toEqual(['lora_hot']);
+  });
+
+  it('evict: prefers the machine with free cache space over one that must evict', () => {
+    const machines = [
+      makeMachine('gpu-full', { slots: 2, usedBytes: 50 * GB, downloadBytesPerSecond: 100 * MB }),
+      makeMachine('gpu-room', { slots: 2, busySlots: 1, usedBytes: 10 * GB, downloadBytesPerSecond: 100 * MB }),
+    ];
+    const job = makeJob('job_1', { loras: [userLora('lora_x', GB)] });
+    expect(affinity([job], machines, { weights: { hrw: 0 } }).assignments[0]!.machineId).toBe('gpu-full');
+    const r = affinity([job], machines, { weights: { hrw: 0, evict: 1 } });
+    expect(r.assignments[0]!.machineId).toBe('gpu-room');
+    expect(r.assignments[0]!.breakdown.evict).toBe(0);
+  });
+});

@@ -30,6 +30,15 @@
 //   avoid     −avoid if an earlier attempt of the job was lost on this machine.
 //   overload  −overload if the machine is over its bound: busy slots after the job
 //             > max(loadBoundMinSlots, ceil(loadBound × pool utilisation after the job × slots)).
+//   evict     (only when the `evict` weight is > 0) −evict × (missing bytes beyond the machine's free cache space) /
+//             its download speed: prefer machines where the download evicts nothing.
+//
+// affinity delay rule (`delay` > 0, default 2; size-aware delay scheduling): when the picked machine would download
+// some of the job's LoRAs, the job stays pending (reason `delayed`) if a machine without a free slot that holds more of
+// them is expected to start it (slot free, from `busySinceMs`, + its own download there) within `delay` × the download
+// time on the picked machine, and the job's age + that wait ≤ `delayCapSeconds`. A held job's slot goes to the next
+// jobs in routing order (the pass routes in batches until the pool's slots or jobs run out). With `hitFirst` > 0 the
+// jobs of a batch that can start without any download are placed before the others.
 //
 // Multi-LoRA jobs: affinity is summed per LoRA (ADR-010), missing bytes are summed (one download time), and the HRW
 // term is weighted by LoRA size, so the home of the job's largest cold LoRA dominates.
@@ -68,6 +77,8 @@ const HRW_DEPTH = 8;
  */
 const WIDESPREAD_SHARE = 0.3;
 const WIDESPREAD_MIN = 16;
+/** affinity `delay`: a busy job past its expected run time is still expected to run this share of it. */
+const RESIDUAL_FLOOR = 0.3;
 
 const USER = 0;
 const SHARED = 1;
@@ -90,6 +101,8 @@ interface PoolState {
   cursor: number;
   /** LoRA key → machines (with a free slot at pass start) holding it; affinity adds machines it is sent to. */
   holders: [Map<string, number[]>, Map<string, number[]>];
+  /** affinity with `delay`: LoRA key → machines without a free slot at pass start holding it. */
+  busyHolders: [Map<string, number[]>, Map<string, number[]>];
   /** LoRA key → first HRW ranks over `members`. */
   homes: [Map<string, number[]>, Map<string, number[]>];
   /** affinity: machines with a free slot by load (busy/slots), then input order. */
@@ -225,6 +238,14 @@ class Pass {
   private readonly direct: boolean[] = [];
   /** Per job: loadBound × pool utilisation after the job, the factor of the bounded-load cap. */
   private boundFactor = 0;
+  /** affinity `evict`: bytes an earlier assignment of this pass already sends to each machine. */
+  private readonly incoming: Float64Array;
+  /** affinity `delay`: jobs of this pass held back for each machine; marks for the holder scan. */
+  private readonly waiters: Int32Array;
+  private readonly dmark: Int32Array;
+  private dstamp = 0;
+  /** affinity `delay`: per machine, the expected seconds until each of its busy slots frees, ascending (lazy). */
+  private readonly residuals = new Map<number, number[]>();
 
   constructor(
     private readonly input: SchedulerInput,
@@ -243,6 +264,9 @@ class Pass {
     this.mark = new Int32Array(n);
     this.mask = new Int32Array(n);
     this.arriving = [new Array(n), new Array(n)];
+    this.incoming = new Float64Array(n);
+    this.waiters = new Int32Array(n);
+    this.dmark = new Int32Array(n);
     this.expectedJobSeconds =
       input.expectedJobSeconds !== undefined && input.expectedJobSeconds >= 0
         ? input.expectedJobSeconds
@@ -273,6 +297,7 @@ class Pass {
           free: 0,
           cursor: 0,
           holders: [new Map(), new Map()],
+          busyHolders: [new Map(), new Map()],
           homes: [new Map(), new Map()],
           byLoad: null,
           maxSpeed: 0,
@@ -325,6 +350,10 @@ class Pass {
         }
       : (a: number, b: number): number => compareJobs(jobs[a]!, jobs[b]!) || a - b;
 
+    if (this.policy === 'affinity' && (this.w.delay > 0 || this.w.hitFirst > 0)) {
+      return this.runAffinityExtended(queues, reasons, cmp);
+    }
+
     // Every routable job gets a machine while its pool has a free slot, so exactly the first `free` jobs of each pool
     // (in routing order) are routed; the others are out of capacity. Only those are sorted and scored.
     let order: number[] = [];
@@ -368,6 +397,160 @@ class Pass {
     return { assignments, unassigned };
   }
 
+  /**
+   * affinity with `delay` and/or `hitFirst`. Per pool, in batches: the first `free` jobs in routing order are routed
+   * (with `hitFirst`, those that can start without a download on their best machine are placed first); a job the delay
+   * rule holds back leaves its slot to the next jobs in routing order, so the pass still fills every free slot it can.
+   */
+  private runAffinityExtended(
+    queues: { pool: PoolState; jobs: number[] }[],
+    reasons: (UnassignedReason | undefined)[],
+    cmp: (a: number, b: number) => number,
+  ): ScheduleResult {
+    const jobs = this.input.jobs;
+    const delayOn = this.w.delay > 0;
+    const seen = new Set<string>();
+    const batches = queues.map((q) => firstInOrder(q.jobs, q.pool.free, cmp));
+    // With delay, later batches may be routed: index the LoRAs of every queued job.
+    const indexed: PendingJob[] = [];
+    for (let b = 0; b < queues.length; b++) {
+      for (const i of delayOn ? queues[b]!.jobs : batches[b]!.first) indexed.push(jobs[i]!);
+    }
+    this.indexHolders(indexed);
+    this.prepareAffinity();
+    const placed: { index: number; assignment: Assignment }[] = [];
+    for (let b = 0; b < queues.length; b++) {
+      const pool = queues[b]!.pool;
+      let { first, rest } = batches[b]!;
+      for (;;) {
+        const views: { index: number; view: JobView }[] = [];
+        for (const i of first) {
+          const job = jobs[i]!;
+          if (seen.has(job.id)) continue; // a repeated id is routed at most once
+          seen.add(job.id);
+          views.push({ index: i, view: this.view(job) });
+        }
+        let deferred = views;
+        if (this.w.hitFirst > 0) {
+          deferred = [];
+          for (const x of views) {
+            const choice = this.chooseAffinity(x.view, pool);
+            if (this.missingOn(x.view, choice.machine).count === 0) {
+              placed.push({ index: x.index, assignment: this.assign(x.view, pool, choice) });
+            } else {
+              deferred.push(x);
+            }
+          }
+        }
+        for (const x of deferred) {
+          const choice = this.chooseAffinity(x.view, pool);
+          if (delayOn && this.shouldDelay(x.view, pool, choice.machine)) {
+            reasons[x.index] = 'delayed';
+            continue;
+          }
+          placed.push({ index: x.index, assignment: this.assign(x.view, pool, choice) });
+        }
+        if (pool.free === 0 || rest.length === 0) break;
+        ({ first, rest } = firstInOrder(rest, pool.free, cmp));
+      }
+      for (const i of rest) reasons[i] = 'no_capacity';
+    }
+    placed.sort((a, b) => cmp(a.index, b.index));
+    const unassigned: ScheduleResult['unassigned'] = [];
+    for (let i = 0; i < jobs.length; i++) {
+      const reason = reasons[i];
+      if (reason) unassigned.push({ jobId: jobs[i]!.id, reason });
+    }
+    return { assignments: placed.map((p) => p.assignment), unassigned };
+  }
+
+  /** The job's LoRAs machine `m` neither caches nor is receiving (after chooseAffinity for this job): count, bytes. */
+  private missingOn(v: JobView, m: number): { count: number; bytes: number } {
+    let count = 0;
+    let bytes = 0;
+    for (let i = 0; i < v.loras.length; i++) {
+      if (this.holds(v, m, i)) continue;
+      count++;
+      if (v.loras[i]!.sizeBytes > 0) bytes += v.loras[i]!.sizeBytes;
+    }
+    return { count, bytes };
+  }
+
+  /** Like `holds`, for any machine of the pool (no candidate masks). */
+  private holdsAny(v: JobView, m: number, i: number): boolean {
+    const kind = v.kinds[i]!;
+    const key = v.loras[i]!.key;
+    return this.cachedOn(m, kind, key) || this.arriving[kind][m]?.has(key) === true;
+  }
+
+  /**
+   * Expected seconds until machine `m` frees its (c+1)-th slot: from the busy jobs' assignment times when the machine
+   * reports them (residual = expected run time − age, at least RESIDUAL_FLOOR of it; jobs assigned in this pass count a
+   * whole expected run), else expectedJobSeconds × (c+1) / slots. Infinity when c ≥ its busy slots.
+   */
+  private freeInSeconds(m: number, c: number): number {
+    const busy = this.busy[m]!;
+    if (c >= busy) return Infinity;
+    const T = this.expectedJobSeconds;
+    const since = this.ms[m]!.busySinceMs;
+    if (!since) return (T * (c + 1)) / Math.max(1, this.slots[m]!);
+    let list = this.residuals.get(m);
+    if (!list) {
+      list = [];
+      const now = this.input.nowMs;
+      for (const s of since) list.push(Math.max(T - (now - s) / 1000, T * RESIDUAL_FLOOR));
+      list.sort((a, b) => a - b);
+      this.residuals.set(m, list);
+    }
+    // Slots taken in this pass (or not covered by busySinceMs) free after about a whole run.
+    return c < list.length ? list[c]! : T;
+  }
+
+  /**
+   * The delay rule. The job would download `bytes` on machine `b`. It stays pending if a machine without a free slot
+   * that holds more of its LoRAs (fewer missing bytes) is expected to start it — slot free + its own download there —
+   * within `delay × the download time on b`, and the job's age plus that wait stays within `delayCapSeconds`. Each
+   * held-back job takes one expected slot of its machine, so later jobs of the pass wait for the next one.
+   */
+  private shouldDelay(v: JobView, pool: PoolState, b: number): boolean {
+    const miss = this.missingOn(v, b);
+    if (miss.count === 0) return false;
+    const w = this.w;
+    const age = Math.max(0, (this.input.nowMs - v.job.createdAtMs) / 1000);
+    const limit = Math.min(w.delay * (miss.bytes / this.speed[b]!), w.delayCapSeconds - age);
+    if (!(limit > 0)) return false;
+    const stamp = ++this.dstamp;
+    let best = -1;
+    let bestWait = Infinity;
+    for (let i = 0; i < v.loras.length; i++) {
+      const kind = v.kinds[i]!;
+      const key = v.loras[i]!.key;
+      for (const list of [pool.holders[kind].get(key), pool.busyHolders[kind].get(key)]) {
+        if (!list) continue;
+        for (const h of list) {
+          if (this.dmark[h] === stamp || this.free[h]! > 0) continue; // free machines were scored already
+          this.dmark[h] = stamp;
+          let bytes = 0;
+          let count = 0;
+          for (let k = 0; k < v.loras.length; k++) {
+            if (this.holdsAny(v, h, k)) continue;
+            count++;
+            if (v.loras[k]!.sizeBytes > 0) bytes += v.loras[k]!.sizeBytes;
+          }
+          if (count >= miss.count && bytes >= miss.bytes) continue;
+          const wait = this.freeInSeconds(h, this.waiters[h]!) + bytes / this.speed[h]!;
+          if (wait < bestWait || (wait === bestWait && h < best)) {
+            bestWait = wait;
+            best = h;
+          }
+        }
+      }
+    }
+    if (best < 0 || bestWait > limit) return false;
+    this.waiters[best]!++;
+    return true;
+  }
+
   /** Inverted index LoRA key → machines of the pool with a free slot that cache it, for the keys routed jobs need. */
   private indexHolders(routed: readonly PendingJob[]): void {
     for (const job of routed) {
@@ -377,10 +560,23 @@ class Pass {
         if (!index.has(l.key)) index.set(l.key, []);
       }
     }
+    const delayOn = this.policy === 'affinity' && this.w.delay > 0;
+    if (delayOn) {
+      for (const pool of this.pools.values()) {
+        for (const kind of [USER, SHARED] as const) {
+          for (const key of pool.holders[kind].keys()) pool.busyHolders[kind].set(key, []);
+        }
+      }
+    }
     for (const pool of this.pools.values()) {
       for (const i of pool.members) {
-        if (this.free[i] === 0) continue;
         const m = this.ms[i]!;
+        if (this.free[i] === 0) {
+          if (!delayOn) continue;
+          indexCache(pool.busyHolders[USER], m.cachedUser, i);
+          indexCache(pool.busyHolders[SHARED], m.cachedShared, i);
+          continue;
+        }
         indexCache(pool.holders[USER], m.cachedUser, i);
         indexCache(pool.holders[SHARED], m.cachedShared, i);
       }
@@ -638,7 +834,13 @@ class Pass {
     const hrw = w.hrw * homeShare;
     const avoid = v.avoid.includes(m) ? -w.avoid : 0;
     const overload = this.withinBound(m) ? 0 : -w.overload;
-    const total = affinity + download + load + hrw + avoid + overload;
+    let evict = 0;
+    if (w.evict > 0 && missingBytes > 0) {
+      const machine = this.ms[m]!;
+      const room = Math.max(0, machine.budgetBytes - machine.usedBytes - this.incoming[m]!);
+      evict = -w.evict * (Math.max(0, missingBytes - room) / this.speed[m]!);
+    }
+    const total = affinity + download + load + hrw + avoid + overload + evict;
     if (out) {
       out.affinity = clean(affinity);
       out.download = clean(download);
@@ -646,6 +848,7 @@ class Pass {
       out.hrw = clean(hrw);
       out.avoid = clean(avoid);
       out.overload = clean(overload);
+      if (w.evict > 0) out.evict = clean(evict);
     }
     return clean(total);
   }
@@ -670,6 +873,7 @@ class Pass {
       }
       if (!set) set = this.arriving[kind][m] = new Set();
       set.add(key);
+      if (v.loras[i]!.sizeBytes > 0) this.incoming[m]! += v.loras[i]!.sizeBytes;
       // Only affinity routes later jobs after LoRAs that are on their way; the baselines see the reported cache only.
       if (this.policy === 'affinity') {
         const holders = pool.holders[kind];

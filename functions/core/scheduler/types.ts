@@ -43,6 +43,12 @@ export interface MachineState {
   usedBytes: number;
   /** Measured download speed; 0 = unknown, the scheduler then uses `SchedulerInput.defaultDownloadBytesPerSecond`. */
   downloadBytesPerSecond: number;
+  /**
+   * Optional: when each job holding a slot was assigned (epoch ms), one entry per busy slot, any order. Used by the
+   * affinity policy's delay rule (`delay` weight) to estimate when the machine frees a slot; without it the estimate is
+   * `expectedJobSeconds / slots` per slot. The control plane knows these instants (the jobs' assignment times).
+   */
+  busySinceMs?: readonly number[];
 }
 
 /**
@@ -77,6 +83,21 @@ export interface Weights {
   loadBound: number;
   /** affinity: busy slots a machine may always reach before the bound applies (small machines simply fill up). */
   loadBoundMinSlots: number;
+  /**
+   * affinity, delay scheduling (0 = off, the job always takes a free slot). A job that would have to download may stay
+   * pending when a machine that holds more of its LoRAs is full but expected to free a slot within
+   * `delay × the download time` (start wait + its own remaining download); see `delayCapSeconds`.
+   */
+  delay: number;
+  /** affinity: a job is held back only while its age (now − createdAtMs) plus the expected wait stays ≤ this. */
+  delayCapSeconds: number;
+  /**
+   * affinity, per-pass matching (0 = off): the jobs routed in this pass that can start on a free machine without any
+   * download are placed first, then the others (in routing order). The same jobs are routed either way.
+   */
+  hitFirst: number;
+  /** affinity: points lost per second of download whose bytes do not fit the machine's free cache space (evictions). */
+  evict: number;
 }
 
 export interface SchedulerInput {
@@ -116,7 +137,9 @@ export type UnassignedReason =
   /** The pool has machines, but no free slot was left for this job in this pass. */
   | 'no_capacity'
   /** Still in retry backoff (`notBeforeMs > nowMs`). */
-  | 'not_before';
+  | 'not_before'
+  /** affinity with `delay` > 0: held back one pass for a busy machine that holds its LoRAs. */
+  | 'delayed';
 
 export interface ScheduleResult {
   /** In routing order (priority, then age, then id). */
