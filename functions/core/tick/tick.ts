@@ -33,6 +33,8 @@ interface BusyRow {
   machine_id: string | null;
   status: JobDoc['status'];
   epoch: number;
+  assigned_at: string | null;
+  started_at: string | null;
 }
 
 export async function readPendingJobs(deps: CoreDeps, nowIso: string, limit = MAX_PENDING_PER_TICK): Promise<JobDoc[]> {
@@ -48,7 +50,7 @@ export async function readPendingJobs(deps: CoreDeps, nowIso: string, limit = MA
 export async function readBusyJobs(deps: CoreDeps): Promise<BusyRow[]> {
   const { resources } = await deps.jobs.items
     .query<BusyRow>(
-      `SELECT c.id, c.machine_id, c.status, c.epoch FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
+      `SELECT c.id, c.machine_id, c.status, c.epoch, c.assigned_at, c.started_at FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
     )
     .fetchAll();
   return resources;
@@ -68,8 +70,15 @@ export function toPendingJob(doc: JobDoc): PendingJob {
   };
 }
 
-export function toMachineState(m: MachineDoc, busySlots: number, nowMs: number, livenessSeconds: number): MachineState {
+export function toMachineState(
+  m: MachineDoc,
+  busySlots: number,
+  nowMs: number,
+  livenessSeconds: number,
+  busySinceMs?: readonly number[],
+): MachineState {
   return {
+    ...(busySinceMs?.length ? { busySinceMs } : {}),
     id: m.machine_id,
     pool: m.pool,
     slots: m.slots,
@@ -118,9 +127,15 @@ export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
 
   const known = new Map<string, KnownJob>();
   const busyByMachine = new Map<string, number>();
+  // When each busy slot's job got going (started, else assigned): the affinity delay rule estimates from these when
+  // a full machine that caches a job's LoRAs frees a slot.
+  const busySince = new Map<string, number[]>();
   for (const b of busy) {
     known.set(b.id, { status: b.status, machine_id: b.machine_id, epoch: b.epoch });
-    if (b.machine_id) busyByMachine.set(b.machine_id, (busyByMachine.get(b.machine_id) ?? 0) + 1);
+    if (!b.machine_id) continue;
+    busyByMachine.set(b.machine_id, (busyByMachine.get(b.machine_id) ?? 0) + 1);
+    const since = Date.parse(b.started_at ?? b.assigned_at ?? '');
+    if (Number.isFinite(since)) busySince.set(b.machine_id, [...(busySince.get(b.machine_id) ?? []), since]);
   }
   for (const p of pendingDocs) known.set(p.id, { status: p.status, machine_id: p.machine_id, epoch: p.epoch });
 
@@ -128,7 +143,7 @@ export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
   const states = machines.map((m) => {
     // Busy = the most conservative of: jobs assigned/running here, ledger holders, jobs the agent still runs.
     const n = Math.max(busyByMachine.get(m.machine_id) ?? 0, countBusyHolders(ledgers.get(m.machine_id), m.machine_id, known, nowMs), m.running_jobs.length);
-    return toMachineState(m, n, nowMs, config.machineLivenessSeconds);
+    return toMachineState(m, n, nowMs, config.machineLivenessSeconds, busySince.get(m.machine_id));
   });
 
   const result = schedule({

@@ -1,0 +1,192 @@
+// `npm run demo`: drives the running local stack only through the public API. Two users upload LoRAs of varied sizes,
+// an admin adds a shared one, then a stream of jobs with a skewed (Zipf-like) choice of LoRAs runs on the fleet.
+// Prints a live line, then a final table: jobs done, cache hit rate, bytes downloaded, evictions, p50/p95
+// submit→start, per machine.
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { JobView, MachineView, UserLora, SharedLora } from '../contract/index.js';
+import { ApiClient, resolveApiBase } from '../cli/api-client.js';
+import { issueDevToken } from '../functions/core/auth.js';
+import { writeSafetensorsFile } from '../functions/core/safetensors/generate.js';
+import { repoRoot, sampleSettings } from './settings.js';
+
+const { values } = parseArgs({
+  options: {
+    jobs: { type: 'string', default: '60' },
+    rate: { type: 'string', default: '1' },
+    seed: { type: 'string', default: '7' },
+    'timeout-s': { type: 'string', default: '600' },
+  },
+});
+const totalJobs = Number(values.jobs);
+const ratePerSecond = Number(values.rate);
+const root = repoRoot();
+const stackFile = join(root, '.local', 'stack.json');
+if (!existsSync(stackFile)) {
+  process.stderr.write('No running stack (.local/stack.json missing). Start it first: npm start\n');
+  process.exit(1);
+}
+const secret = process.env.AUTH_DEV_SECRET ?? sampleSettings(root).AUTH_DEV_SECRET!;
+const base = new ApiClient({ baseUrl: resolveApiBase(undefined, root) });
+const users = ['alice', 'bob'] as const;
+const clients: Record<string, ApiClient> = {};
+for (const u of users) clients[u] = base.withToken(await issueDevToken(secret, `demo-${u}`, 'user'));
+const admin = base.withToken(await issueDevToken(secret, 'demo-admin', 'admin'));
+
+// Deterministic PRNG so two demo runs make the same files and the same job stream.
+let state = Number(values.seed) >>> 0 || 1;
+const rand = () => {
+  state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+  return state / 2 ** 32;
+};
+
+const MB = 1024 * 1024;
+const fmtBytes = (n: number) => (n >= 1024 * MB ? `${(n / 1024 / MB).toFixed(2)} GB` : `${(n / MB).toFixed(1)} MB`);
+const dir = join(root, '.local', 'demo');
+mkdirSync(dir, { recursive: true });
+
+async function uploadFile(client: ApiClient, path: string, name: string, shared: boolean): Promise<string> {
+  const form = new FormData();
+  form.set('file', new Blob([readFileSync(path)]), name);
+  const res = await client.raw('POST', shared ? 'shared-loras/upload' : 'user-loras/upload', { body: form });
+  const body = (await res.json()) as { flat_file_id?: string; filename?: string; error?: { message: string } };
+  if (res.status === 409 && shared) return name; // shared LoRA already there from an earlier demo run
+  if (!res.ok) throw new Error(`upload ${name}: HTTP ${res.status} ${body.error?.message ?? ''}`);
+  return shared ? (body.filename ?? name) : body.flat_file_id!;
+}
+
+interface DemoLora { owner: string | null; ref: { type: 'user'; flat_file_id: string } | { type: 'shared'; filename: string }; size: number }
+const loras: DemoLora[] = [];
+
+process.stdout.write(`API ${base.options.baseUrl}\n1/3 uploading LoRAs…\n`);
+const sizesMb = [8, 12, 20, 32, 48, 64, 16, 24];
+for (const [i, user] of users.entries()) {
+  // Reuse this user's ready LoRAs from an earlier run rather than growing past the per-user quota.
+  const existing = await clients[user]!.get<{ loras: UserLora[] }>('user-loras');
+  const ready = existing.loras.filter((l) => l.status === 'ready');
+  if (ready.length >= 4) {
+    for (const l of ready.slice(0, 4)) loras.push({ owner: user, ref: { type: 'user', flat_file_id: l.id }, size: l.size_bytes });
+    continue;
+  }
+  for (let k = 0; k < 4; k++) {
+    const size = sizesMb[i * 4 + k]! * MB;
+    const path = join(dir, `${user}-style-${k + 1}.safetensors`);
+    if (!existsSync(path)) await writeSafetensorsFile(path, size, { seed: i * 10 + k + 1 });
+    const id = await uploadFile(clients[user]!, path, `${user}-style-${k + 1}.safetensors`, false);
+    loras.push({ owner: user, ref: { type: 'user', flat_file_id: id }, size });
+    process.stdout.write(`  ${user}: ${id} (${fmtBytes(size)})\n`);
+  }
+}
+const sharedName = 'demo-detail-tweaker.safetensors';
+const sharedPath = join(dir, sharedName);
+if (!existsSync(sharedPath)) await writeSafetensorsFile(sharedPath, 10 * MB, { seed: 99 });
+await uploadFile(admin, sharedPath, sharedName, true);
+const sharedList = await admin.get<{ loras: SharedLora[] }>('shared-loras');
+const sharedSize = sharedList.loras.find((l) => l.filename === sharedName)?.size_bytes ?? 10 * MB;
+loras.push({ owner: null, ref: { type: 'shared', filename: sharedName }, size: sharedSize });
+process.stdout.write(`  shared: ${sharedName}\n`);
+
+// Zipf(s=1) over each user's LoRAs: the first is hot, the last is cold.
+function zipfPick<T>(items: T[]): T {
+  const weights = items.map((_, i) => 1 / (i + 1));
+  let r = rand() * weights.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < items.length; i++) {
+    r -= weights[i]!;
+    if (r <= 0) return items[i]!;
+  }
+  return items[items.length - 1]!;
+}
+
+process.stdout.write(`2/3 submitting ${totalJobs} jobs at ${ratePerSecond}/s…\n`);
+const submitted: { id: string; user: string }[] = [];
+const startedAt = Date.now();
+const deadline = startedAt + Number(values['timeout-s']) * 1000;
+const terminal = new Set(['succeeded', 'failed', 'cancelled']);
+const views = new Map<string, JobView>();
+
+async function refresh(): Promise<void> {
+  for (const u of users) {
+    const { jobs } = await clients[u]!.get<{ jobs: JobView[] }>('jobs');
+    for (const j of jobs) if (submitted.some((s) => s.id === j.job_id)) views.set(j.job_id, j);
+  }
+}
+function liveLine(): string {
+  const all = [...views.values()];
+  const count = (s: string) => all.filter((j) => j.status === s).length;
+  const hits = all.reduce((a, j) => a + j.cache.hit_loras.length, 0);
+  const misses = all.reduce((a, j) => a + j.cache.missing_loras.length, 0);
+  const rate = hits + misses ? ((100 * hits) / (hits + misses)).toFixed(0) : '–';
+  return `  t+${((Date.now() - startedAt) / 1000).toFixed(0)}s submitted ${submitted.length}/${totalJobs}  pending ${count('pending')}  assigned ${count('assigned')}  running ${count('running')}  succeeded ${count('succeeded')}  failed ${count('failed')}  hit rate ${rate}%`;
+}
+
+let lastPrint = 0;
+for (let n = 0; n < totalJobs; n++) {
+  const user = users[n % 2 === 0 || rand() < 0.3 ? 0 : 1]!;
+  const own = loras.filter((l) => l.owner === user);
+  const picks = new Map<string, DemoLora>();
+  const first = zipfPick(own);
+  picks.set(JSON.stringify(first.ref), first);
+  if (rand() < 0.25) picks.set(JSON.stringify(loras[loras.length - 1]!.ref), loras[loras.length - 1]!);
+  const job = await clients[user]!.post<{ job_id: string }>('jobs', {
+    service_required: 'image-gen',
+    payload: { prompt: `demo ${n}`, duration_ms: 800 + Math.floor(rand() * 1200) },
+    requirements: { loras: [...picks.values()].map((p) => p.ref) },
+  }, { 'Idempotency-Key': `demo-${values.seed}-${startedAt}-${n}` });
+  submitted.push({ id: job.job_id, user });
+  if (Date.now() - lastPrint > 2000) {
+    await refresh();
+    process.stdout.write(`${liveLine()}\n`);
+    lastPrint = Date.now();
+  }
+  await new Promise((r) => setTimeout(r, 1000 / ratePerSecond));
+}
+
+process.stdout.write('3/3 waiting for every job to finish…\n');
+for (;;) {
+  await refresh();
+  process.stdout.write(`${liveLine()}\n`);
+  if (submitted.every((s) => terminal.has(views.get(s.id)?.status ?? ''))) break;
+  if (Date.now() > deadline) {
+    process.stderr.write('timed out waiting for jobs\n');
+    break;
+  }
+  await new Promise((r) => setTimeout(r, 2000));
+}
+
+const jobs = submitted.map((s) => views.get(s.id)).filter((j): j is JobView => Boolean(j));
+const { machines } = await admin.get<{ machines: MachineView[] }>('machines');
+const quantile = (xs: number[], q: number) => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+};
+const startDelays = jobs.filter((j) => j.started_at).map((j) => Date.parse(j.started_at!) - Date.parse(j.created_at));
+const hits = jobs.reduce((a, j) => a + j.cache.hit_loras.length, 0);
+const misses = jobs.reduce((a, j) => a + j.cache.missing_loras.length, 0);
+const done = jobs.filter((j) => j.status === 'succeeded').length;
+
+const rows = machines.map((m) => {
+  const mine = jobs.filter((j) => j.machine_id === m.machine_id);
+  const c = m.cache?.counters;
+  return {
+    machine: m.machine_id,
+    jobs: mine.length,
+    hits: mine.reduce((a, j) => a + j.cache.hit_loras.length, 0),
+    misses: mine.reduce((a, j) => a + j.cache.missing_loras.length, 0),
+    downloaded: c ? fmtBytes(c.bytes_downloaded) : '–',
+    evictions: c?.evictions ?? 0,
+    cache: m.cache ? `${fmtBytes(m.cache.used_bytes)} / ${fmtBytes(m.cache.budget_bytes)}` : '–',
+  };
+});
+const totalDownloaded = machines.reduce((a, m) => a + (m.cache?.counters.bytes_downloaded ?? 0), 0);
+const totalEvictions = machines.reduce((a, m) => a + (m.cache?.counters.evictions ?? 0), 0);
+
+process.stdout.write('\nDemo summary\n');
+process.stdout.write(`  jobs done          ${done} of ${jobs.length} succeeded (${jobs.length - done} other)\n`);
+process.stdout.write(`  cache hit rate     ${hits + misses ? ((100 * hits) / (hits + misses)).toFixed(1) : '–'}% (${hits} hits, ${misses} misses, per required LoRA)\n`);
+process.stdout.write(`  bytes downloaded   ${fmtBytes(totalDownloaded)} (fleet total since agents started)\n`);
+process.stdout.write(`  evictions          ${totalEvictions}\n`);
+process.stdout.write(`  submit→start       p50 ${(quantile(startDelays, 0.5) / 1000).toFixed(2)} s, p95 ${(quantile(startDelays, 0.95) / 1000).toFixed(2)} s\n\n`);
+console.table(rows);
+process.exit(done === jobs.length ? 0 : 1);
