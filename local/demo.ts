@@ -98,6 +98,10 @@ function zipfPick<T>(items: T[]): T {
   return items[items.length - 1]!;
 }
 
+// Agent counters live in each agent's cache database and survive restarts: report this run's share only.
+const before = new Map((await admin.get<{ machines: MachineView[] }>('machines')).machines.map((m) => [m.machine_id, m.cache?.counters]));
+const delta = (m: MachineView, key: 'bytes_downloaded' | 'evictions') => (m.cache?.counters[key] ?? 0) - (before.get(m.machine_id)?.[key] ?? 0);
+
 process.stdout.write(`2/3 submitting ${totalJobs} jobs at ${ratePerSecond}/s…\n`);
 const submitted: { id: string; user: string }[] = [];
 const startedAt = Date.now();
@@ -174,18 +178,18 @@ const rows = machines.map((m) => {
     jobs: mine.length,
     hits: mine.reduce((a, j) => a + j.cache.hit_loras.length, 0),
     misses: mine.reduce((a, j) => a + j.cache.missing_loras.length, 0),
-    downloaded: c ? fmtBytes(c.bytes_downloaded) : '–',
-    evictions: c?.evictions ?? 0,
+    downloaded: c ? fmtBytes(delta(m, 'bytes_downloaded')) : '–',
+    evictions: c ? delta(m, 'evictions') : 0,
     cache: m.cache ? `${fmtBytes(m.cache.used_bytes)} / ${fmtBytes(m.cache.budget_bytes)}` : '–',
   };
 });
-const totalDownloaded = machines.reduce((a, m) => a + (m.cache?.counters.bytes_downloaded ?? 0), 0);
-const totalEvictions = machines.reduce((a, m) => a + (m.cache?.counters.evictions ?? 0), 0);
+const totalDownloaded = machines.reduce((a, m) => a + delta(m, 'bytes_downloaded'), 0);
+const totalEvictions = machines.reduce((a, m) => a + delta(m, 'evictions'), 0);
 
 process.stdout.write('\nDemo summary\n');
 process.stdout.write(`  jobs done          ${done} of ${jobs.length} succeeded (${jobs.length - done} other)\n`);
 process.stdout.write(`  cache hit rate     ${hits + misses ? ((100 * hits) / (hits + misses)).toFixed(1) : '–'}% (${hits} hits, ${misses} misses, per required LoRA)\n`);
-process.stdout.write(`  bytes downloaded   ${fmtBytes(totalDownloaded)} (fleet total since agents started)\n`);
+process.stdout.write(`  bytes downloaded   ${fmtBytes(totalDownloaded)} (fleet total, this run)\n`);
 process.stdout.write(`  evictions          ${totalEvictions}\n`);
 process.stdout.write(`  submit→start       p50 ${(quantile(startDelays, 0.5) / 1000).toFixed(2)} s, p95 ${(quantile(startDelays, 0.95) / 1000).toFixed(2)} s\n\n`);
 console.table(rows);
