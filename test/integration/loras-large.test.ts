@@ -2,7 +2,7 @@
 // 200 MB file through the SAS flow (validated by ranged reads, hashed by one streaming GET) become ready with the right
 // sha256 while the dev Functions host's peak RSS stays far below the file sizes; a chunked multipart body that grows
 // past 100 MB is cut off with 413 and leaves nothing behind.
-// Sizes: LORA_TEST_MULTIPART_MB (default 90), LORA_TEST_SAS_MB (default 200). The 1-2 GB runs: `npm run bench:upload`.
+// Sizes: LORA_TEST_MULTIPART_MB (default 90), LORA_TEST_SAS_MB (default 1024, the issue's 1 GB). The 1-2 GB runs: `npm run bench:upload`.
 import { mkdtempSync, openAsBlob, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { blobNames, form, jsonOf, memoryOf, waitSettled } from './loras.fixtures
 
 const MB = 1024 * 1024;
 const MULTIPART_MB = Number(process.env.LORA_TEST_MULTIPART_MB ?? 90);
-const SAS_MB = Number(process.env.LORA_TEST_SAS_MB ?? 200);
+const SAS_MB = Number(process.env.LORA_TEST_SAS_MB ?? 1024);
 const RSS_LIMIT_MIB = 300;
 
 let t: TestHost;
