@@ -1,15 +1,14 @@
 // Fixtures for the agent integration tests: real safetensors LoRAs in Azurite + Cosmos records with their true sha256,
 // and the agent as a real child process (dist/worker-agent/src/main.js) with its JSON log lines collected.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { QueueServiceClient } from '@azure/storage-queue';
-import { newLoraId } from '../../contract/ids.js';
 import type { JobEvent, JobEventList, JobView } from '../../contract/jobs.js';
 import type { MachineView } from '../../contract/machines.js';
 import { queueNameFor } from '../../dispatch/index.js';
-import { SHARED_OWNER, sharedLoraBlobName, sharedLoraDocId, userLoraBlobName, type LoraDoc } from '../../functions/core/loras/records.js';
+import { SHARED_OWNER } from '../../functions/core/loras/records.js';
+import { seedLora } from './jobs.fixtures.js';
 import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
 import type { ApiClient } from '../../cli/api-client.js';
 import type { TestHost } from '../support/stack.js';
@@ -44,40 +43,14 @@ export interface SeededLora {
 
 /** A valid safetensors LoRA of about `dataBytes`, uploaded to its container with a `ready` record carrying its real sha256. */
 export async function seedRealLora(t: TestHost, opts: { owner: string; dataBytes: number; filename?: string; seed?: number }): Promise<SeededLora> {
-  const cfg = t.clients.config;
-  const shared = opts.owner === SHARED_OWNER;
-  const key = shared ? opts.filename! : newLoraId();
   const content = makeSafetensors({ dataBytes: opts.dataBytes, seed: opts.seed ?? 7 });
-  const sha256 = createHash('sha256').update(content).digest('hex');
-  const container = shared ? cfg.sharedLoraContainer : cfg.userLoraContainer;
-  const blob_name = shared ? sharedLoraBlobName(key) : userLoraBlobName(opts.owner, key);
-  const now = new Date().toISOString();
-  const doc: LoraDoc = {
-    id: shared ? sharedLoraDocId(key) : key,
-    owner_id: opts.owner,
-    kind: shared ? 'shared' : 'user',
-    key,
-    container,
-    blob_name,
-    original_name: shared ? key : `${key}.safetensors`,
-    size_bytes: content.length,
-    sha256,
-    status: 'ready',
-    reject_reason: null,
-    created_at: now,
-    updated_at: now,
-    upload_expires_at: null,
-  };
-  // Record first, blob second: the dev host's BlobCreated watcher deletes a LoRA blob that has no record (an orphan);
-  // with the ready record in place it hashes the blob, finds the same bytes and keeps it.
-  await t.clients.cosmosContainers.loras.items.upsert(doc);
-  await t.clients.blobService.getContainerClient(container).getBlockBlobClient(blob_name).uploadData(content);
+  const { key, doc } = await seedLora(t, { owner: opts.owner, content, filename: opts.filename });
   return {
-    kind: shared ? 'shared' : 'user',
+    kind: doc.kind,
     key,
     size: content.length,
-    sha256,
-    requirement: shared ? { type: 'shared', filename: key } : { type: 'user', flat_file_id: key },
+    sha256: doc.sha256,
+    requirement: doc.kind === 'shared' ? { type: 'shared', filename: key } : { type: 'user', flat_file_id: key },
   };
 }
 

@@ -23,13 +23,6 @@ export async function seedLora(
   const key = shared ? (opts.filename ?? `style-${suffix()}.safetensors`) : newLoraId();
   const container = shared ? cfg.sharedLoraContainer : cfg.userLoraContainer;
   const blob_name = shared ? sharedLoraBlobName(key) : userLoraBlobName(opts.owner, key);
-  // With content, the record matches the blob exactly (sha256, size, validated ETag), so the BlobCreated handler the
-  // dev host fires for the new blob recognises it as already validated and leaves it alone.
-  let etag: string | null = null;
-  if (opts.content) {
-    const up = await t.clients.blobService.getContainerClient(container).getBlockBlobClient(blob_name).uploadData(opts.content);
-    etag = up.etag?.replace(/^"|"$/g, '') ?? null;
-  }
   const now = new Date().toISOString();
   const doc: LoraDoc = {
     id: shared ? sharedLoraDocId(key) : key,
@@ -46,9 +39,11 @@ export async function seedLora(
     created_at: now,
     updated_at: now,
     upload_expires_at: null,
-    validated_blob_etag: etag,
   };
+  // Record first, blob second: the BlobCreated handler the dev host fires deletes a LoRA blob that has no record (an
+  // orphan); with the record in place it hashes the blob, finds the recorded sha256 and keeps it.
   await t.clients.cosmosContainers.loras.items.upsert(doc);
+  if (opts.content) await t.clients.blobService.getContainerClient(container).getBlockBlobClient(blob_name).uploadData(opts.content);
   return { id: doc.id, key, doc };
 }
 

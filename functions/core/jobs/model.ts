@@ -203,6 +203,27 @@ export function afterLostAttempt(
   };
 }
 
+/**
+ * A job that is on no machine and has no outcome yet: how intake creates it and how a
+ * user retry resets it (fresh arrays each call).
+ */
+export const unplaced = () =>
+  ({
+    machine_id: null,
+    avoid_machines: [] as string[],
+    affinity_score: null,
+    score_breakdown: null,
+    policy: null,
+    cache: { hit_loras: [] as string[], missing_loras: [] as string[] },
+    cache_outcome: null,
+    error: null,
+    result: null,
+    assigned_at: null,
+    started_at: null,
+    finished_at: null,
+    not_before: null,
+  }) satisfies Partial<JobDoc>;
+
 /** An assigned job nobody claimed in time: re-route it, same attempt, epoch moved on. */
 export function afterClaimTimeout(doc: JobDoc, nowMs: number): JobDoc {
   const at = new Date(nowMs).toISOString();

@@ -4,7 +4,7 @@ import type { JobStatus } from '../../../contract/jobs.js';
 import { conflict } from '../errors.js';
 import type { CoreDeps } from './deps.js';
 import { enforceQuota, resolveLoras } from './intake.js';
-import { isTerminal, type JobDoc } from './model.js';
+import { isTerminal, unplaced, type JobDoc } from './model.js';
 import { readOwnJob, updateJob } from './store.js';
 
 export const MAX_LIST = 500;
@@ -72,19 +72,7 @@ export async function retryJob(deps: CoreDeps, tenantId: string, jobId: string):
       epoch: d.epoch + 1,
       attempt,
       attempt_limit: attempt + deps.config.maxAttempts - 1,
-      machine_id: null,
-      avoid_machines: [],
-      affinity_score: null,
-      score_breakdown: null,
-      policy: null,
-      cache: { hit_loras: [], missing_loras: [] },
-      cache_outcome: null,
-      error: null,
-      result: null,
-      assigned_at: null,
-      started_at: null,
-      finished_at: null,
-      not_before: null,
+      ...unplaced(),
       updated_at: at,
     };
   });
