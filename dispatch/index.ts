@@ -23,6 +23,18 @@ export function createDispatchSender(clients: AzureClients): DispatchSender {
   }
 }
 
+const senders = new WeakMap<AzureClients, DispatchSender>();
+
+/** The one dispatch sender of a set of SDK clients, built on first use (the tick and the health probe share it). */
+export function dispatchSenderFor(clients: AzureClients): DispatchSender {
+  let sender = senders.get(clients);
+  if (!sender) {
+    sender = createDispatchSender(clients);
+    senders.set(clients, sender);
+  }
+  return sender;
+}
+
 /** Identity for Azure: a token credential, or a user-assigned identity's client id (else the default chain). */
 export type IdentityOptions = { credential?: TokenCredential; clientId?: string };
 

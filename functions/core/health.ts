@@ -1,6 +1,5 @@
 // Dependency probes for GET /api/health. Reports up/down and a short reason, never endpoints or secrets.
-import { createDispatchSender } from '../../dispatch/index.js';
-import type { DispatchSender } from '../../dispatch/types.js';
+import { dispatchSenderFor } from '../../dispatch/index.js';
 import type { Services } from './services.js';
 
 export interface DependencyStatus {
@@ -10,7 +9,6 @@ export interface DependencyStatus {
 }
 
 const PROBE_TIMEOUT_MS = 3_000;
-let sender: DispatchSender | undefined;
 
 async function probe(fn: () => Promise<unknown>): Promise<DependencyStatus> {
   const start = Date.now();
@@ -35,11 +33,11 @@ async function probe(fn: () => Promise<unknown>): Promise<DependencyStatus> {
 
 export async function checkHealth(services: Services) {
   const { clients, config } = services;
-  sender ??= createDispatchSender(clients);
+  const sender = dispatchSenderFor(clients);
   const [blob, cosmos, transport] = await Promise.all([
     probe(() => clients.blobService.getContainerClient(config.userLoraContainer).getProperties()),
     probe(() => clients.cosmosContainers.database.read()),
-    probe(() => sender!.health()),
+    probe(() => sender.health()),
   ]);
   const dependencies = { blob, cosmos, transport };
   const up = Object.values(dependencies).every((d) => d.status === 'up');

@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { AzureClients } from '../../adapters/azure-clients.js';
 import type { SasPermission } from '../../adapters/blob-sas.js';
-import { createDispatchSender } from '../../../dispatch/index.js';
+import { dispatchSenderFor } from '../../../dispatch/index.js';
 import type { DispatchSender } from '../../../dispatch/types.js';
 import { rootLogger } from '../logger.js';
 
@@ -24,15 +24,9 @@ export interface CoreDeps {
   now(): number;
 }
 
-const senders = new WeakMap<AzureClients, DispatchSender>();
-
 /** Core dependencies over a set of SDK clients (one dispatch sender per clients object). */
 export function depsFromClients(clients: AzureClients, overrides: Partial<CoreDeps> = {}): CoreDeps {
-  let sender = senders.get(clients);
-  if (!sender) {
-    sender = createDispatchSender(clients);
-    senders.set(clients, sender);
-  }
+  const sender = dispatchSenderFor(clients);
   const c = clients.cosmosContainers;
   return {
     config: clients.config,
