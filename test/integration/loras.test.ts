@@ -352,10 +352,14 @@ describe('shared LoRAs (/api/shared-loras)', () => {
     const list = await admin.get<{ loras: SharedLora[] }>('shared-loras');
     expect(list.loras.map((l) => l.filename).sort()).toEqual(['detail-tweaker.safetensors', 'style-xl.safetensors']);
 
-    // Users: no writes, no admin listing; but jobs may name ready shared LoRAs by filename (with their own LoRAs).
+    // Users: no writes; they read the ready shared LoRAs (to pick them for jobs) and may name them by filename.
+    const userList = await alice.get<{ loras: SharedLora[] }>('shared-loras');
+    expect(userList.loras.map((l) => [l.filename, l.status]).sort()).toEqual([
+      ['detail-tweaker.safetensors', 'ready'],
+      ['style-xl.safetensors', 'ready'],
+    ]);
     for (const [method, path, body] of [
       ['POST', 'shared-loras', { filename: 'mine.safetensors', size_bytes: 10 }],
-      ['GET', 'shared-loras', undefined],
       ['DELETE', 'shared-loras/detail-tweaker.safetensors', undefined],
     ] as const) {
       const r = await jsonOf(await alice.raw(method, path, body ? { body } : {}));

@@ -1,0 +1,16 @@
+// Who the caller is and how much of their LoRA quota they use: what the web app needs to draw its header and quota bar.
+import { z } from './zod.js';
+
+export const meSchema = z
+  .object({
+    subject: z.string(),
+    role: z.enum(['user', 'admin']),
+    quota: z.object({
+      max_loras: z.number().int(),
+      used_loras: z.number().int(),
+      max_bytes: z.number().int(),
+      used_bytes: z.number().int(),
+    }),
+  })
+  .openapi('Me');
+export type Me = z.infer<typeof meSchema>;
