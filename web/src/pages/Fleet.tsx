@@ -84,7 +84,7 @@ export function FleetPage({ api }: { api: Api }) {
     <section aria-labelledby="fleet-title">
       <h1 id="fleet-title">Fleet</h1>
       <div class="row">
-        <label>
+        <label class="narrow">
           Window
           <select value={windowHours} onChange={(e) => setWindowHours(Number((e.target as HTMLSelectElement).value))}>
             <option value={1}>last hour</option>
@@ -146,11 +146,11 @@ export function FleetPage({ api }: { api: Api }) {
         <tbody>
           {pools.map((p) => (
             <tr key={p.pool}>
-              <td>{p.pool}</td>
-              <td>{p.machines_live}</td>
-              <td>{p.slots_busy} of {p.slots_total}</td>
-              <td>{p.pending_jobs} pending</td>
-              <td>{p.estimated_wait_seconds === null ? 'no live machine' : duration(p.estimated_wait_seconds)}</td>
+              <td data-label="Pool">{p.pool}</td>
+              <td data-label="Machines live">{p.machines_live}</td>
+              <td data-label="Slots busy">{p.slots_busy} of {p.slots_total}</td>
+              <td data-label="Backlog">{p.pending_jobs} pending</td>
+              <td data-label="Estimated wait">{p.estimated_wait_seconds === null ? 'no live machine' : duration(p.estimated_wait_seconds)}</td>
             </tr>
           ))}
         </tbody>

@@ -118,11 +118,11 @@ export function JobsPage({ api }: { api: Api }) {
           <tbody>
             {jobs.map((j) => (
               <tr key={j.job_id}>
-                <td><a href={`#/jobs/${j.job_id}`}><code>{j.job_id}</code></a></td>
-                <td><Badge kind={j.status}>{JOB_STATUS_WORDS[j.status]}</Badge></td>
-                <td>{j.machine_id ?? '—'}</td>
-                <td>{j.requirements.loras.length}</td>
-                <td>{ago(j.created_at)}</td>
+                <td data-label="Job"><a href={`#/jobs/${j.job_id}`}><code>{j.job_id}</code></a></td>
+                <td data-label="Status"><Badge kind={j.status}>{JOB_STATUS_WORDS[j.status]}</Badge></td>
+                <td data-label="Machine">{j.machine_id ?? '—'}</td>
+                <td data-label="LoRAs">{j.requirements.loras.length}</td>
+                <td data-label="Created">{ago(j.created_at)}</td>
               </tr>
             ))}
           </tbody>

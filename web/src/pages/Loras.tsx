@@ -165,7 +165,7 @@ export function LorasPage({ api, me, onQuotaChange }: { api: Api; me: Me; onQuot
           <thead><tr><th scope="col">File</th><th scope="col">Size</th><th scope="col">sha256</th></tr></thead>
           <tbody>
             {shared.map((s) => (
-              <tr key={s.filename}><td>{s.filename}</td><td>{bytes(s.size_bytes)}</td><td><code title={s.sha256 ?? ''}>{shortSha(s.sha256)}</code></td></tr>
+              <tr key={s.filename}><td data-label="File">{s.filename}</td><td data-label="Size">{bytes(s.size_bytes)}</td><td data-label="sha256"><code title={s.sha256 ?? ''}>{shortSha(s.sha256)}</code></td></tr>
             ))}
           </tbody>
         </table>
