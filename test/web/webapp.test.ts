@@ -224,6 +224,19 @@ describe('web app', () => {
   });
 
   it('shows the admin dashboard with non-empty charts, pools and per-machine caches', async () => {
+    // A second job with the same LoRA lands where it is cached: the dashboard then has a hit and a miss to show.
+    const headers = { Authorization: `Bearer ${tokens.alice}`, 'Content-Type': 'application/json' };
+    const submitted = await fetch(`${t.apiUrl}/jobs`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ service_required: 'image-gen', requirements: { loras: [{ type: 'user', flat_file_id: readyLoraId }] } }),
+    });
+    expect(submitted.status).toBe(201);
+    const { job_id } = (await submitted.json()) as { job_id: string };
+    await expect
+      .poll(async () => ((await (await fetch(`${t.apiUrl}/jobs/${job_id}`, { headers })).json()) as { status: string }).status, { timeout: 60_000 })
+      .toBe('succeeded');
+
     const w = await signedIn('ops', '#/fleet');
     const { page } = w;
     await page.getByRole('heading', { name: 'Fleet' }).waitFor();
@@ -240,7 +253,9 @@ describe('web app', () => {
       }),
     );
     for (const c of painted) expect(c.painted, c.label ?? '').toBeGreaterThan(500);
-    expect(painted.map((c) => c.label).join('\n')).toMatch(/Jobs by status: .*1 succeeded/);
+    expect(painted.map((c) => c.label).join('\n')).toMatch(/Jobs by status: .*2 succeeded/);
+    // Hit/miss counters come from heartbeats: wait for the one after the second job.
+    await expect.poll(() => page.locator('canvas[aria-label^="Cache hits and misses"]').getAttribute('aria-label'), POLL).toBe('Cache hits and misses: 1 hits, 1 misses');
     await expect.poll(() => page.locator('table').first().textContent(), POLL).toContain('standard');
     const machines = page.getByRole('list', { name: 'Machines' }).locator('li.card');
     await expect.poll(() => machines.count(), POLL).toBe(2);
@@ -248,6 +263,35 @@ describe('web app', () => {
     await noProblems(w);
     await photograph(w, 'fleet', (p) => p.locator('[data-testid=charts] canvas').nth(3).waitFor());
     await w.context.close();
+  });
+
+  it('measures page weight (JS + CSS, gzipped) and time from navigation to the LoRA list rendered', async () => {
+    const runs: { ms: number; js: number; css: number; jsRaw: number; cssRaw: number }[] = [];
+    for (let i = 0; i < 5; i++) {
+      const w = await openPage(browser);
+      await w.context.addInitScript((tok) => sessionStorage.setItem('lora-router.token', tok), tokens.alice!);
+      await w.page.goto(`${appUrl}#/loras`);
+      // Evaluated in the page on every animation frame: the time (since navigation start) the first card showed.
+      const ms = (await (await w.page.waitForFunction(() => document.querySelector('[data-testid=lora-list] li.card') && performance.now(), null, { polling: 'raf' })).jsonValue()) as number;
+      const sizes = await w.page.evaluate(() =>
+        (performance.getEntriesByType('resource') as PerformanceResourceTiming[])
+          .filter((r) => /\.(js|css)$/.test(new URL(r.name).pathname))
+          .map((r) => ({ css: r.name.endsWith('.css'), encoded: r.encodedBodySize, decoded: r.decodedBodySize })),
+      );
+      const sum = (css: boolean, k: 'encoded' | 'decoded') => sizes.filter((x) => x.css === css).reduce((a, x) => a + x[k], 0);
+      runs.push({ ms, js: sum(false, 'encoded'), css: sum(true, 'encoded'), jsRaw: sum(false, 'decoded'), cssRaw: sum(true, 'decoded') });
+      expect(w.problems()).toEqual([]);
+      await w.context.close();
+    }
+    const median = [...runs.map((r) => r.ms)].sort((a, b) => a - b)[Math.floor(runs.length / 2)]!;
+    const r = runs[0]!;
+    expect(r.js).toBeGreaterThan(0);
+    expect(r.css).toBeGreaterThan(0);
+    console.log(
+      `[web] page weight (My LoRAs): JS ${(r.js / 1024).toFixed(1)} KiB + CSS ${(r.css / 1024).toFixed(1)} KiB gzipped ` +
+        `(${(r.jsRaw / 1024).toFixed(1)} + ${(r.cssRaw / 1024).toFixed(1)} KiB raw); navigation → LoRA list rendered: ` +
+        `median ${median.toFixed(0)} ms over ${runs.length} cold loads (${runs.map((x) => x.ms.toFixed(0)).join(', ')} ms)`,
+    );
   });
 
   it('keeps the fleet dashboard for admins', async () => {
