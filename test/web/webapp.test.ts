@@ -57,7 +57,7 @@ async function signedIn(who: string, route = '#/loras', viewport?: { width: numb
 
 /** Desktop and phone screenshots of the page as it is now; checks the phone layout does not scroll sideways. */
 async function photograph(w: WatchedPage, name: string, ready: (p: Page) => Promise<unknown>): Promise<void> {
-  await w.page.screenshot({ path: join(shotsDir, `${name}-desktop.png`) });
+  await w.page.screenshot({ path: join(shotsDir, `${name}-desktop.png`), fullPage: true });
   const phone = await openPage(browser, PHONE);
   await phone.context.addInitScript((s) => sessionStorage.setItem('lora-router.token', s), await w.page.evaluate(() => sessionStorage.getItem('lora-router.token')!));
   await phone.page.goto(w.page.url());
