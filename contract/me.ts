@@ -14,3 +14,18 @@ export const meSchema = z
   })
   .openapi('Me');
 export type Me = z.infer<typeof meSchema>;
+
+/** GET /api/app/config.json: how the web app signs in here (dev tokens locally, Entra ID with MSAL in Azure). */
+export const webClientConfigSchema = z
+  .discriminatedUnion('auth', [
+    z.object({ auth: z.literal('local') }),
+    z.object({
+      auth: z.literal('entra'),
+      client_id: z.string(),
+      authority: z.string(),
+      scopes: z.array(z.string()),
+      admin_role: z.string(),
+    }),
+  ])
+  .openapi('WebClientConfig');
+export type WebClientConfig = z.infer<typeof webClientConfigSchema>;

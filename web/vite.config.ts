@@ -20,6 +20,9 @@ export default defineConfig({
   },
   server: {
     // `npx vite --config web/vite.config.ts` during UI work: the API comes from a running `npm start`.
-    proxy: { '/api': { target: process.env.LORA_ROUTER_API ?? 'http://127.0.0.1:7071', changeOrigin: false } },
+    // The app itself (/api/app/…) comes from Vite, except its config.json; everything else under /api is the API.
+    proxy: {
+      '^/api/(?!app/)|^/api/app/config\\.json$': { target: process.env.LORA_ROUTER_API ?? 'http://127.0.0.1:7071', changeOrigin: false },
+    },
   },
 });

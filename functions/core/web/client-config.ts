@@ -1,10 +1,7 @@
 // What the browser needs to sign in, served as /api/app/config.json so one build runs in every environment.
 // Locally the page asks for a dev token; in Azure it signs in with MSAL against the API's own app registration.
+import type { WebClientConfig } from '../../../contract/me.js';
 import type { Config } from '../config.js';
-
-export type WebClientConfig =
-  | { auth: 'local' }
-  | { auth: 'entra'; client_id: string; authority: string; scopes: string[]; admin_role: string };
 
 /**
  * WEB_CLIENT_ID: the SPA's app registration (a public client with the app URL as a redirect URI); defaults to the API
