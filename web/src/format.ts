@@ -25,6 +25,7 @@ export function ago(iso: string | null | undefined, now = Date.now()): string {
 
 export function duration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined) return 'unknown';
+  if (seconds <= 0) return 'none';
   if (seconds < 1) return 'under a second';
   if (seconds < 90) return `${Math.round(seconds)} s`;
   return `${Math.round(seconds / 60)} min`;
