@@ -324,7 +324,7 @@ describe('quotas', () => {
 });
 
 describe('shared LoRAs (/api/shared-loras)', () => {
-  it('admins upload (multipart and SAS), list, read and delete them by filename; users get 403', async () => {
+  it('admins upload (multipart and SAS), list, read and delete them by filename; users only read the ready ones (403 otherwise)', async () => {
     const bytes = valid(16 * 1024, 40);
     const up = await uploadMultipart(admin, bytes, 'detail-tweaker.safetensors', {}, 'shared-loras/upload');
     expect(up.status).toBe(201);
