@@ -173,9 +173,12 @@ describe('web app', () => {
     await page.evaluate(() => localStorage.removeItem('lora-router.upload-flow'));
     await photograph(w, 'loras', (p) => loraCard(p, 'broken.safetensors').waitFor());
 
-    // Delete with confirmation: cancel keeps it, confirm removes it.
-    await card.getByRole('button', { name: 'Delete broken.safetensors' }).click();
-    await page.getByRole('dialog').getByRole('button', { name: 'Keep it' }).click();
+    // Delete with confirmation, by keyboard first: Enter opens the dialog, Esc keeps the LoRA; then confirm removes it.
+    await card.getByRole('button', { name: 'Delete broken.safetensors' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog').waitFor();
+    await page.keyboard.press('Escape');
+    await page.getByRole('dialog').waitFor({ state: 'hidden' });
     expect(await card.count()).toBe(1);
     await card.getByRole('button', { name: 'Delete broken.safetensors' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
