@@ -24,6 +24,7 @@ export interface WatchedPage {
 
 export async function openPage(browser: Browser, viewport = { width: 1280, height: 800 }): Promise<WatchedPage> {
   const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  context.setDefaultTimeout(120_000); // a ceiling for a loaded machine, not a speed check
   const page = await context.newPage();
   const seen: string[] = [];
   const allowed: RegExp[] = [];
