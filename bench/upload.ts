@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { ApiClient } from '../cli/api-client.js';
+import { ApiClient } from '../api-client/index.js';
 import { uploadLora } from '../cli/commands/loras.js';
 import { issueDevToken } from '../functions/core/auth.js';
 import { writeSafetensorsFile } from '../functions/core/safetensors/generate.js';

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient, ApiRequestError } from '../../cli/api-client.js';
+import { ApiClient, ApiRequestError } from '../../api-client/index.js';
 import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
 import { startAzurite, type AzuriteHandle } from '../../local/emulators.js';
 import { freePort } from '../../local/processes.js';

@@ -1,7 +1,7 @@
 // Helpers shared by the end-to-end and chaos tests: LoRA upload through the public API, job polling, event reading,
 // and small statistics. Everything here goes through HTTP.
 import { createHash } from 'node:crypto';
-import { ApiClient, ApiRequestError } from '../../cli/api-client.js';
+import { ApiClient, ApiRequestError } from '../../api-client/index.js';
 import type { JobEvent, JobView } from '../../contract/jobs.js';
 import type { TestHost } from '../support/stack.js';
 

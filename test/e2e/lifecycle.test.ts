@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { MachineView } from '../../contract/machines.js';
 import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
 import { startTestFleet, type TestFleet } from '../support/fleet.js';

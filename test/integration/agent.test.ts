@@ -7,8 +7,9 @@ import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import { createDispatchSender } from '../../dispatch/index.js';
+import { dispatchSenderOptions } from '../../functions/adapters/dispatch-sender.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import {
   OPEN_LORAS,
@@ -206,7 +207,7 @@ describe('worker agent (real child process, storage-queue transport)', () => {
     const old = jobs.jobs[0]!;
     const before = (await jobEvents(user, old.job_id)).length;
     const dropsBefore = agent.logs.filter((l) => l.msg === 'claim rejected; dropping the dispatch').length;
-    const sender = createDispatchSender(t.clients);
+    const sender = createDispatchSender(dispatchSenderOptions(t.clients));
     await sender.send(machineId, { job_id: old.job_id, epoch: old.epoch });
     await until('stale dispatch dropped', () => agent.logs.filter((l) => l.msg === 'claim rejected; dropping the dispatch').length > dropsBefore);
     await until('queue empty', async () => (await queueDepth(t, machineId)) === 0, 5_000);

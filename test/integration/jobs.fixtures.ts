@@ -1,7 +1,7 @@
 // Fixtures for the jobs/scheduler integration tests: LoRA records written straight to Cosmos (the upload API is
 // separate work), heartbeat bodies, and a minimal "agent" that talks to the API with its machine token.
 import { createHash, randomBytes } from 'node:crypto';
-import { ApiClient, ApiRequestError } from '../../cli/api-client.js';
+import { ApiClient, ApiRequestError } from '../../api-client/index.js';
 import { newLoraId } from '../../contract/ids.js';
 import type { JobEventInput, JobView } from '../../contract/jobs.js';
 import type { CacheCounters, Heartbeat, HeartbeatResponse } from '../../contract/machines.js';

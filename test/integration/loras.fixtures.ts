@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { BlockBlobClient } from '@azure/storage-blob';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { CreateUploadResponse, UserLora } from '../../contract/loras.js';
 import type { TestHost } from '../support/stack.js';
 

@@ -3,7 +3,7 @@
 import { request } from 'node:http';
 import { BlockBlobClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import { uploadLora } from '../../cli/commands/loras.js';
 import type { CreateSharedUploadResponse, CreateUploadResponse, DirectUploadResponse, SharedLora, UserLora } from '../../contract/loras.js';
 import { loraDepsFromClients } from '../../functions/core/loras/deps.js';

@@ -2,7 +2,7 @@
 // machine tokens, heartbeats and liveness, the pools view, and re-routing off a machine that went silent or never
 // claimed what it was sent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { JobView } from '../../contract/jobs.js';
 import type { MachineView } from '../../contract/machines.js';
 import { startTestHost, type TestHost } from '../support/stack.js';

@@ -2,7 +2,7 @@
 // or double-dispatch, lost attempts back off and fail after JOB_MAX_ATTEMPTS, and bad scheduler settings stop startup.
 // Passes run in-process (the same core the timer runs) so several can race, and on a clock the test controls.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import { newJobId } from '../../contract/ids.js';
 import { submitJobRequestSchema } from '../../contract/jobs.js';
 import type { Heartbeat } from '../../contract/machines.js';

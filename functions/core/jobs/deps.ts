@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { AzureClients } from '../../adapters/azure-clients.js';
 import type { SasPermission } from '../../adapters/blob-sas.js';
-import { dispatchSenderFor } from '../../../dispatch/index.js';
+import { dispatchSenderFor } from '../../adapters/dispatch-sender.js';
 import type { DispatchSender } from '../../../dispatch/types.js';
 import { rootLogger } from '../logger.js';
 
