@@ -3,8 +3,9 @@ import type { Container } from '@azure/cosmos';
 import type { HeartbeatResponse, Heartbeat, RegisterMachineRequest } from '../../../contract/machines.js';
 import { issueMachineToken, type Principal } from '../auth.js';
 import { ApiError, conflict, forbidden, unauthorized } from '../errors.js';
-import { isConflict, isNotFound, isPreconditionFailed, type CoreDeps } from '../jobs/deps.js';
-import { ensureLedger } from '../tick/ledger.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
+import type { CoreDeps } from '../deps.js';
+import { ensureLedger } from './ledger.js';
 import type { MachineDoc } from './model.js';
 
 export async function readMachine(machines: Container, machineId: string): Promise<MachineDoc | null> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { MachineDoc } from '../machines/model.js';
-import { holderState, type SlotHolder } from './ledger.js';
+import { holderState, type SlotHolder } from '../machines/ledger.js';
 import { reapDecision } from './reaper.js';
 
 const NOW = Date.parse('2025-01-01T00:10:00.000Z');
