@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient, ApiRequestError } from '../../api-client/index.js';
-import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
+import { makeSafetensors } from '../../testkit/safetensors.js';
 import { startAzurite, type AzuriteHandle } from '../../local/emulators.js';
 import { freePort } from '../../local/processes.js';
 import { startTestFleet, type TestFleet } from '../support/fleet.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../api-client/index.js';
 import type { MachineView } from '../../contract/machines.js';
-import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
+import { makeSafetensors } from '../../testkit/safetensors.js';
 import { startTestFleet, type TestFleet } from '../support/fleet.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { BlockBlobClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateUploadResponse, DirectUploadResponse, UserLora } from '../../contract/loras.js';
-import { writeSafetensorsFile, type WrittenFile } from '../../functions/core/safetensors/generate.js';
+import { writeSafetensorsFile, type WrittenFile } from '../../testkit/safetensors.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { blobNames, form, jsonOf, memoryOf, waitSettled } from './loras.fixtures.js';
 

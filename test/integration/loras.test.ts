@@ -11,7 +11,7 @@ import { userLoraBlobName } from '../../functions/core/loras/records.js';
 import { newUploadRecord } from '../../functions/core/loras/sessions.js';
 import { createLora } from '../../functions/core/loras/store.js';
 import { sweepUploads } from '../../functions/core/loras/sweeper.js';
-import { badSafetensorsCases, makeSafetensors, rawSafetensors } from '../../functions/core/safetensors/generate.js';
+import { badSafetensorsCases, makeSafetensors, rawSafetensors } from '../../testkit/safetensors.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { blobExists, blobNames, fireBlobCreated, form, jsonOf, sha256, uploadMultipart, uploadViaSas, waitSettled } from './loras.fixtures.js';
 
