@@ -1,6 +1,6 @@
 // The stored shape of a GPU machine (Cosmos `machines`, partition key /machine_id): its registration (pool, slots,
 // token version) and what its last heartbeat said (cache inventory, load, counters).
-import type { CacheCounters, Heartbeat, MachineView } from '../../../contract/machines.js';
+import type { Heartbeat, MachineView } from '../../../contract/machines.js';
 
 export interface MachineDoc {
   id: string;
@@ -51,5 +51,3 @@ export function toMachineView(m: MachineDoc, nowMs: number, livenessSeconds: num
     registered_at: m.registered_at,
   };
 }
-
-export const emptyCounters = (): CacheCounters => ({ hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 });
