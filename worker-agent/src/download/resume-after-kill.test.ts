@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoraCache } from '../cache/lora-cache.js';
-import { TestBlobServer } from './test-blob-server.js';
+import { TestBlobServer } from '../../../testkit/blob-server.js';
 
 const server = new TestBlobServer();
 const dirs: string[] = [];
