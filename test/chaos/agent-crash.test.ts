@@ -15,7 +15,7 @@ import type { JobView } from '../../contract/jobs.js';
 import { createDispatchSender } from '../../dispatch/index.js';
 import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
 import { writeSafetensorsFile } from '../../functions/core/safetensors/generate.js';
-import { startTestFleet, type TestAgent, type TestFleet } from '../support/fleet.js';
+import { startTestFleet, type TestAgent, type TestFleet } from '../support/test-agents.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { allEvents, FAST_SETTINGS, mapLimit, quantile, sleep, submitJob, TERMINAL, TICK_SECONDS, uploadUserLora, waitJob } from '../e2e/helpers.js';
 
