@@ -24,7 +24,8 @@ import {
   type SchedulerExtensions,
   type WeightOverrides,
 } from '../functions/core/scheduler/index.js';
-import { DEFAULT_CACHE_TTL_MS, MemoryLruCache } from '../worker-agent/src/cache/eviction.js';
+import { DEFAULT_CACHE_TTL_MS } from '../worker-agent/src/cache/eviction.js';
+import { MemoryLruCache } from './memory-cache.js';
 import { EventKind, EventQueue } from './events.js';
 import type { GeneratedWorkload, SimJobSpec, SimLora } from './workloads.js';
 

@@ -16,7 +16,7 @@ import { createDispatchSender } from '../../dispatch/index.js';
 import { dispatchSenderOptions } from '../../functions/adapters/dispatch-sender.js';
 import { makeSafetensors } from '../../testkit/safetensors.js';
 import { writeSafetensorsFile } from '../../testkit/safetensors.js';
-import { startTestFleet, type TestAgent, type TestFleet } from '../support/fleet.js';
+import { startTestFleet, type TestAgent, type TestFleet } from '../support/test-agents.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { allEvents, FAST_SETTINGS, mapLimit, quantile, sleep, submitJob, TERMINAL, TICK_SECONDS, uploadUserLora, waitJob } from '../e2e/helpers.js';
 

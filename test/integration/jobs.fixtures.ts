@@ -10,7 +10,8 @@ import { SHARED_OWNER, sharedLoraBlobName, sharedLoraDocId, userLoraBlobName, ty
 import type { LoraStatus } from '../../contract/loras.js';
 import type { TestHost } from '../support/stack.js';
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { getJob, sleep } from '../support/helpers.js';
+export { getJob, sleep };
 export const suffix = () => randomBytes(3).toString('hex');
 
 /** Writes a LoRA record (and, with `content`, its blob) as the upload pipeline would leave it. */
@@ -123,10 +124,6 @@ export class TestMachine {
 export async function runTimer(t: TestHost, name: 'schedulerTick' | 'reaper'): Promise<void> {
   const res = await fetch(`${t.host.url}/admin/functions/${name}`, { method: 'POST', body: '{}' });
   if (res.status !== 202) throw new Error(`running ${name}: HTTP ${res.status} ${await res.text()}`);
-}
-
-export async function getJob(api: ApiClient, id: string): Promise<JobView> {
-  return api.get<JobView>(`jobs/${id}`);
 }
 
 /** The HTTP status and error code of a failing request. */

@@ -8,7 +8,8 @@ import type { CreateUploadResponse, UserLora } from '../../contract/loras.js';
 import type { TestHost } from '../support/stack.js';
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../support/helpers.js';
+export { sleep };
 
 export function form(bytes: Buffer | Blob, filename = 'my-lora.safetensors', fields: Record<string, string> = {}, partName = 'file'): FormData {
   const fd = new FormData();

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClaimedLora } from '../../../contract/jobs.js';
 import { IntegrityError, TransientDownloadError } from '../download/download.js';
-import { TestBlobServer } from '../download/test-blob-server.js';
+import { TestBlobServer } from '../../../testkit/blob-server.js';
 import { CacheFullError, InvalidLoraError, LoraCache, type AcquireResult, type LoraCacheOptions } from './lora-cache.js';
 
 const server = new TestBlobServer();
