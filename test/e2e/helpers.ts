@@ -7,7 +7,7 @@ import type { TestHost } from '../support/stack.js';
 
 import { sleep } from '../support/helpers.js';
 export { sleep };
-import { mapLimit } from '../../functions/core/jobs/deps.js';
+import { mapLimit } from '../../functions/core/map-limit.js';
 export { mapLimit };
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);

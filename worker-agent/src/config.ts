@@ -10,6 +10,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { z } from 'zod';
 import { AgentConfigError, splitCommand, type Env } from './env-file.js';
 import { AGENT_SETTINGS, SETTINGS, type SettingKey } from './settings.js';
+import { SHARED_LORA_FILENAME } from '../../contract/ids.js';
 
 export { AgentConfigError, parseBytes, parseEnvFile, readAgentEnv, splitCommand } from './env-file.js';
 export { AGENT_SETTINGS, SETTINGS_HELP } from './settings.js';
@@ -172,7 +173,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     .map((p) => p.trim())
     .filter(Boolean);
   for (const p of pinnedLoras) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,114}\.safetensors$/.test(p)) {
+    if (!SHARED_LORA_FILENAME.test(p)) {
       throw new AgentConfigError(`Invalid setting ${AGENT_SETTINGS.pinnedLoras}: ${JSON.stringify(p)} is not a shared LoRA file name (name.safetensors).`);
     }
   }

@@ -34,7 +34,7 @@ describe('planEviction', () => {
   it('returns a readable error when pinned/in-use entries leave no room', () => {
     const entries = [e('p', 30 * GIB, 1, { pinned: true }), e('u', 18.9 * GIB, 2, { inUse: 1 }), e('f', 0.5 * GIB, 3)];
     const plan = planEviction(entries, 1.2 * GIB, 50 * GIB);
-    expect(plan).toEqual({ error: 'cache full: need 1.2 GiB, budget 50 GiB, 48.9 GiB pinned or in use' });
+    expect(plan).toEqual({ error: 'cache full: need 1.2 GiB, budget 50 GiB, 49 GiB pinned or in use' });
   });
 
   it('refuses a file larger than the whole budget', () => {
@@ -60,7 +60,7 @@ describe('planTtlSweep', () => {
 
 describe('formatBytes', () => {
   it('uses binary units', () => {
-    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(512)).toBe('512 bytes');
     expect(formatBytes(1536)).toBe('1.5 KiB');
     expect(formatBytes(50 * GIB)).toBe('50 GiB');
   });

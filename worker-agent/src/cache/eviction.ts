@@ -1,6 +1,11 @@
 // Pure cache planning: which entries to evict to make room, which ones outlived the TTL.
 // No I/O here: the agent's SQLite-backed LoraCache and the routing simulator (simulator/memory-cache.ts) share these rules.
 import type { CacheCounters } from '../../../contract/machines.js';
+import { formatBytes } from '../../../contract/bytes.js';
+import { emptyCounters } from '../../../contract/machines.js';
+
+/** Re-exported for the cache's callers (agent, simulator): one definition each, in contract/. */
+export { emptyCounters, formatBytes };
 
 export const GIB = 1024 ** 3;
 /** ADR-010: 50 GB reserved per machine for the LoRA cache. */
@@ -24,18 +29,6 @@ export interface CacheEntryLike {
 
 export type EvictionPlan = { evict: string[] } | { error: string };
 
-/** Human-readable byte count in binary units (GiB, MiB, ...), one decimal at most. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  const text = unit === 0 ? String(Math.round(value)) : value.toFixed(1).replace(/\.0$/, '');
-  return `${text} ${units[unit]}`;
-}
 
 const isProtected = (e: CacheEntryLike): boolean => e.pinned || e.inUse > 0;
 
@@ -93,6 +86,3 @@ export function planTtlSweep(entries: readonly CacheEntryLike[], nowMs: number, 
     .map((e) => e.key);
 }
 
-export function emptyCounters(): CacheCounters {
-  return { hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 };
-}

@@ -7,12 +7,13 @@
 //   cache.db                                inventory, eviction history, counters
 import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
+import { SHARED_LORA_FILENAME } from '../../../contract/ids.js';
 import type { ClaimedLora } from '../../../contract/jobs.js';
 import type { LoraKind } from './cache-db.js';
 
-/** Same rules as contract/ids.ts; repeated here on purpose because they are what keeps keys out of other paths. */
+/** The contract's id rules: they are also what keeps cache keys out of other paths. */
 export const USER_LORA_KEY = /^lora_[0-9a-z]{26}$/;
-export const SHARED_LORA_FILENAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,114}\.safetensors$/;
+export { SHARED_LORA_FILENAME };
 /** kind, key and the first 16 hex characters of the sha256 of a partial download's file name. */
 export const PARTIAL_NAME = /^(user|shared)\.(.+)\.([0-9a-f]{16})\.part$/;
 
