@@ -1,8 +1,7 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { meSchema, type Me } from '../../contract/me.js';
-import { json, route } from '../core/http.js';
-import { jsonContent } from '../core/jobs/http-helpers.js';
+import { json, jsonContent, route } from '../core/http.js';
 import { loraDeps } from '../core/loras/deps.js';
 import { userUsage } from '../core/loras/quota.js';
 import { describeRoute } from '../core/openapi.js';

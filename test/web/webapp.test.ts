@@ -9,10 +9,10 @@ import { basename, join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueDevToken } from '../../functions/core/auth.js';
-import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
+import { makeSafetensors } from '../../testkit/safetensors.js';
 import { repoRoot } from '../../local/settings.js';
 import { FAST_SETTINGS, sha256 } from '../e2e/helpers.js';
-import { startTestFleet, type TestFleet } from '../support/fleet.js';
+import { startTestFleet, type TestFleet } from '../support/test-agents.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { fitsWidth, launchChromium, openPage, unlabeledControls, type WatchedPage } from './browser.js';
 
