@@ -7,7 +7,7 @@ import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential
 import { ServiceBusClient } from '@azure/service-bus';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
-import { getConfig, type Config } from '../core/config.js';
+import { ConfigError, getConfig, SETTINGS, type Config } from '../core/config.js';
 import { BlobSas } from './blob-sas.js';
 
 const credentials = new Map<string, TokenCredential>();
@@ -72,7 +72,7 @@ export class AzureClients {
       this.queue =
         s.kind === 'connectionString'
           ? QueueServiceClient.fromConnectionString(s.connectionString)
-          : new QueueServiceClient(s.queueServiceUri, getCredential(s.clientId));
+          : new QueueServiceClient(requireQueueUri(s.queueServiceUri), getCredential(s.clientId));
     }
     return this.queue;
   }
@@ -154,3 +154,9 @@ export async function ensureLocalResources(clients: AzureClients): Promise<void>
 }
 
 export type { Config };
+
+function requireQueueUri(uri: string | undefined): string {
+  // loadConfig requires it for the storage-queue transport, the only user of queues.
+  if (!uri) throw new ConfigError(`Missing app setting ${SETTINGS.storageQueueServiceUri} (queues are used only by DISPATCH_TRANSPORT=storage-queue).`);
+  return uri;
+}
