@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_POOL } from '../../contract/ids.js';
+import { AgentIdentityError, describeCredential, IDENTITY_SETTINGS, readAgentCredential, type AgentCredentialConfig } from './identity.js';
 
 export class AgentConfigError extends Error {
   override readonly name = 'AgentConfigError';
@@ -47,6 +48,13 @@ export const AGENT_SETTINGS = {
   serviceBusClientId: 'ServiceBus__clientId',
   serviceBusCredential: 'ServiceBus__credential',
   serviceBusQueue: 'SERVICEBUS_QUEUE',
+  // How an identity-based transport logs in (worker-agent/src/identity.ts).
+  azureCredential: IDENTITY_SETTINGS.credential,
+  azureTenantId: IDENTITY_SETTINGS.tenantId,
+  azureClientId: IDENTITY_SETTINGS.clientId,
+  azureClientCertificatePath: IDENTITY_SETTINGS.certificatePath,
+  azureFederatedTokenFile: IDENTITY_SETTINGS.federatedTokenFile,
+  azureAuthorityHost: IDENTITY_SETTINGS.authorityHost,
 } as const;
 
 /** Older names used by docs/agent-runbook.md; accepted so either spelling works. The primary name wins. */
@@ -62,12 +70,12 @@ export type StorageQueueTransport = {
   kind: 'storage-queue';
   prefix: string;
   lockSeconds: number;
-  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; queueServiceUri: string; clientId?: string };
+  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; queueServiceUri: string; credential: AgentCredentialConfig };
 };
 export type ServiceBusTransport = {
   kind: 'servicebus';
   queue: string;
-  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; fullyQualifiedNamespace: string; clientId?: string };
+  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; fullyQualifiedNamespace: string; credential: AgentCredentialConfig };
 };
 export type TransportConfig = StorageQueueTransport | ServiceBusTransport;
 
@@ -297,6 +305,15 @@ function readToken(env: Env): { token: string; source: AgentConfig['machineToken
   return { token, source };
 }
 
+function identity(env: Env, transportClientId: string | undefined): AgentCredentialConfig {
+  try {
+    return readAgentCredential(env, transportClientId);
+  } catch (err) {
+    if (err instanceof AgentIdentityError) throw new AgentConfigError(err.message);
+    throw err;
+  }
+}
+
 function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: z.infer<typeof scalarSchema>): TransportConfig {
   if (kind === 'storage-queue') {
     const cs = env[AGENT_SETTINGS.storageConnection]?.trim();
@@ -307,7 +324,7 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: z.infe
         kind,
         prefix: s.storageQueuePrefix,
         lockSeconds: s.dispatchLockSeconds,
-        connection: { kind: 'identity', queueServiceUri: uri, clientId: env[AGENT_SETTINGS.storageClientId]?.trim() || undefined },
+        connection: { kind: 'identity', queueServiceUri: uri, credential: identity(env, env[AGENT_SETTINGS.storageClientId]?.trim() || undefined) },
       };
     }
     if (cs) {
@@ -329,7 +346,7 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: z.infe
     return {
       kind,
       queue: s.serviceBusQueue,
-      connection: { kind: 'identity', fullyQualifiedNamespace: ns, clientId: env[AGENT_SETTINGS.serviceBusClientId]?.trim() || undefined },
+      connection: { kind: 'identity', fullyQualifiedNamespace: ns, credential: identity(env, env[AGENT_SETTINGS.serviceBusClientId]?.trim() || undefined) },
     };
   }
   if (cs) {
@@ -457,9 +474,13 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     heartbeat_s: c.heartbeatMs / 1000,
     transport:
       c.transport.kind === 'storage-queue'
-        ? { kind: c.transport.kind, prefix: c.transport.prefix, auth: c.transport.connection.kind }
-        : { kind: c.transport.kind, queue: c.transport.queue, auth: c.transport.connection.kind },
+        ? { kind: c.transport.kind, prefix: c.transport.prefix, auth: c.transport.connection.kind, ...credentialOf(c.transport) }
+        : { kind: c.transport.kind, queue: c.transport.queue, auth: c.transport.connection.kind, ...credentialOf(c.transport) },
   };
+}
+
+function credentialOf(t: TransportConfig): { credential?: Record<string, string> } {
+  return t.connection.kind === 'identity' ? { credential: describeCredential(t.connection.credential) } : {};
 }
 
 /** Help text for `lora-router agent --help`. */
@@ -492,4 +513,13 @@ Settings (environment or --env-file; the environment wins):
                    string), SERVICEBUS_QUEUE (jobs)
     storage-queue: LoraStorage__queueServiceUri (+ LoraStorage__clientId) or LoraStorage (connection string),
                    DISPATCH_QUEUE_PREFIX (machine-)
+  AZURE_CREDENTIAL                identity login for the transport: managed-identity | arc |
+                                  certificate | workload-identity | default
+                                  (managed-identity if a client id is set, else default)
+    managed-identity:  AZURE_CLIENT_ID (or ServiceBus__clientId): the VM's user-assigned identity
+    arc:               no client id; the unit needs SupplementaryGroups=himds
+    certificate:       AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_CERTIFICATE_PATH (PEM cert + key) or
+                       LoadCredential=azure-client-certificate:<path>
+    workload-identity: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE (kept fresh by the issuer)
+    AZURE_AUTHORITY_HOST          sovereign clouds (default https://login.microsoftonline.com)
 `;
