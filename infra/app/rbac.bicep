@@ -90,7 +90,7 @@ resource appBlobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 
 // No queue role: in Azure the app dispatches over Service Bus and the host needs blobs only (no queue triggers).
 
-// Dispatch: the scheduler sends to the jobs queue; it never receives.
+// Dispatch: the scheduler sends to the jobs queue.
 resource appServiceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(jobsQueue.id, appPrincipalId, roleIds.serviceBusDataSender)
   scope: jobsQueue
@@ -99,6 +99,19 @@ resource appServiceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
     description: 'lora-router app: send dispatch messages'
+  }
+}
+
+// Dead letters: GET/POST /api/dead-letters read and settle `jobs/$DeadLetterQueue`, which needs the receiver role on
+// the queue (no narrower scope exists for a sub-queue). The app never receives from the main queue.
+resource appServiceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(jobsQueue.id, appPrincipalId, roleIds.serviceBusDataReceiver)
+  scope: jobsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataReceiver)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'lora-router app: read and settle dead-lettered dispatches'
   }
 }
 
