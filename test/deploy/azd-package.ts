@@ -108,9 +108,15 @@ export interface AzdPackage {
   remoteBuildAccepted: boolean;
 }
 
-/** The files `azd deploy` zips for a Functions service rooted at `root`, with `.funcignore` applied. */
+/**
+ * The files `azd deploy` zips for a Functions service rooted at `root`, with `.funcignore` applied. Like azd, it refuses
+ * first (before walking anything) when `remoteBuild: true` meets an ignore file that keeps node_modules.
+ */
 export function assembleAzdPackage(root: string, ignoreFile = '.funcignore'): AzdPackage {
   const patterns = parseIgnoreFile(readFileSync(join(root, ignoreFile), 'utf8'));
+  if (!remoteBuildAccepted(patterns)) {
+    throw new Error(`'remoteBuild: true' requires '${ignoreFile}' to exclude node_modules (azd: resolveFunctionAppRemoteBuild)`);
+  }
   const files: PackageEntry[] = [];
   const followedSymlinks: string[] = [];
   const walk = (dir: string, zipDir: string, depth: number) => {
@@ -134,8 +140,11 @@ export function assembleAzdPackage(root: string, ignoreFile = '.funcignore'): Az
     }
   };
   walk(root, '', 0);
-  return { files, followedSymlinks, remoteBuildAccepted: isIgnored(patterns, 'node_modules', true) };
+  return { files, followedSymlinks, remoteBuildAccepted: true };
 }
+
+/** resolveFunctionAppRemoteBuild: `ignore.Relative("node_modules", true)` must match and ignore. */
+export const remoteBuildAccepted = (patterns: IgnorePattern[]): boolean => isIgnored(patterns, 'node_modules', true);
 
 /** The zip azd would upload (Deflate, like rzip's addFile), for its size. */
 export function zipPackage(pkg: AzdPackage): Uint8Array {

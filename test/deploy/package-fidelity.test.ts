@@ -18,7 +18,7 @@ import { runSmoke } from '../../cli/commands/smoke.js';
 import { issueDevToken } from '../../functions/core/auth.js';
 import { provisionLocal, startDevHostProcess, type DevHostProcess } from '../../local/stack.js';
 import { testSettings } from '../support/stack.js';
-import { assembleAzdPackage, isIgnored, parseIgnoreFile, zipPackage, type AzdPackage } from './azd-package.js';
+import { assembleAzdPackage, isIgnored, parseIgnoreFile, remoteBuildAccepted, zipPackage, type AzdPackage } from './azd-package.js';
 
 const repoRoot = process.cwd();
 
@@ -61,7 +61,8 @@ describe('.funcignore, read like azd reads it (denormal/go-gitignore)', () => {
       cpSync(join(repoRoot, 'host.json'), join(dir, 'host.json'));
       const lines = readFileSync(join(repoRoot, '.funcignore'), 'utf8').split('\n').filter((l) => !/node_modules/.test(l));
       writeFileSync(join(dir, '.funcignore'), lines.join('\n'));
-      expect(assembleAzdPackage(dir).remoteBuildAccepted).toBe(false);
+      expect(remoteBuildAccepted(parseIgnoreFile(lines.join('\n')))).toBe(false);
+      expect(() => assembleAzdPackage(dir)).toThrow(/'remoteBuild: true' requires '.funcignore' to exclude node_modules/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
