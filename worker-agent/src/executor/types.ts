@@ -23,6 +23,11 @@ export interface ExecutorJob {
   loras: ExecutorLora[];
   /** A directory private to this run; the executor may write anything below it. Removed after the run. */
   runDir: string;
+  /**
+   * `<runDir>/output`, created empty: every file left here when the execution succeeds is uploaded as a job output
+   * (`result.json` aside: it is the job's result). Sub-folders are flattened with '_'.
+   */
+  outputDir: string;
 }
 
 /** Where an execution reports while it runs. Calls are cheap and never throw; the agent batches and ships them. */
