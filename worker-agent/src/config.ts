@@ -29,6 +29,9 @@ export const AGENT_SETTINGS = {
   executor: 'EXECUTOR',
   executorCommand: 'EXECUTOR_COMMAND',
   executorArgs: 'EXECUTOR_ARGS',
+  comfyUiUrl: 'COMFYUI_URL',
+  comfyUiLoraDir: 'COMFYUI_LORA_DIR',
+  comfyUiStallSeconds: 'COMFYUI_STALL_SECONDS',
   cancelGraceSeconds: 'CANCEL_GRACE_SECONDS',
   drainGraceSeconds: 'DRAIN_GRACE_SECONDS',
   heartbeatSeconds: 'HEARTBEAT_SECONDS',
@@ -76,7 +79,13 @@ export interface CommandExecutorConfig {
   command: string;
   args: string[];
 }
-export type ExecutorConfig = CommandExecutorConfig;
+export interface ComfyUiExecutorConfig {
+  kind: 'comfyui';
+  url: string;
+  loraDir: string;
+  stallMs: number;
+}
+export type ExecutorConfig = CommandExecutorConfig | ComfyUiExecutorConfig;
 
 export interface AgentConfig {
   apiBaseUrl: string;
@@ -245,7 +254,7 @@ const scalarSchema = z.object({
   pool: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a lower-case pool name such as standard').default(DEFAULT_POOL),
   slots: z.coerce.number().int().min(1).max(64).default(1),
   cacheTtlDays: secondsSetting(0.000001, 3650).default(7),
-  executor: z.enum(['command']).default('command'),
+  executor: z.enum(['command', 'comfyui']).default('command'),
   cancelGraceSeconds: secondsSetting(0, 3600).default(10),
   drainGraceSeconds: secondsSetting(0, 86_400).default(120),
   heartbeatSeconds: secondsSetting(0.2, 60).default(5),
@@ -341,6 +350,24 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: z.infe
   );
 }
 
+/** EXECUTOR=comfyui: where ComfyUI answers, the loras folder it reads, and when a silent ComfyUI counts as hung. */
+function readComfyUiConfig(env: Env, abs: (p: string) => string): ComfyUiExecutorConfig {
+  const url = get(env, 'comfyUiUrl') ?? 'http://127.0.0.1:8188';
+  if (!z.string().url().safeParse(url).success || !/^https?:/.test(url)) {
+    throw new AgentConfigError(`Invalid setting ${AGENT_SETTINGS.comfyUiUrl}=${JSON.stringify(url)}: must be ComfyUI's base URL, e.g. http://127.0.0.1:8188.`);
+  }
+  const loraDir = get(env, 'comfyUiLoraDir');
+  if (!loraDir) {
+    throw new AgentConfigError(`Missing setting ${AGENT_SETTINGS.comfyUiLoraDir} (ComfyUI's models/loras folder, e.g. /opt/ComfyUI/models/loras) for EXECUTOR=comfyui.`);
+  }
+  const stallRaw = get(env, 'comfyUiStallSeconds') ?? '300';
+  const stall = Number(stallRaw);
+  if (!Number.isFinite(stall) || stall < 1 || stall > 86_400) {
+    throw new AgentConfigError(`Invalid setting ${AGENT_SETTINGS.comfyUiStallSeconds}=${JSON.stringify(stallRaw)}: seconds between 1 and 86400.`);
+  }
+  return { kind: 'comfyui', url: url.replace(/\/+$/, ''), loraDir: abs(loraDir), stallMs: stall * 1000 };
+}
+
 /** Reads and validates every setting. Throws AgentConfigError naming the first bad one. */
 export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): AgentConfig {
   const raw: Record<string, string | undefined> = {};
@@ -385,7 +412,8 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
   const stateDir = abs(get(env, 'stateDir') ?? env.STATE_DIRECTORY?.split(':')[0]?.trim() ?? join(cacheDir, 'agent-state'));
 
   let executor: ExecutorConfig;
-  {
+  if (s.executor === 'comfyui') executor = readComfyUiConfig(env, abs);
+  else {
     const cmdRaw = get(env, 'executorCommand');
     if (!cmdRaw) {
       throw new AgentConfigError(`Missing setting ${AGENT_SETTINGS.executorCommand} (the program that runs a job, e.g. ["/usr/bin/python3","/opt/jobs/run.py"]).`);
@@ -451,7 +479,7 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     cache_ttl_days: c.cacheTtlMs / 86_400_000,
     pinned_loras: c.pinnedLoras,
     state_dir: c.stateDir,
-    executor: { kind: c.executor.kind, command: c.executor.command, args: c.executor.args },
+    executor: { ...c.executor },
     cancel_grace_s: c.cancelGraceMs / 1000,
     drain_grace_s: c.drainGraceMs / 1000,
     heartbeat_s: c.heartbeatMs / 1000,
@@ -476,9 +504,12 @@ Settings (environment or --env-file; the environment wins):
   CACHE_TTL_DAYS                  delete LoRAs unused this long                             (7)
   PINNED_LORAS                    comma list of shared LoRA file names never evicted
   STATE_DIR                       run dirs + outcome outbox ($STATE_DIRECTORY, else CACHE_DIR/agent-state)
-  EXECUTOR                        command                                                   (command)
-  EXECUTOR_COMMAND                program + args, JSON array or words (no shell)            (required)
+  EXECUTOR                        command | comfyui                                         (command)
+  EXECUTOR_COMMAND                program + args, JSON array or words (no shell)            (required for command)
   EXECUTOR_ARGS                   extra args, JSON array
+  COMFYUI_URL                     ComfyUI's base URL                                        (http://127.0.0.1:8188)
+  COMFYUI_LORA_DIR                ComfyUI's models/loras folder (links are made below it)   (required for comfyui)
+  COMFYUI_STALL_SECONDS           no ComfyUI message this long → attempt fails, retryable   (300)
   CANCEL_GRACE_SECONDS            SIGTERM → SIGKILL delay when a job is cancelled           (10)
   DRAIN_GRACE_SECONDS             on SIGTERM, how long running jobs may finish              (120)
   HEARTBEAT_SECONDS               heartbeat interval                                        (5)
