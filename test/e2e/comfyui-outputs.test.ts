@@ -130,6 +130,17 @@ describe('ComfyUI jobs deliver their images to their owner', () => {
     expect(job.outputs).toEqual([]);
   });
 
+  it('more outputs than OUTPUT_MAX_FILES: the job fails for good with a clear error event and records no outputs', async () => {
+    const jobId = await workflowJob({ batch: 9, steps: 1, width: 16, height: 16 });
+    const job = await waitTerminal(alice, jobId, 60_000);
+    expect(job.status).toBe('failed');
+    expect(job.error).toMatch(/outputs refused by the API \(413\): the job produced 9 output files; at most 8 are accepted per job \(OUTPUT_MAX_FILES\)/);
+    expect(job.outputs).toEqual([]);
+    expect((await alice.get<JobOutputList>(`jobs/${jobId}/outputs`)).outputs).toEqual([]);
+    const failed = (await allEvents(alice, jobId)).filter((e) => e.type === 'failed');
+    expect(failed.map((e) => e.data.outcome)).toEqual(['failed']);
+  });
+
   it('a cancel interrupts ComfyUI (/interrupt for the prompt, and it is removed from the queue)', async () => {
     const jobId = await workflowJob({ steps: 4000 });
     await waitEvent(jobId, 'progress');
