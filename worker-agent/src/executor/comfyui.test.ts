@@ -90,11 +90,18 @@ describe('ComfyUI executor', () => {
 
   it('rewrites only references to the job\'s own LoRAs, with or without .safetensors', () => {
     const j = job({}, 'lora_x');
-    const wf = { a: { class_type: 'LoraLoader', inputs: { lora_name: 'lora_x.safetensors' } }, b: { class_type: 'LoraLoader', inputs: { lora_name: 'system-style.safetensors' } } };
+    const wf = {
+      a: { class_type: 'LoraLoader', inputs: { lora_name: 'lora_x.safetensors' } },
+      b: { class_type: 'LoraLoader', inputs: { lora_name: 'system-style.safetensors' } },
+      c: { class_type: 'LoraLoaderModelOnly', inputs: { lora_name: '@0' } },
+      d: { class_type: 'LoraLoader', inputs: { lora_name: '@1' } },
+    };
     const { workflow, replaced } = rewriteLoraRefs(wf, j);
     expect(workflow.a!.inputs!.lora_name).toBe(`lora-router/${j.jobId}-e1/user-lora_x.safetensors`);
     expect(workflow.b!.inputs!.lora_name).toBe('system-style.safetensors');
-    expect(Object.keys(replaced)).toEqual(['a']);
+    expect(workflow.c!.inputs!.lora_name).toBe(`lora-router/${j.jobId}-e1/user-lora_x.safetensors`);
+    expect(workflow.d!.inputs!.lora_name).toBe('@1'); // no second LoRA: left for ComfyUI to refuse
+    expect(Object.keys(replaced)).toEqual(['a', 'c']);
     expect(wf.a.inputs.lora_name).toBe('lora_x.safetensors'); // the payload itself is untouched
   });
 

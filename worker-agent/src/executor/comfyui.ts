@@ -6,7 +6,8 @@
 //      user-<flat_file_id>.safetensors / shared-<filename>: a folder per run, so two users' LoRAs never share a name.
 //      ComfyUI lists models/loras recursively and follows links (folder_paths: os.walk(followlinks=True)).
 //   3. payload.workflow (API format) is copied with every `lora_name` input that names one of the job's LoRAs (its
-//      flat_file_id or shared filename, with or without .safetensors) replaced by that link's name.
+//      flat_file_id or shared filename, with or without .safetensors, or "@<i>" for the i-th LoRA of the job's
+//      requirements, so one workflow file serves any LoRA) replaced by that link's name.
 //   4. WebSocket /ws?clientId=<id> first, then POST /prompt {prompt, client_id}. A 400 (validation) fails the job for
 //      good with ComfyUI's own error text and node errors.
 //   5. Messages for our prompt: execution_start / execution_cached / executing / executed → log lines; progress
@@ -58,8 +59,9 @@ export const runLinkFolder = (job: Pick<ExecutorJob, 'jobId' | 'epoch'>): string
  */
 export function rewriteLoraRefs(workflow: Workflow, job: Pick<ExecutorJob, 'jobId' | 'epoch' | 'loras'>): { workflow: Workflow; replaced: Record<string, string> } {
   const byRef = new Map<string, string>();
-  for (const l of job.loras) {
+  for (const [i, l] of job.loras.entries()) {
     const target = `${runLinkFolder(job)}/${linkNameFor(l)}`;
+    byRef.set(`@${i}`, target);
     byRef.set(l.key, target);
     if (!l.key.endsWith('.safetensors')) byRef.set(`${l.key}.safetensors`, target);
   }
