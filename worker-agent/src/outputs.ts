@@ -1,6 +1,6 @@
 // Delivers a run's output folder to the control plane: every file the executor left there (result.json aside: that is
 // the job's result) is declared to the API, which answers with a write-only upload URL per file for this job and epoch
-// only; each file is then streamed to its URL with its sha256 computed on the way, and the list (name, size, sha256,
+// only; each file is then uploaded to its URL (the SDK streams parallel blocks) with its sha256 computed alongside, and the list (name, size, sha256,
 // content type) travels with the `succeeded` report, which records them on the job in one compare-and-swap.
 //
 // Failures map like the rest of a run: a 409 (the attempt moved on) stops the run without a report; a 413 (over the
@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlockBlobClient } from '@azure/storage-blob';
 import type { OutputUploadRequest, OutputUploadResponse, JobOutput } from '../../contract/outputs.js';
@@ -71,21 +71,33 @@ export class InvalidOutputError extends Error {
   override readonly name = 'InvalidOutputError';
 }
 
-/** Streams one file to a SAS URL; resolves with its sha256 (computed from the bytes sent). */
+/**
+ * Uploads one file to a SAS URL and returns its sha256. The SDK's uploadFile streams ranges of the file as parallel
+ * blocks (no whole-file buffer); the hash is computed by a second sequential read running alongside, which the page
+ * cache serves. The executor has finished, so the file no longer changes; its size is checked before and after.
+ */
 export async function uploadFileToSas(path: string, url: string, contentType: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number }> {
+  const before = statSync(path).size;
+  const client = new BlockBlobClient(url);
+  const [hashed] = await Promise.all([
+    hashFile(path, signal),
+    client.uploadFile(path, { blockSize: BLOCK_BYTES, concurrency: BLOCKS_IN_FLIGHT, blobHTTPHeaders: { blobContentType: contentType }, abortSignal: signal }),
+  ]);
+  if (hashed.bytes !== before || statSync(path).size !== before) throw new Error(`${path} changed while it was uploaded`);
+  return hashed;
+}
+
+async function hashFile(path: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
+  const tap = new Writable({
+    write(chunk: Buffer, _enc, cb) {
       hash.update(chunk);
       bytes += chunk.length;
-      cb(null, chunk);
+      cb();
     },
   });
-  const client = new BlockBlobClient(url);
-  const source = createReadStream(path, { highWaterMark: 1024 * 1024 });
-  const upload = client.uploadStream(tap, BLOCK_BYTES, BLOCKS_IN_FLIGHT, { blobHTTPHeaders: { blobContentType: contentType }, abortSignal: signal });
-  await Promise.all([pipeline(source, tap), upload]);
+  await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), tap, { signal });
   return { sha256: hash.digest('hex'), bytes };
 }
 
