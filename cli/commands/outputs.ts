@@ -11,7 +11,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import type { JobOutputList } from '../../contract/outputs.js';
-import type { ApiClient } from '../api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { CliContext } from '../index.js';
 
 export interface DownloadedOutput {

@@ -1,9 +1,9 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { outputUploadRequestSchema, outputUploadResponseSchema } from '../../contract/outputs.js';
-import { json, route } from '../core/http.js';
-import { coreDeps } from '../core/jobs/deps.js';
-import { errorContent, jobIdParam, jobIdParams, jsonContent } from '../core/jobs/http-helpers.js';
+import { errorContent, json, jsonContent, route } from '../core/http.js';
+import { coreDeps } from '../core/deps.js';
+import { jobIdParam, jobIdParams } from '../core/jobs/params.js';
 import { describeRoute } from '../core/openapi.js';
 import { requestOutputUploads } from '../core/outputs/outputs.js';
 

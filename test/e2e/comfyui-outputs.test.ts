@@ -13,13 +13,13 @@ import { promisify } from 'node:util';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiRequestError, type ApiClient } from '../../cli/api-client.js';
+import { ApiRequestError, type ApiClient } from '../../api-client/index.js';
 import type { JobView } from '../../contract/jobs.js';
 import type { JobOutputList } from '../../contract/outputs.js';
-import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
+import { makeSafetensors } from '../../testkit/safetensors.js';
 import { comfyUiAgentEnv, startComfyUiDouble, type ComfyUiProcess } from '../../local/comfyui.js';
 import { exampleWorkflow } from '../../testkit/comfyui/workflow.js';
-import { startTestFleet, type TestFleet } from '../support/fleet.js';
+import { startTestFleet, type TestFleet } from '../support/test-agents.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { allEvents, FAST_SETTINGS, sleep, submitJob, uploadUserLora, waitJob, waitTerminal } from './helpers.js';
 

@@ -9,7 +9,7 @@ import { RestError } from '@azure/storage-blob';
 import type { JobOutput, JobOutputList, OutputUploadRequest, OutputUploadResponse } from '../../../contract/outputs.js';
 import type { Principal } from '../auth.js';
 import { ApiError, badRequest, conflict, notFound } from '../errors.js';
-import type { CoreDeps } from '../jobs/deps.js';
+import type { CoreDeps } from '../deps.js';
 import { outputsLive, type JobDoc } from '../jobs/model.js';
 import { findJobById, readOwnJob } from '../jobs/store.js';
 import { authorizeMachine } from '../machines/store.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeSafetensors } from '../../../functions/core/safetensors/generate.js';
+import { makeSafetensors } from '../../../testkit/safetensors.js';
 import { ComfyDouble } from '../../../testkit/comfyui/double.js';
 import { exampleWorkflow } from '../../../testkit/comfyui/workflow.js';
 import { ComfyUiExecutor, rewriteLoraRefs } from './comfyui.js';
