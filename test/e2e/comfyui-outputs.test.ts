@@ -119,7 +119,7 @@ describe('ComfyUI jobs deliver their images to their owner', () => {
     // The read URL is a SAS for one blob under this tenant/job/epoch.
     const list = await alice.get<JobOutputList>(`jobs/${jobId}/outputs`);
     expect(list.outputs[0]!.url).toContain(`/outputs/alice/${jobId}/e${job.epoch}/`);
-  });
+  }, 180_000);
 
   it('a workflow ComfyUI rejects fails for good with ComfyUI\'s own error text', async () => {
     const jobId = await submitJob(alice, { user: [loraKey], payload: { workflow: exampleWorkflow({ loras: ['someone-elses.safetensors'] }) } });
@@ -128,7 +128,7 @@ describe('ComfyUI jobs deliver their images to their owner', () => {
     expect(job.attempt).toBe(1);
     expect(job.error).toMatch(/ComfyUI rejected the workflow: Prompt outputs failed validation: Value not in list: lora_name: 'someone-elses.safetensors'/);
     expect(job.outputs).toEqual([]);
-  });
+  }, 180_000);
 
   it('more outputs than OUTPUT_MAX_FILES: the job fails for good with a clear error event and records no outputs', async () => {
     const jobId = await workflowJob({ batch: 9, steps: 1, width: 16, height: 16 });
@@ -139,7 +139,7 @@ describe('ComfyUI jobs deliver their images to their owner', () => {
     expect((await alice.get<JobOutputList>(`jobs/${jobId}/outputs`)).outputs).toEqual([]);
     const failed = (await allEvents(alice, jobId)).filter((e) => e.type === 'failed');
     expect(failed.map((e) => e.data.outcome)).toEqual(['failed']);
-  });
+  }, 180_000);
 
   it('a cancel interrupts ComfyUI (/interrupt for the prompt, and it is removed from the queue)', async () => {
     const jobId = await workflowJob({ steps: 4000 });
@@ -161,7 +161,7 @@ describe('ComfyUI jobs deliver their images to their owner', () => {
     expect(interrupts).toContainEqual({ prompt_id: promptId });
     expect(prompts.length).toBeGreaterThan(0);
     expect((await waitTerminal(alice, jobId)).status).toBe('cancelled');
-  });
+  }, 180_000);
 
   it('ComfyUI killed mid-run: the attempt is retried on the other machine; outputs come from one epoch; the stale epoch cannot upload', async () => {
     const jobId = await workflowJob({ steps: 800, seed: 99 });
@@ -196,7 +196,7 @@ describe('ComfyUI jobs deliver their images to their owner', () => {
     });
     expect(res.status).toBe(409);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/stale output upload/);
-  });
+  }, 180_000);
 });
 
 async function getRunning(jobId: string): Promise<JobView> {
