@@ -1,6 +1,6 @@
 // Delivers a run's output folder to the control plane: every file the executor left there (result.json aside: that is
 // the job's result) is declared to the API, which answers with a write-only upload URL per file for this job and epoch
-// only; each file is then uploaded to its URL (the SDK streams parallel blocks) with its sha256 computed alongside, and the list (name, size, sha256,
+// only; each file is then read once and streamed to its URL (one Put Blob up to 256 MiB, parallel blocks above) with its sha256 computed on the way, and the list (name, size, sha256,
 // content type) travels with the `succeeded` report, which records them on the job in one compare-and-swap.
 //
 // Failures map like the rest of a run: a 409 (the attempt moved on) stops the run without a report; a 413 (over the
@@ -8,9 +8,9 @@
 // fails the attempt as retryable (another attempt starts from a clean folder, under its own epoch's names).
 import { createHash } from 'node:crypto';
 import { createReadStream, readdirSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { Transform } from 'node:stream';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { BlockBlobClient } from '@azure/storage-blob';
 import type { OutputUploadRequest, OutputUploadResponse, JobOutput } from '../../contract/outputs.js';
 import { contentTypeFor, outputNameSchema } from '../../contract/outputs.js';
@@ -71,34 +71,60 @@ export class InvalidOutputError extends Error {
   override readonly name = 'InvalidOutputError';
 }
 
+/** Files up to this size go in one streamed Put Blob (as the SDK's uploadFile does); larger ones as parallel blocks. */
+const SINGLE_SHOT_BYTES = 256 * 1024 * 1024;
+
 /**
- * Uploads one file to a SAS URL and returns its sha256. The SDK's uploadFile streams ranges of the file as parallel
- * blocks (no whole-file buffer); the hash is computed by a second sequential read running alongside, which the page
- * cache serves. The executor has finished, so the file no longer changes; its size is checked before and after.
+ * Uploads one file to a SAS URL and returns its sha256. The file is read once, sequentially: each block is hashed as
+ * it is read and staged while the next ones are read (at most BLOCKS_IN_FLIGHT blocks in memory), so memory stays
+ * bounded whatever the file size. The executor has finished, so the file no longer changes; its size is checked.
  */
 export async function uploadFileToSas(path: string, url: string, contentType: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number }> {
-  const before = statSync(path).size;
+  const size = statSync(path).size;
   const client = new BlockBlobClient(url);
-  const [hashed] = await Promise.all([
-    hashFile(path, signal),
-    client.uploadFile(path, { blockSize: BLOCK_BYTES, concurrency: BLOCKS_IN_FLIGHT, blobHTTPHeaders: { blobContentType: contentType }, abortSignal: signal }),
-  ]);
-  if (hashed.bytes !== before || statSync(path).size !== before) throw new Error(`${path} changed while it was uploaded`);
-  return hashed;
-}
-
-async function hashFile(path: string, signal?: AbortSignal): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      cb();
-    },
-  });
-  await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), tap, { signal });
-  return { sha256: hash.digest('hex'), bytes };
+  const headers = { blobHTTPHeaders: { blobContentType: contentType }, abortSignal: signal };
+  const fh = await open(path, 'r');
+  try {
+    if (size <= SINGLE_SHOT_BYTES) {
+      // A body factory: the SDK calls it again on a retry, so each call hashes from the start.
+      let last = { hash, bytes: 0 };
+      const body = () => {
+        const current = { hash: createHash('sha256'), bytes: 0 };
+        last = current;
+        const tap = new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            current.hash.update(chunk);
+            current.bytes += chunk.length;
+            cb(null, chunk);
+          },
+        });
+        return createReadStream(path, { highWaterMark: 1024 * 1024 }).pipe(tap);
+      };
+      await client.upload(body, size, headers);
+      if (last.bytes !== size) throw new Error(`${path} changed while it was uploaded`);
+      return { sha256: last.hash.digest('hex'), bytes: size };
+    }
+    const ids: string[] = [];
+    const inFlight = new Set<Promise<unknown>>();
+    for (let offset = 0, i = 0; offset < size; offset += BLOCK_BYTES, i++) {
+      const len = Math.min(BLOCK_BYTES, size - offset);
+      const buf = Buffer.alloc(len);
+      const { bytesRead } = await fh.read(buf, 0, len, offset);
+      if (bytesRead !== len) throw new Error(`${path} changed while it was uploaded`);
+      hash.update(buf);
+      const id = Buffer.from(String(i).padStart(8, '0')).toString('base64');
+      ids.push(id);
+      const p = client.stageBlock(id, buf, len, { abortSignal: signal }).finally(() => inFlight.delete(p));
+      inFlight.add(p);
+      if (inFlight.size >= BLOCKS_IN_FLIGHT) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    await client.commitBlockList(ids, headers);
+    return { sha256: hash.digest('hex'), bytes: size };
+  } finally {
+    await fh.close();
+  }
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
