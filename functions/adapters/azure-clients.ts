@@ -120,7 +120,7 @@ export class AzureClients {
  */
 export async function ensureLocalResources(clients: AzureClients): Promise<void> {
   const cfg = clients.config;
-  for (const name of [cfg.userLoraContainer, cfg.sharedLoraContainer]) {
+  for (const name of [cfg.userLoraContainer, cfg.sharedLoraContainer, cfg.outputContainer]) {
     await clients.blobService.getContainerClient(name).createIfNotExists();
   }
   const { database } = await clients.cosmosClient.databases.createIfNotExists({ id: cfg.cosmosDatabase });

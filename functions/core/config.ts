@@ -20,6 +20,7 @@ export const SETTINGS = {
   storageClientId: 'LoraStorage__clientId',
   userLoraContainer: 'USER_LORA_CONTAINER',
   sharedLoraContainer: 'SHARED_LORA_CONTAINER',
+  outputContainer: 'OUTPUT_CONTAINER',
   // Cosmos DB: `CosmosDb` connection string locally, `CosmosDb__*` identity settings in Azure.
   cosmosConnection: 'CosmosDb',
   cosmosEndpoint: 'CosmosDb__accountEndpoint',
@@ -58,6 +59,12 @@ export const SETTINGS = {
   userMaxLoraBytes: 'USER_MAX_LORA_BYTES',
   uploadSessionMinutes: 'UPLOAD_SESSION_MINUTES',
   downloadSasMinutes: 'DOWNLOAD_SAS_MINUTES',
+  // Job outputs.
+  outputMaxFiles: 'OUTPUT_MAX_FILES',
+  outputMaxBytes: 'OUTPUT_MAX_BYTES',
+  outputRetentionDays: 'OUTPUT_RETENTION_DAYS',
+  outputUploadSasMinutes: 'OUTPUT_UPLOAD_SAS_MINUTES',
+  outputReadSasMinutes: 'OUTPUT_READ_SAS_MINUTES',
 } as const;
 
 const intSetting = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -71,6 +78,7 @@ const baseSchema = z.object({
   mode: z.enum(['local', 'azure']),
   userLoraContainer: z.string().regex(/^[a-z0-9-]{3,63}$/).default('user-loras'),
   sharedLoraContainer: z.string().regex(/^[a-z0-9-]{3,63}$/).default('shared-loras'),
+  outputContainer: z.string().regex(/^[a-z0-9-]{3,63}$/).default('job-outputs'),
   cosmosDatabase: z.string().min(1).default('lora-router'),
   transport: z.enum(['storage-queue', 'servicebus']),
   serviceBusQueue: z.string().min(1).default('jobs'),
@@ -102,6 +110,12 @@ const baseSchema = z.object({
   userMaxLoraBytes: intSetting(1, 2 ** 50).default(10 * GB),
   uploadSessionMinutes: intSetting(1, 24 * 60).default(60),
   downloadSasMinutes: intSetting(1, 24 * 60).default(60),
+  outputMaxFiles: intSetting(1, 1000).default(32),
+  outputMaxBytes: intSetting(1, 2 ** 40).default(512 * 1024 ** 2),
+  /** Keep in step with the lifecycle rule in infra/app/storage.bicep (outputRetentionDays), which deletes the blobs. */
+  outputRetentionDays: intSetting(1, 3650).default(7),
+  outputUploadSasMinutes: intSetting(1, 24 * 60).default(30),
+  outputReadSasMinutes: intSetting(1, 24 * 60).default(15),
 });
 
 export type StorageConnection =

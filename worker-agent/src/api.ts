@@ -13,6 +13,7 @@ import {
   type JobEventResponse,
 } from '../../contract/jobs.js';
 import { heartbeatResponseSchema, type Heartbeat, type HeartbeatResponse } from '../../contract/machines.js';
+import { outputUploadResponseSchema, type OutputUploadRequest, type OutputUploadResponse } from '../../contract/outputs.js';
 import type { Logger } from './logger.js';
 
 /** A definite answer other than success: the caller decides what it means. */
@@ -39,6 +40,8 @@ export interface ControlPlaneApi {
   claim(jobId: string, epoch: number, policy: RetryPolicy): Promise<Answer<ClaimResponse>>;
   event(jobId: string, event: JobEventInput, policy: RetryPolicy): Promise<Answer<JobEventResponse>>;
   heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>>;
+  /** Write-only upload URLs for this attempt's output files (409: the attempt moved on; 413: over the limits). */
+  outputUploads(jobId: string, body: OutputUploadRequest, policy: RetryPolicy): Promise<Answer<OutputUploadResponse>>;
 }
 
 export const isRetryableStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429;
@@ -65,6 +68,10 @@ export class HttpControlPlane implements ControlPlaneApi {
     return this.call('heartbeat', `machines/${encodeURIComponent(this.opts.machineId)}/heartbeat`, hb, policy, (v) =>
       heartbeatResponseSchema.parse(v),
     );
+  }
+
+  outputUploads(jobId: string, body: OutputUploadRequest, policy: RetryPolicy): Promise<Answer<OutputUploadResponse>> {
+    return this.call('outputs', `jobs/${encodeURIComponent(jobId)}/outputs/uploads`, body, policy, (v) => outputUploadResponseSchema.parse(v));
   }
 
   private async call<T>(what: string, path: string, body: unknown, policy: RetryPolicy, parse: (v: unknown) => T): Promise<Answer<T>> {

@@ -36,7 +36,14 @@ export interface CommandExecutorConfig {
   command: string;
   args: string[];
 }
-export type ExecutorConfig = CommandExecutorConfig;
+export interface ComfyUiExecutorConfig {
+  kind: 'comfyui';
+  url: string;
+  /** ComfyUI's models/loras folder (absolute). */
+  loraDir: string;
+  stallMs: number;
+}
+export type ExecutorConfig = CommandExecutorConfig | ComfyUiExecutorConfig;
 
 export interface AgentConfig {
   apiBaseUrl: string;
@@ -191,7 +198,13 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
   const stateDir = abs(get(env, 'stateDir') ?? env.STATE_DIRECTORY?.split(':')[0]?.trim() ?? join(cacheDir, 'agent-state'));
 
   let executor: ExecutorConfig;
-  {
+  if (s.executor === 'comfyui') {
+    const loraDir = get(env, 'comfyUiLoraDir');
+    if (!loraDir) {
+      throw new AgentConfigError(`Missing setting ${AGENT_SETTINGS.comfyUiLoraDir} (ComfyUI's models/loras folder, e.g. /opt/ComfyUI/models/loras) for EXECUTOR=comfyui.`);
+    }
+    executor = { kind: 'comfyui', url: s.comfyUiUrl.replace(/\/+$/, ''), loraDir: abs(loraDir), stallMs: s.comfyUiStallSeconds * 1000 };
+  } else {
     const cmdRaw = get(env, 'executorCommand');
     if (!cmdRaw) {
       throw new AgentConfigError(`Missing setting ${AGENT_SETTINGS.executorCommand} (the program that runs a job, e.g. ["/usr/bin/python3","/opt/jobs/run.py"]).`);
@@ -257,7 +270,7 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     cache_ttl_days: c.cacheTtlMs / 86_400_000,
     pinned_loras: c.pinnedLoras,
     state_dir: c.stateDir,
-    executor: { kind: c.executor.kind, command: c.executor.command, args: c.executor.args },
+    executor: { ...c.executor },
     cancel_grace_s: c.cancelGraceMs / 1000,
     drain_grace_s: c.drainGraceMs / 1000,
     heartbeat_s: c.heartbeatMs / 1000,

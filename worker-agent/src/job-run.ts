@@ -8,7 +8,9 @@
 // removed in `finally`, whatever happened.
 //
 // Outcome mapping (the `retryable` flag decides whether the scheduler tries another attempt):
-//   executor exit 0                          → succeeded (result.json as result)
+//   executor exit 0                          → outputs delivered (./outputs.ts) → succeeded (result.json as result, + outputs)
+//   outputs over the limits / bad file name  → failed, retryable=false — the API's or the agent's message
+//   output upload trouble (network, storage) → failed, retryable=true
 //   executor exit ≠ 0 (the job's own error)  → failed, retryable=false — re-running the same payload would fail again
 //   executor exit 75 (EX_TEMPFAIL)           → failed, retryable=true  — the job says "try again"
 //   executor killed by a foreign signal      → failed, retryable=true  — OOM killer, GPU fault: machine trouble
@@ -17,7 +19,7 @@
 //   InvalidLoraError (malformed claim data)  → failed, retryable=false — another attempt gets the same data
 //   agent shutting down (drain grace over)   → failed, retryable=true  — "agent shutting down", re-routed elsewhere
 //   cancelled by the control plane / stale   → nothing reported (the job is cancelled or belongs to another epoch)
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClaimResponse, JobEventInput } from '../../contract/jobs.js';
 import type { DispatchReceiver, ReceivedDispatch } from '../../dispatch/types.js';
@@ -26,6 +28,8 @@ import type { ControlPlaneApi } from './api.js';
 import type { Execution, ExecutionOutcome, Executor } from './executor/types.js';
 import type { Logger } from './logger.js';
 import type { Outbox } from './outbox.js';
+import { deliverOutputs } from './outputs.js';
+import type { JobOutput } from '../../contract/outputs.js';
 import { RunReporter, type StopKind } from './reporter.js';
 
 export type RunPhase = 'claiming' | 'preparing' | 'running' | 'reporting' | 'done';
@@ -71,6 +75,7 @@ export class JobRun {
   private renewing: Promise<void> | undefined;
   private settling = false;
   private lockLost = false;
+  private outputs: JobOutput[] = [];
   private readonly log: Logger;
 
   constructor(
@@ -151,6 +156,8 @@ export class JobRun {
         this.phase = 'running';
         runDir = join(this.env.stateDir, 'runs', `${this.jobId}.${this.epoch}`);
         rmSync(runDir, { recursive: true, force: true });
+        const outputDir = join(runDir, 'output');
+        mkdirSync(outputDir, { recursive: true });
         this.execution = this.env.executor.start(
           {
             jobId: this.jobId,
@@ -160,11 +167,13 @@ export class JobRun {
             payload: claim.payload,
             loras: claim.loras.map((l) => ({ kind: l.kind, key: l.key, path: acquired!.paths[l.key]!, sha256: l.sha256, size_bytes: l.size_bytes })),
             runDir,
+            outputDir,
           },
           { log: (stream, line) => reporter.line(stream, line), progress: (p, m) => reporter.progress(p, m) },
         );
         if (this.cancelKind) this.execution.cancel(this.cancelReason); // cancelled while starting
         outcome = await this.execution.done;
+        if (outcome.status === 'succeeded' && !this.cancelKind) outcome = await this.deliver(outputDir, reporter, outcome);
         this.log.info({ status: outcome.status, ...(outcome.status === 'failed' ? { reason: outcome.reason.slice(0, 300) } : {}) }, 'executor finished');
       }
       outcome ??= this.cancelledOutcome();
@@ -298,6 +307,32 @@ export class JobRun {
     }
   }
 
+  /** Uploads the run's output folder for this epoch; the outcome becomes a failure when that cannot be done. */
+  private async deliver(outputDir: string, reporter: RunReporter, outcome: ExecutionOutcome): Promise<ExecutionOutcome> {
+    const delivery = await deliverOutputs({
+      api: this.env.api,
+      jobId: this.jobId,
+      epoch: this.epoch,
+      outputDir,
+      signal: this.abort.signal,
+      onProgress: (line) => reporter.line('agent', line),
+    });
+    if (delivery.kind === 'stale') {
+      this.cancel('stale', `output upload refused: ${delivery.reason}`);
+      return this.cancelledOutcome();
+    }
+    if (delivery.kind === 'failed') {
+      reporter.line('agent', `[agent] outputs not delivered: ${delivery.reason}`);
+      this.log.warn({ reason: delivery.reason, retryable: delivery.retryable }, 'outputs not delivered');
+      return { status: 'failed', reason: delivery.reason, retryable: delivery.retryable };
+    }
+    this.outputs = delivery.outputs;
+    if (delivery.outputs.length) {
+      this.log.info({ outputs: delivery.outputs.length, bytes: delivery.bytes, ms: Math.round(delivery.ms) }, 'outputs delivered');
+    }
+    return outcome;
+  }
+
   private cancelledOutcome(): ExecutionOutcome {
     return { status: 'cancelled', reason: this.cancelReason || 'cancelled', forced: false };
   }
@@ -307,7 +342,12 @@ export class JobRun {
     if (this.cancelKind === 'server' || this.cancelKind === 'stale') return null;
     switch (o.status) {
       case 'succeeded':
-        return o.result === undefined ? { type: 'succeeded', epoch: this.epoch } : { type: 'succeeded', epoch: this.epoch, result: o.result };
+        return {
+          type: 'succeeded',
+          epoch: this.epoch,
+          ...(o.result === undefined ? {} : { result: o.result }),
+          ...(this.outputs.length ? { outputs: this.outputs } : {}),
+        };
       case 'failed':
         return { type: 'failed', epoch: this.epoch, reason: o.reason.slice(0, 2000), retryable: o.retryable };
       case 'cancelled':

@@ -13,6 +13,7 @@ import type { CoreDeps } from '../deps.js';
 import { appendEvent } from './events.js';
 import { afterLostAttempt, type JobDoc } from './model.js';
 import { findJobById, updateJob } from './store.js';
+import { outputsExpireAt, verifyReportedOutputs } from '../outputs/outputs.js';
 
 function describeHolder(job: JobDoc): string {
   return `job ${job.id} is ${job.status} at epoch ${job.epoch}${job.machine_id ? ` on ${job.machine_id}` : ''}`;
@@ -143,6 +144,9 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
     return { accepted: true, cancel_requested: false };
   }
 
+  // Outputs are checked before the transition and recorded in the same CAS as the outcome: all of them or none.
+  const outputs = ev.type === 'succeeded' && ev.outputs?.length ? await verifyReportedOutputs(deps, job, ev.epoch, ev.outputs) : [];
+
   // started, succeeded, failed: a transition of the job document, fenced again on the fresh state.
   let cancelled = false;
   const { doc, changed } = await updateJob(deps.jobs, job, (d) => {
@@ -160,7 +164,17 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
       case 'started':
         return { ...d, cache_outcome: ev.cache, updated_at: at };
       case 'succeeded':
-        return { ...d, status: 'succeeded', result: ev.result ?? null, error: null, finished_at: at, updated_at: at };
+        return {
+          ...d,
+          status: 'succeeded',
+          result: ev.result ?? null,
+          outputs,
+          outputs_epoch: outputs.length ? ev.epoch : null,
+          outputs_expire_at: outputs.length ? outputsExpireAt(deps) : null,
+          error: null,
+          finished_at: at,
+          updated_at: at,
+        };
       case 'failed':
         return afterLostAttempt(d, 'agent_failure', ev.reason, deps.now(), deps.config.retryBaseSeconds, ev.retryable);
     }

@@ -1,7 +1,9 @@
-// Picks the executor named by EXECUTOR. Only `command` exists today; a ComfyUI executor slots in here.
+// Picks the executor named by EXECUTOR: `command` (a child process per job) or `comfyui` (a ComfyUI server next to
+// the agent, driven over its HTTP + WebSocket API).
 import type { ExecutorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { CommandExecutor } from './command.js';
+import { ComfyUiExecutor } from './comfyui.js';
 import type { Executor } from './types.js';
 
 export type { Execution, ExecutionOutcome, ExecutionSink, Executor, ExecutorJob, ExecutorLora } from './types.js';
@@ -10,5 +12,7 @@ export function createExecutor(config: ExecutorConfig, opts: { cancelGraceMs: nu
   switch (config.kind) {
     case 'command':
       return new CommandExecutor({ command: config.command, args: config.args, cancelGraceMs: opts.cancelGraceMs, log: opts.log });
+    case 'comfyui':
+      return new ComfyUiExecutor({ url: config.url, loraDir: config.loraDir, stallMs: config.stallMs, cancelGraceMs: opts.cancelGraceMs, log: opts.log });
   }
 }
