@@ -6,6 +6,12 @@ import { rootLogger } from '../functions/core/logger.js';
 import { readRoutePrefix, startDevHost } from './dev-host.js';
 import { repoRoot } from './settings.js';
 
+function requiredKey(): string {
+  const key = process.env.DEV_HOST_ADMIN_KEY;
+  if (!key || key.length < 16) throw new Error('DEV_HOST_ADMIN_KEY (at least 16 characters) must be set: /admin/functions/* needs it');
+  return key;
+}
+
 const root = repoRoot();
 const port = Number(process.env.DEV_HOST_PORT ?? 7071);
 const config = getConfig(); // fail fast, naming the bad setting
@@ -17,6 +23,7 @@ const host = await startDevHost({
   blobWatch: { service: getClients().blobService, containers: [config.userLoraContainer, config.sharedLoraContainer] },
   log: rootLogger.child({ component: 'dev-host' }),
   settings: process.env,
+  adminKey: requiredKey(),
 });
 rootLogger.info({ url: host.url, http: host.registrations.http.length, timers: host.registrations.timers.map((t) => t.name), eventGrid: host.registrations.eventGrid.map((t) => t.name) }, 'dev host listening');
 process.stdout.write(`${JSON.stringify({ event: 'listening', url: host.url })}\n`);
