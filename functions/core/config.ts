@@ -44,6 +44,7 @@ export const SETTINGS = {
   authJwksUri: 'AUTH_JWKS_URI',
   authAdminRole: 'AUTH_ADMIN_ROLE',
   machineTokenSecret: 'MACHINE_TOKEN_SECRET',
+  machineTokenTtlMinutes: 'MACHINE_TOKEN_TTL_MINUTES',
   // Scheduling and limits.
   schedulerPolicy: 'SCHEDULER_POLICY',
   schedulerSchedule: 'SCHEDULER_SCHEDULE',
@@ -102,6 +103,8 @@ const baseSchema = z.object({
   userMaxLoraBytes: intSetting(1, 2 ** 50).default(10 * GB),
   uploadSessionMinutes: intSetting(1, 24 * 60).default(60),
   downloadSasMinutes: intSetting(1, 24 * 60).default(60),
+  /** Machine token lifetime; agents get a fresh token in a heartbeat once half of it has passed. */
+  machineTokenTtlMinutes: intSetting(2, 30 * 24 * 60).default(24 * 60),
 });
 
 export type StorageConnection =
