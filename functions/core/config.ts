@@ -45,6 +45,8 @@ export const SETTINGS = {
   authAdminRole: 'AUTH_ADMIN_ROLE',
   machineTokenSecret: 'MACHINE_TOKEN_SECRET',
   machineTokenTtlMinutes: 'MACHINE_TOKEN_TTL_MINUTES',
+  sseMaxStreamsPerTenant: 'SSE_MAX_STREAMS_PER_TENANT',
+  sseMaxStreams: 'SSE_MAX_STREAMS',
   // Scheduling and limits.
   schedulerPolicy: 'SCHEDULER_POLICY',
   schedulerSchedule: 'SCHEDULER_SCHEDULE',
@@ -105,6 +107,9 @@ const baseSchema = z.object({
   downloadSasMinutes: intSetting(1, 24 * 60).default(60),
   /** Machine token lifetime; agents get a fresh token in a heartbeat once half of it has passed. */
   machineTokenTtlMinutes: intSetting(2, 30 * 24 * 60).default(24 * 60),
+  /** Open event streams per tenant and per host instance (each polls Cosmos); past them a 429. */
+  sseMaxStreamsPerTenant: intSetting(1, 10_000).default(10),
+  sseMaxStreams: intSetting(1, 100_000).default(500),
 });
 
 export type StorageConnection =
