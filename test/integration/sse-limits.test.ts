@@ -1,7 +1,7 @@
 // Open event streams are capped per tenant and per host instance: past a cap a clear 429, and closing a stream frees
 // its slot. Real HTTP against the dev host, jobs left pending (no machines) so streams stay open.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { errorOf, sleep, suffix } from './jobs.fixtures.js';
 
