@@ -15,6 +15,8 @@ export interface IntakeLoadOptions {
   concurrency: number;
   /** Share of submissions sent as two concurrent requests with the same Idempotency-Key. */
   retriedShare: number;
+  /** Called after every 1000 submissions. */
+  onProgress?: (done: number) => void;
 }
 
 export interface IntakeLoadReport {
@@ -94,6 +96,7 @@ export async function runIntakeLoad(o: IntakeLoadOptions): Promise<IntakeLoadRep
       for (;;) {
         const i = next++;
         if (i >= o.submissions) return;
+        if (i > 0 && i % 1000 === 0) o.onProgress?.(i);
         const tenant = i % o.tenants;
         const key = `k-${run}-${i}`;
         if (retriedEvery && i % retriedEvery === 0) {
