@@ -64,7 +64,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     api: new HttpControlPlane({ baseUrl: config.apiBaseUrl, token: config.machineToken, machineId: config.machineId, log: log.child({ component: 'api' }) }),
     receiver,
     cache,
-    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, log: log.child({ component: 'executor' }) }),
+    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, maxRunMs: config.maxRunMs, log: log.child({ component: 'executor' }) }),
     log,
   });
 

@@ -56,6 +56,12 @@ export const SETTINGS = {
   executor: { name: 'EXECUTOR', help: 'how jobs run', default: 'command', parse: z.enum(['command']) },
   executorCommand: { name: 'EXECUTOR_COMMAND', help: 'program + args, JSON array or words (no shell)', note: 'required' },
   executorArgs: { name: 'EXECUTOR_ARGS', help: 'extra args, JSON array' },
+  executorMaxRunSeconds: {
+    name: 'EXECUTOR_MAX_RUN_SECONDS',
+    help: 'a job running longer is stopped and failed (every executor)',
+    default: '3600',
+    parse: seconds(1, 7 * 86_400),
+  },
   cancelGraceSeconds: {
     name: 'CANCEL_GRACE_SECONDS',
     help: 'SIGTERM → SIGKILL delay when a job is cancelled',
