@@ -10,6 +10,7 @@ export const errorCodes = [
   'invalid_lora',
   'lora_not_ready',
   'quota_exceeded',
+  'too_many_requests',
   'unavailable',
   'internal',
 ] as const;
@@ -25,6 +26,7 @@ export const errorStatus: Record<ErrorCode, number> = {
   invalid_lora: 422,
   lora_not_ready: 422,
   quota_exceeded: 429,
+  too_many_requests: 429,
   unavailable: 503,
   internal: 500,
 };

@@ -15,7 +15,7 @@ export const registerMachineRequestSchema = z
 export type RegisterMachineRequest = z.infer<typeof registerMachineRequestSchema>;
 
 export const registerMachineResponseSchema = z
-  .object({ machine_id: machineIdSchema, pool: z.string(), token: z.string(), token_version: z.number().int() })
+  .object({ machine_id: machineIdSchema, pool: z.string(), token: z.string(), token_version: z.number().int(), token_expires_at: z.string() })
   .openapi('RegisterMachineResponse');
 
 export const cacheCountersSchema = z
@@ -60,6 +60,8 @@ export const heartbeatResponseSchema = z
     ok: z.literal(true),
     /** Jobs this machine runs that were cancelled or re-routed: stop them. */
     stop_jobs: z.array(z.object({ job_id: jobIdSchema, epoch: z.number().int() })),
+    /** Present once half of the calling token's lifetime has passed: use it from now on (and keep it for restarts). */
+    machine_token: z.object({ token: z.string(), expires_at: z.string() }).optional(),
   })
   .openapi('HeartbeatResponse');
 export type HeartbeatResponse = z.infer<typeof heartbeatResponseSchema>;

@@ -96,7 +96,8 @@ export function agentEnv(l: AgentLaunch): Record<string, string> {
     [AGENT_SETTINGS.cacheBudget]: String(l.budgetBytes),
     [AGENT_SETTINGS.stateDir]: agentStateDir(l.dir),
     [AGENT_SETTINGS.executor]: 'command',
-    [AGENT_SETTINGS.executorCommand]: JSON.stringify([process.execPath, jobScriptPath(root)]),
+    // --demo: the demo payload fields (sleep_ms, trace_file, ...) work; the production sample leaves them off.
+    [AGENT_SETTINGS.executorCommand]: JSON.stringify([process.execPath, jobScriptPath(root), '--demo']),
     [AGENT_SETTINGS.heartbeatSeconds]: String(l.heartbeatSeconds ?? 5),
     [AGENT_SETTINGS.dispatchLockSeconds]: String(l.dispatchLockSeconds ?? 60),
     [AGENT_SETTINGS.lockRenewSeconds]: String(l.lockRenewSeconds ?? 20),

@@ -9,6 +9,12 @@ import { readRoutePrefix, startDevHost } from './dev-host.js';
 import { repoRoot } from './settings.js';
 
 const appRoot = process.env.DEV_HOST_APP_ROOT || repoRoot();
+function requiredKey(): string {
+  const key = process.env.DEV_HOST_ADMIN_KEY;
+  if (!key || key.length < 16) throw new Error('DEV_HOST_ADMIN_KEY (at least 16 characters) must be set: /admin/functions/* needs it');
+  return key;
+}
+
 const port = Number(process.env.DEV_HOST_PORT ?? 7071);
 const config = getConfig(); // fail fast, naming the bad setting
 const host = await startDevHost({
@@ -19,6 +25,7 @@ const host = await startDevHost({
   blobWatch: { service: getClients().blobService, containers: [config.userLoraContainer, config.sharedLoraContainer] },
   log: rootLogger.child({ component: 'dev-host' }),
   settings: process.env,
+  adminKey: requiredKey(),
 });
 rootLogger.info({ url: host.url, http: host.registrations.http.length, timers: host.registrations.timers.map((t) => t.name), eventGrid: host.registrations.eventGrid.map((t) => t.name) }, 'dev host listening');
 const triggersDir = join(appRoot, 'dist/functions/triggers');

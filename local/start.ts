@@ -92,6 +92,8 @@ try {
   const info = {
     api_base_url: stack.apiUrl,
     openapi_url: `${stack.apiUrl}/openapi.json`,
+    // POST <host>/admin/functions/<name> with this in x-functions-key runs a timer or Event Grid function now.
+    admin_key: stack.host.adminKey,
     emulators: {
       blob: stack.emulators.azurite.blobEndpoint,
       queue: stack.emulators.azurite.queueEndpoint,

@@ -45,6 +45,9 @@ export const SETTINGS = {
   authJwksUri: 'AUTH_JWKS_URI',
   authAdminRole: 'AUTH_ADMIN_ROLE',
   machineTokenSecret: 'MACHINE_TOKEN_SECRET',
+  machineTokenTtlMinutes: 'MACHINE_TOKEN_TTL_MINUTES',
+  sseMaxStreamsPerTenant: 'SSE_MAX_STREAMS_PER_TENANT',
+  sseMaxStreams: 'SSE_MAX_STREAMS',
   // Scheduling and limits.
   schedulerPolicy: 'SCHEDULER_POLICY',
   schedulerSchedule: 'SCHEDULER_SCHEDULE',
@@ -116,6 +119,11 @@ const baseSchema = z.object({
   outputRetentionDays: intSetting(1, 3650).default(7),
   outputUploadSasMinutes: intSetting(1, 24 * 60).default(30),
   outputReadSasMinutes: intSetting(1, 24 * 60).default(15),
+  /** Machine token lifetime; agents get a fresh token in a heartbeat once half of it has passed. */
+  machineTokenTtlMinutes: intSetting(2, 30 * 24 * 60).default(24 * 60),
+  /** Open event streams per tenant and per host instance (each polls Cosmos); past them a 429. */
+  sseMaxStreamsPerTenant: intSetting(1, 10_000).default(10),
+  sseMaxStreams: intSetting(1, 100_000).default(500),
 });
 
 export type StorageConnection =
@@ -140,6 +148,21 @@ export type Config = Omit<z.infer<typeof baseSchema>, 'authMode' | 'authAdminRol
 };
 
 type Env = Record<string, string | undefined>;
+
+/**
+ * Variables the Azure platform sets in a function app's process (App Service: WEBSITE_INSTANCE_ID, WEBSITE_SITE_NAME,
+ * WEBSITE_OWNER_NAME, WEBSITE_SKU; Flex Consumption: WEBSITE_SKU=FlexConsumption, WEBSITE_POD_NAME,
+ * LEGION_SERVICE_HOST, as the Functions host's own IsFlexConsumptionSku check reads them). Any of them means "this is
+ * Azure", where local mode (dev tokens signed with a public secret) must never run. WEBSITE_HOSTNAME is left out:
+ * Core Tools sets it to localhost.
+ */
+export const AZURE_PLATFORM_VARIABLES = ['WEBSITE_INSTANCE_ID', 'WEBSITE_SITE_NAME', 'WEBSITE_OWNER_NAME', 'WEBSITE_SKU', 'WEBSITE_POD_NAME', 'LEGION_SERVICE_HOST'] as const;
+
+/** Secrets published in this repository (local.settings.sample.json): never valid outside local mode. */
+export const PUBLIC_SAMPLE_SECRETS: readonly string[] = [
+  'local-dev-secret-only-valid-against-emulators-0123456789',
+  'local-machine-secret-only-valid-against-emulators-0123456789',
+];
 
 function required(env: Env, name: string, why: string): string {
   const value = env[name]?.trim();
@@ -201,6 +224,15 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const base = parsed.data;
   const local = base.mode === 'local';
+  const platform = AZURE_PLATFORM_VARIABLES.find((name) => env[name]?.trim());
+  if (local && platform) {
+    throw new ConfigError(
+      `Invalid app setting ${SETTINGS.mode}: local mode is refused in Azure (the platform set ${platform}); local mode trusts public sample secrets. Use ${SETTINGS.mode}=azure.`,
+    );
+  }
+  if (!local && env[SETTINGS.authDevSecret]?.trim()) {
+    throw new ConfigError(`App setting ${SETTINGS.authDevSecret} is set outside local mode; remove it (dev tokens exist only in local mode).`);
+  }
 
   let storage: StorageConnection;
   if (env[SETTINGS.storageBlobServiceUri]) {
@@ -258,20 +290,22 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`Missing app setting ${SETTINGS.serviceBusNamespace} (DISPATCH_TRANSPORT is servicebus).`);
   }
 
+  // No fallback from one secret to another: each is set on its own, and they differ.
+  const machineTokenSecret = required(env, SETTINGS.machineTokenSecret, 'HMAC secret for machine tokens, at least 32 chars (a Key Vault reference in Azure)');
+  if (machineTokenSecret.length < 32) throw new ConfigError(`Invalid app setting ${SETTINGS.machineTokenSecret}: use at least 32 characters.`);
+  if (!local && PUBLIC_SAMPLE_SECRETS.includes(machineTokenSecret)) {
+    throw new ConfigError(`Invalid app setting ${SETTINGS.machineTokenSecret}: it is a public sample value from this repository; generate a secret.`);
+  }
   let auth: AuthConfig;
   if (base.authMode === 'local') {
     if (!local) throw new ConfigError(`Invalid app setting ${SETTINGS.authMode}: local dev tokens are refused outside local mode.`);
     const devSecret = required(env, SETTINGS.authDevSecret, 'HMAC secret for local dev tokens, at least 32 chars');
     if (devSecret.length < 32) throw new ConfigError(`Invalid app setting ${SETTINGS.authDevSecret}: use at least 32 characters.`);
-    auth = {
-      mode: 'local',
-      devSecret,
-      machineTokenSecret: env[SETTINGS.machineTokenSecret] || devSecret,
-      adminRole: base.authAdminRole,
-    };
+    if (devSecret === machineTokenSecret) {
+      throw new ConfigError(`Invalid app settings ${SETTINGS.authDevSecret} and ${SETTINGS.machineTokenSecret}: they must differ (a dev token must never verify as a machine token).`);
+    }
+    auth = { mode: 'local', devSecret, machineTokenSecret, adminRole: base.authAdminRole };
   } else {
-    const machineTokenSecret = required(env, SETTINGS.machineTokenSecret, 'HMAC secret for machine tokens (a Key Vault reference in Azure)');
-    if (machineTokenSecret.length < 32) throw new ConfigError(`Invalid app setting ${SETTINGS.machineTokenSecret}: use at least 32 characters.`);
     auth = {
       mode: 'entra',
       issuer: required(env, SETTINGS.authIssuer, 'Entra ID token issuer'),

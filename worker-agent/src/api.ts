@@ -47,9 +47,17 @@ export interface ControlPlaneApi {
 export const isRetryableStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429;
 
 export class HttpControlPlane implements ControlPlaneApi {
-  private readonly client: ApiClient;
+  private client: ApiClient;
   constructor(
-    private readonly opts: { baseUrl: string; token: string; machineId: string; log: Logger; requestTimeoutMs?: number },
+    private readonly opts: {
+      baseUrl: string;
+      token: string;
+      machineId: string;
+      log: Logger;
+      requestTimeoutMs?: number;
+      /** Called with a rotated token from a heartbeat answer, after the agent switched to it (to keep it for restarts). */
+      onTokenRotated?: (token: string) => void;
+    },
   ) {
     this.client = new ApiClient({ baseUrl: opts.baseUrl, token: opts.token });
   }
@@ -64,10 +72,22 @@ export class HttpControlPlane implements ControlPlaneApi {
     return this.call(`event:${event.type}`, `jobs/${encodeURIComponent(jobId)}/events`, event, policy, (v) => jobEventResponseSchema.parse(v));
   }
 
-  heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>> {
-    return this.call('heartbeat', `machines/${encodeURIComponent(this.opts.machineId)}/heartbeat`, hb, policy, (v) =>
+  async heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>> {
+    const answer = await this.call('heartbeat', `machines/${encodeURIComponent(this.opts.machineId)}/heartbeat`, hb, policy, (v) =>
       heartbeatResponseSchema.parse(v),
     );
+    const rotated = answer.ok ? answer.value.machine_token : undefined;
+    if (rotated) {
+      // Self-rotation before expiry: every later request uses the fresh token.
+      this.client = this.client.withToken(rotated.token);
+      this.opts.log.info({ expires_at: rotated.expires_at }, 'machine token rotated');
+      try {
+        this.opts.onTokenRotated?.(rotated.token);
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message }, 'could not keep the rotated machine token; a restart will use the configured one');
+      }
+    }
+    return answer;
   }
 
   outputUploads(jobId: string, body: OutputUploadRequest, policy: RetryPolicy): Promise<Answer<OutputUploadResponse>> {

@@ -60,6 +60,8 @@ export interface AgentConfig {
   /** Run directories (job file, output) and the outcome outbox. */
   stateDir: string;
   executor: ExecutorConfig;
+  /** Longest a job may run before it is stopped and failed. */
+  maxRunMs: number;
   cancelGraceMs: number;
   drainGraceMs: number;
   heartbeatMs: number;
@@ -246,6 +248,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     pinnedLoras,
     stateDir,
     executor,
+    maxRunMs: Math.round(s.executorMaxRunSeconds * 1000),
     cancelGraceMs: Math.round(s.cancelGraceSeconds * 1000),
     drainGraceMs: Math.round(s.drainGraceSeconds * 1000),
     heartbeatMs: Math.round(s.heartbeatSeconds * 1000),
@@ -271,6 +274,7 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     pinned_loras: c.pinnedLoras,
     state_dir: c.stateDir,
     executor: { ...c.executor },
+    max_run_s: c.maxRunMs / 1000,
     cancel_grace_s: c.cancelGraceMs / 1000,
     drain_grace_s: c.drainGraceMs / 1000,
     heartbeat_s: c.heartbeatMs / 1000,

@@ -10,6 +10,7 @@ import { HttpControlPlane } from './api.js';
 import { LoraCache } from './cache/lora-cache.js';
 import { AgentConfigError, describeConfig, loadAgentConfig, readAgentEnv } from './config.js';
 import { createExecutor } from './executor/index.js';
+import { TokenStore } from './token-store.js';
 import { createAgentLogger } from './logger.js';
 import { createReceiver } from './transport.js';
 import { agentVersion } from './version.js';
@@ -59,12 +60,19 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     return 1;
   }
   const receiver = createReceiver(config.transport, config.machineId);
+  const tokens = new TokenStore(config.stateDir);
   const agent = new Agent({
     config,
-    api: new HttpControlPlane({ baseUrl: config.apiBaseUrl, token: config.machineToken, machineId: config.machineId, log: log.child({ component: 'api' }) }),
+    api: new HttpControlPlane({
+      baseUrl: config.apiBaseUrl,
+      token: tokens.pick(config.machineToken),
+      machineId: config.machineId,
+      log: log.child({ component: 'api' }),
+      onTokenRotated: (token) => tokens.save(token),
+    }),
     receiver,
     cache,
-    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, log: log.child({ component: 'executor' }) }),
+    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, maxRunMs: config.maxRunMs, log: log.child({ component: 'executor' }) }),
     log,
   });
 

@@ -69,6 +69,12 @@ export const SETTINGS = {
     default: '300',
     parse: seconds(1, 86_400),
   },
+  executorMaxRunSeconds: {
+    name: 'EXECUTOR_MAX_RUN_SECONDS',
+    help: 'a job running longer is stopped and failed (every executor)',
+    default: '3600',
+    parse: seconds(1, 7 * 86_400),
+  },
   cancelGraceSeconds: {
     name: 'CANCEL_GRACE_SECONDS',
     help: 'SIGTERM → SIGKILL delay when a job is cancelled',

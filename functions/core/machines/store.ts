@@ -1,7 +1,7 @@
 // Machine registration, machine-token checks and heartbeats. All writes are CAS on the machine document's ETag.
 import type { Container } from '@azure/cosmos';
 import type { HeartbeatResponse, Heartbeat, RegisterMachineRequest } from '../../../contract/machines.js';
-import { issueMachineToken, type Principal } from '../auth.js';
+import { issueMachineToken, type IssuedMachineToken, type Principal } from '../auth.js';
 import { ApiError, conflict, forbidden, unauthorized } from '../errors.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
@@ -26,7 +26,7 @@ export async function listMachineDocs(machines: Container): Promise<MachineDoc[]
 export interface Registration {
   doc: MachineDoc;
   created: boolean;
-  token: string;
+  token: IssuedMachineToken;
 }
 
 /** Registers a machine, or re-registers it: the token version moves on, which revokes every earlier token. */
@@ -63,7 +63,7 @@ export async function registerMachine(deps: CoreDeps, req: RegisterMachineReques
     if (!doc) continue;
     await deps.sender.ensureMachine(doc.machine_id);
     await ensureLedger(deps.machines, doc.machine_id, deps.now());
-    const token = await issueMachineToken(deps.config.auth.machineTokenSecret, doc.machine_id, doc.token_version);
+    const token = await issueMachineToken(deps.config.auth.machineTokenSecret, doc.machine_id, doc.token_version, deps.config.machineTokenTtlMinutes * 60, deps.now());
     return { doc, created, token };
   }
   throw conflict(`machine ${req.machine_id} is being registered concurrently; try again`);
@@ -117,6 +117,17 @@ export async function jobsToStop(deps: CoreDeps, machineId: string, running: { j
   });
 }
 
+/**
+ * Self-rotation: once half the calling token's lifetime has passed, the heartbeat answer carries a fresh token of the
+ * same version (re-registration still revokes every token at once). A token nobody refreshes dies at its expiry.
+ */
+async function refreshedToken(deps: CoreDeps, principal: Principal, doc: MachineDoc): Promise<Pick<HeartbeatResponse, 'machine_token'>> {
+  const ttl = deps.config.machineTokenTtlMinutes * 60;
+  const remaining = (principal.expiresAt ?? 0) - deps.now() / 1000;
+  if (remaining > ttl / 2) return {};
+  return { machine_token: await issueMachineToken(deps.config.auth.machineTokenSecret, doc.machine_id, doc.token_version, ttl, deps.now()) };
+}
+
 export async function recordHeartbeat(deps: CoreDeps, principal: Principal, machineId: string, hb: Heartbeat): Promise<HeartbeatResponse> {
   for (let attempt = 0; attempt < 8; attempt++) {
     const doc = await authorizeMachine(deps, principal, machineId);
@@ -146,7 +157,8 @@ export async function recordHeartbeat(deps: CoreDeps, principal: Principal, mach
       if ((err as { code?: number }).code === 413) throw new ApiError('too_large', 'heartbeat inventory is too large to store');
       throw err;
     }
-    return { ok: true, stop_jobs: await jobsToStop(deps, machineId, hb.running_jobs) };
+    const stop_jobs = await jobsToStop(deps, machineId, hb.running_jobs);
+    return { ok: true, stop_jobs, ...(await refreshedToken(deps, principal, doc)) };
   }
   throw conflict(`machine ${machineId} is changing too fast; send the next heartbeat`);
 }
