@@ -1,8 +1,9 @@
 // Local transport: one Azure Storage queue per machine (`<prefix><machineId>`), Azurite in development.
 // Visibility timeout plays the role of Service Bus's message lock.
+import { existsSync } from 'node:fs';
 import type { QueueClient, QueueServiceClient } from '@azure/storage-queue';
 import { dispatchMessageId, dispatchMessageSchema, type DispatchMessage } from '../contract/dispatch.js';
-import type { DispatchReceiver, DispatchSender, ReceivedDispatch } from './types.js';
+import { DispatchLockLostError, SessionBusyError, type DispatchReceiver, type DispatchSender, type ReceivedDispatch } from './types.js';
 
 export const queueNameFor = (prefix: string, machineId: string): string => `${prefix}${machineId}`;
 
@@ -42,6 +43,17 @@ interface QueueHandle extends ReceivedDispatch {
   storageMessageId: string;
 }
 
+const notFound = (err: unknown): boolean => (err as { statusCode?: number }).statusCode === 404;
+
+export interface StorageQueueReceiverOptions {
+  /**
+   * Local development and tests only: while this file exists, receive() throws SessionBusyError, as the Service Bus
+   * receiver does while another receiver holds the machine's session. Storage queues have no exclusive receiver, so
+   * this is how the local stack shows what the agent and the scheduler do when a machine cannot receive.
+   */
+  simulateSessionBusyFile?: string;
+}
+
 export class StorageQueueReceiver implements DispatchReceiver {
   private readonly queue: QueueClient;
   private ready = false;
@@ -51,11 +63,16 @@ export class StorageQueueReceiver implements DispatchReceiver {
     readonly machineId: string,
     /** How long a received message stays invisible before redelivery unless renewed. */
     private readonly lockSeconds = 60,
+    private readonly options: StorageQueueReceiverOptions = {},
   ) {
     this.queue = service.getQueueClient(queueNameFor(prefix, machineId));
   }
 
   async receive(max: number, maxWaitMs: number): Promise<ReceivedDispatch[]> {
+    const busyFile = this.options.simulateSessionBusyFile;
+    if (busyFile && existsSync(busyFile)) {
+      throw new SessionBusyError(this.machineId, `session ${this.machineId} is held by another receiver (simulated: ${busyFile} exists)`);
+    }
     if (!this.ready) {
       await this.queue.createIfNotExists();
       this.ready = true;
@@ -91,20 +108,31 @@ export class StorageQueueReceiver implements DispatchReceiver {
     try {
       await this.queue.deleteMessage(h.storageMessageId, h.popReceipt);
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode !== 404) throw err; // already gone: fine
+      if (!notFound(err)) throw err; // already gone, or received again by someone else: fine
     }
   }
 
   async abandon(m: ReceivedDispatch): Promise<void> {
     const h = m as QueueHandle;
-    const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, 0);
-    if (r.popReceipt) h.popReceipt = r.popReceipt;
+    try {
+      const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, 0);
+      if (r.popReceipt) h.popReceipt = r.popReceipt;
+    } catch (err) {
+      // 404: the pop receipt is stale (the message became visible and was received again) or it is gone: either way
+      // it is no longer ours to give back, as with a lost Service Bus lock.
+      if (!notFound(err)) throw err;
+    }
   }
 
   async renew(m: ReceivedDispatch): Promise<void> {
     const h = m as QueueHandle;
-    const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, this.lockSeconds);
-    if (r.popReceipt) h.popReceipt = r.popReceipt;
+    try {
+      const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, this.lockSeconds);
+      if (r.popReceipt) h.popReceipt = r.popReceipt;
+    } catch (err) {
+      if (notFound(err)) throw new DispatchLockLostError(`the dispatch message ${h.messageId} is no longer held (its pop receipt is stale)`, { cause: err });
+      throw err;
+    }
   }
 
   async close(): Promise<void> {}
