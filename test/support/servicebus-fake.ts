@@ -111,7 +111,8 @@ export class FakeSession {
       async receiveMessages(_max: number, _o?: { maxWaitTimeInMs?: number; abortSignal?: AbortSignal }) {
         self.guard();
         self.calls.receive++;
-        return play(self.script.receive.shift(), () => [], [_max, _o]);
+        // Nothing scripted: like the SDK, wait (up to maxWaitTimeInMs, capped for tests) and return nothing.
+        return play(self.script.receive.shift(), () => new Promise<ServiceBusReceivedMessage[]>((r) => setTimeout(() => r([]), Math.max(5, Math.min(_o?.maxWaitTimeInMs ?? 50, 50)))), [_max, _o]);
       },
       async completeMessage(m: ServiceBusReceivedMessage) {
         self.guard();
