@@ -43,7 +43,14 @@ interface QueueHandle extends ReceivedDispatch {
   storageMessageId: string;
 }
 
-const notFound = (err: unknown): boolean => (err as { statusCode?: number }).statusCode === 404;
+/**
+ * The message is no longer ours: 404 MessageNotFound (deleted), or 400 PopReceiptMismatch (it became visible and was
+ * received again, so our pop receipt is stale), as Azure Storage and Azurite answer.
+ */
+const notOurs = (err: unknown): boolean => {
+  const e = err as { statusCode?: number; code?: string };
+  return e.statusCode === 404 || e.code === 'PopReceiptMismatch';
+};
 
 export interface StorageQueueReceiverOptions {
   /**
@@ -108,7 +115,7 @@ export class StorageQueueReceiver implements DispatchReceiver {
     try {
       await this.queue.deleteMessage(h.storageMessageId, h.popReceipt);
     } catch (err) {
-      if (!notFound(err)) throw err; // already gone, or received again by someone else: fine
+      if (!notOurs(err)) throw err; // already gone, or received again by someone else: fine
     }
   }
 
@@ -118,9 +125,8 @@ export class StorageQueueReceiver implements DispatchReceiver {
       const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, 0);
       if (r.popReceipt) h.popReceipt = r.popReceipt;
     } catch (err) {
-      // 404: the pop receipt is stale (the message became visible and was received again) or it is gone: either way
-      // it is no longer ours to give back, as with a lost Service Bus lock.
-      if (!notFound(err)) throw err;
+      // Received again by someone else, or gone: no longer ours to give back, as with a lost Service Bus lock.
+      if (!notOurs(err)) throw err;
     }
   }
 
@@ -130,7 +136,7 @@ export class StorageQueueReceiver implements DispatchReceiver {
       const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, this.lockSeconds);
       if (r.popReceipt) h.popReceipt = r.popReceipt;
     } catch (err) {
-      if (notFound(err)) throw new DispatchLockLostError(`the dispatch message ${h.messageId} is no longer held (its pop receipt is stale)`, { cause: err });
+      if (notOurs(err)) throw new DispatchLockLostError(`the dispatch message ${h.messageId} is no longer held (its pop receipt is stale)`, { cause: err });
       throw err;
     }
   }
