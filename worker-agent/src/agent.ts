@@ -262,6 +262,7 @@ export class Agent {
         counters: inv?.counters ?? { hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 },
       },
       draining: this.draining,
+      receiving: this.receiving,
       agent_version: agentVersion(),
     };
     if (inv?.downloadBytesPerSecond !== undefined) hb.download_bytes_per_second = Math.max(0, inv.downloadBytesPerSecond);
