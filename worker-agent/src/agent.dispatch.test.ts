@@ -146,9 +146,13 @@ describe('agent on a busy session (item 1)', () => {
     expect(h.agent.receiving).toBe(false);
     // The change of state went out in a heartbeat of its own, not at the next periodic one (60 s here).
     await until('a heartbeat after the state change', () => h.api.heartbeats.length >= 2);
+    expect(h.api.heartbeats[0]!.receiving).toBe(true); // the start-up beat, before the first receive
+    expect(h.api.heartbeats[1]!.receiving).toBe(false);
     await until('the session accepted', () => logged(h, 'dispatch session acquired; receiving again').length === 1);
     expect(h.agent.receiving).toBe(true);
-    await until('a heartbeat after recovering', () => h.api.heartbeats.length >= 3);
+    await until('a heartbeat after recovering', () => h.api.heartbeats.at(-1)!.receiving === true && h.api.heartbeats.length >= 3);
+    // One beat per change: busy → (still busy, no beat) → receiving.
+    expect(h.api.heartbeats.map((b) => b.receiving)).toEqual([true, false, true]);
     expect(fake.accepts.length).toBe(4);
   }, 20_000);
 });
