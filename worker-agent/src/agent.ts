@@ -306,7 +306,8 @@ export class Agent {
   async beat(opts: { signal?: AbortSignal; retries?: number } = {}): Promise<void> {
     const { log } = this.deps;
     try {
-      const answer = await this.deps.api.heartbeat(this.buildHeartbeat(), {
+      const hb = this.buildHeartbeat();
+      const answer = await this.deps.api.heartbeat(hb, {
         retries: opts.retries ?? 1,
         maxDelayMs: 1_000,
         signal: opts.signal ?? this.hardStop.signal,
@@ -316,6 +317,7 @@ export class Agent {
         return;
       }
       this.stats.heartbeats++;
+      log.debug({ receiving: hb.receiving, draining: hb.draining, running: hb.running_jobs.length }, 'heartbeat sent');
       for (const s of answer.value.stop_jobs) {
         for (const r of this.runs) {
           if (r.jobId === s.job_id && r.epoch === s.epoch) r.cancel('server', 'the control plane asked to stop this job (cancelled or re-routed)');
