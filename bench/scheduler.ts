@@ -11,7 +11,7 @@ import {
   type PendingJob,
   type ScheduleResult,
 } from '../functions/core/scheduler/index.js';
-import { syntheticInput } from '../functions/core/scheduler/synthetic.js';
+import { syntheticInput } from '../testkit/scheduler-inputs.js';
 
 const TARGET_MS = 100;
 const WARMUP = 5;

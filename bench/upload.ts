@@ -11,10 +11,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { ApiClient } from '../cli/api-client.js';
+import { ApiClient } from '../api-client/index.js';
 import { uploadLora } from '../cli/commands/loras.js';
 import { issueDevToken } from '../functions/core/auth.js';
-import { writeSafetensorsFile } from '../functions/core/safetensors/generate.js';
+import { writeSafetensorsFile } from '../testkit/safetensors.js';
 import { startStack } from '../local/stack.js';
 
 const MB = 1024 * 1024;

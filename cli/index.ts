@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { issueDevToken } from '../functions/core/auth.js';
-import { ApiClient, ApiRequestError, resolveApiBase } from './api-client.js';
+import { ApiClient, ApiRequestError, resolveApiBase } from '../api-client/index.js';
 
 export interface CliContext {
   api(): ApiClient;

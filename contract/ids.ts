@@ -33,10 +33,13 @@ export const machineIdSchema = z
   .regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){1,46}$/, 'must be 2-47 chars of a-z, 0-9 and single hyphens')
   .openapi({ example: 'gpu-a100-01' });
 
+/** A shared LoRA's file name: also the agent's check on its pinned list and its cache layout. */
+export const SHARED_LORA_FILENAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,114}\.safetensors$/;
+
 /** Shared (system) LoRAs are identified by file name, as in ADR-010. */
 export const sharedFilenameSchema = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,114}\.safetensors$/, 'must be a plain file name ending in .safetensors')
+  .regex(SHARED_LORA_FILENAME, 'must be a plain file name ending in .safetensors')
   .openapi({ example: 'detail-tweaker-xl.safetensors' });
 
 /** Tenant = the token subject. Entra subjects are base64url; local subjects are plain names. */

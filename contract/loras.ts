@@ -8,6 +8,34 @@ export const MAX_LORA_BYTES = 4 * 1024 * 1024 * 1024; // Hard ceiling for one fi
 export const loraStatusSchema = z.enum(['uploading', 'validating', 'ready', 'rejected']);
 export type LoraStatus = z.infer<typeof loraStatusSchema>;
 
+// User and shared LoRAs differ only in how they are named (id + flat_file_id + original_name vs filename); these
+// shapes are the rest, written once.
+/** Where validation stands for a stored file. */
+const verdictShape = {
+  sha256: z.string().nullable(),
+  status: loraStatusSchema,
+  reject_reason: z.string().nullable(),
+};
+/** A LoRA record as listed and read. */
+const loraRecordShape = {
+  size_bytes: z.number().int(),
+  ...verdictShape,
+  created_at: z.string(),
+  updated_at: z.string(),
+};
+/** An upload session: PUT the bytes to upload_url before expires_at. */
+const uploadSessionShape = {
+  upload_url: z.string().url(),
+  expires_at: z.string(),
+  status: z.literal('uploading'),
+};
+/** A direct (multipart) upload's answer: stored and already validated. */
+const directUploadShape = {
+  url: z.string(),
+  size_bytes: z.number().int(),
+  ...verdictShape,
+};
+
 export const createUploadRequestSchema = z
   .object({
     original_name: z.string().min(1).max(255),
@@ -17,41 +45,16 @@ export const createUploadRequestSchema = z
   .openapi('CreateUploadRequest');
 export type CreateUploadRequest = z.infer<typeof createUploadRequestSchema>;
 
-export const createUploadResponseSchema = z
-  .object({
-    flat_file_id: loraIdSchema,
-    upload_url: z.string().url(),
-    expires_at: z.string(),
-    status: z.literal('uploading'),
-  })
-  .openapi('CreateUploadResponse');
+export const createUploadResponseSchema = z.object({ flat_file_id: loraIdSchema, ...uploadSessionShape }).openapi('CreateUploadResponse');
 export type CreateUploadResponse = z.infer<typeof createUploadResponseSchema>;
 
 export const userLoraSchema = z
-  .object({
-    id: loraIdSchema,
-    flat_file_id: loraIdSchema,
-    original_name: z.string(),
-    size_bytes: z.number().int(),
-    sha256: z.string().nullable(),
-    status: loraStatusSchema,
-    reject_reason: z.string().nullable(),
-    created_at: z.string(),
-    updated_at: z.string(),
-  })
+  .object({ id: loraIdSchema, flat_file_id: loraIdSchema, original_name: z.string(), ...loraRecordShape })
   .openapi('UserLora');
 export type UserLora = z.infer<typeof userLoraSchema>;
 
 export const directUploadResponseSchema = z
-  .object({
-    flat_file_id: loraIdSchema,
-    url: z.string(),
-    size_bytes: z.number().int(),
-    original_name: z.string(),
-    sha256: z.string().nullable(),
-    status: loraStatusSchema,
-    reject_reason: z.string().nullable(),
-  })
+  .object({ flat_file_id: loraIdSchema, original_name: z.string(), ...directUploadShape })
   .openapi('DirectUploadResponse');
 export type DirectUploadResponse = z.infer<typeof directUploadResponseSchema>;
 
@@ -63,40 +66,18 @@ export const createSharedUploadRequestSchema = z
   .openapi('CreateSharedUploadRequest');
 export type CreateSharedUploadRequest = z.infer<typeof createSharedUploadRequestSchema>;
 
-export const sharedLoraSchema = z
-  .object({
-    filename: sharedFilenameSchema,
-    size_bytes: z.number().int(),
-    sha256: z.string().nullable(),
-    status: loraStatusSchema,
-    reject_reason: z.string().nullable(),
-    created_at: z.string(),
-    updated_at: z.string(),
-  })
-  .openapi('SharedLora');
+export const sharedLoraSchema = z.object({ filename: sharedFilenameSchema, ...loraRecordShape }).openapi('SharedLora');
 export type SharedLora = z.infer<typeof sharedLoraSchema>;
 
 /** POST /api/shared-loras: like CreateUploadResponse, keyed by filename (shared LoRAs have no flat_file_id). */
 export const createSharedUploadResponseSchema = z
-  .object({
-    filename: sharedFilenameSchema,
-    upload_url: z.string().url(),
-    expires_at: z.string(),
-    status: z.literal('uploading'),
-  })
+  .object({ filename: sharedFilenameSchema, ...uploadSessionShape })
   .openapi('CreateSharedUploadResponse');
 export type CreateSharedUploadResponse = z.infer<typeof createSharedUploadResponseSchema>;
 
 /** POST /api/shared-loras/upload: like DirectUploadResponse, keyed by filename. */
 export const sharedDirectUploadResponseSchema = z
-  .object({
-    filename: sharedFilenameSchema,
-    url: z.string(),
-    size_bytes: z.number().int(),
-    sha256: z.string().nullable(),
-    status: loraStatusSchema,
-    reject_reason: z.string().nullable(),
-  })
+  .object({ filename: sharedFilenameSchema, ...directUploadShape })
   .openapi('SharedDirectUploadResponse');
 export type SharedDirectUploadResponse = z.infer<typeof sharedDirectUploadResponseSchema>;
 

@@ -29,6 +29,7 @@ export const cacheCountersSchema = z
   })
   .openapi('CacheCounters');
 export type CacheCounters = z.infer<typeof cacheCountersSchema>;
+export const emptyCounters = (): CacheCounters => ({ hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 });
 
 export const heartbeatSchema = z
   .object({

@@ -1,10 +1,10 @@
-// Picks the dispatch transport. The Functions app sends (createDispatchSender, from its app settings); each agent
-// receives its own machine's messages (createDispatchReceiver, from the agent's settings).
-import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+// Picks the dispatch transport from plain options. The Functions app sends (createDispatchSender; the app keeps one
+// sender per set of SDK clients in functions/adapters/dispatch-sender.ts); each agent receives its own machine's
+// messages (createDispatchReceiver, from the agent's settings).
 import { ServiceBusClient } from '@azure/service-bus';
 import { QueueServiceClient } from '@azure/storage-queue';
 import { machineIdSchema } from '../contract/ids.js';
-import type { AzureClients } from '../functions/adapters/azure-clients.js';
+import { credentialFor, type IdentityOptions } from './credential.js';
 import { RECEIVER_RETRY_OPTIONS, ServiceBusDispatchReceiver, ServiceBusDispatchSender, type ServiceBusReceiverOptions } from './servicebus.js';
 import { StorageQueueReceiver, StorageQueueSender, type StorageQueueReceiverOptions } from './storage-queue.js';
 import type { DispatchReceiver, DispatchSender } from './types.js';
@@ -13,31 +13,27 @@ export type { DispatchReceiver, DispatchSender, ReceivedDispatch } from './types
 export { DispatchLockLostError, SessionBusyError, isDispatchLockLost, isSessionBusy } from './types.js';
 export { queueNameFor } from './storage-queue.js';
 
-/** The sender for the configured transport (DISPATCH_TRANSPORT). Builds no connection until first use. */
-export function createDispatchSender(clients: AzureClients): DispatchSender {
-  const cfg = clients.config;
-  switch (cfg.transport) {
+/** What a sender needs: plain settings and SDK clients, built by the caller (the Functions app, a test). */
+export type DispatchSenderOptions =
+  | { transport: 'storage-queue'; queueService: QueueServiceClient; queuePrefix: string }
+  | {
+      transport: 'servicebus';
+      /** Called on first send, so no connection is built until one is needed. */
+      serviceBusClient: () => ServiceBusClient;
+      queue: string;
+    };
+
+/** The sender for one transport. Builds no connection until first use. */
+export function createDispatchSender(options: DispatchSenderOptions): DispatchSender {
+  switch (options.transport) {
     case 'storage-queue':
-      return new StorageQueueSender(clients.queueService, cfg.storageQueuePrefix);
+      return new StorageQueueSender(options.queueService, options.queuePrefix);
     case 'servicebus':
-      return new ServiceBusDispatchSender(() => clients.serviceBusClient, cfg.serviceBusQueue);
+      return new ServiceBusDispatchSender(options.serviceBusClient, options.queue);
   }
 }
 
-const senders = new WeakMap<AzureClients, DispatchSender>();
-
-/** The one dispatch sender of a set of SDK clients, built on first use (the tick and the health probe share it). */
-export function dispatchSenderFor(clients: AzureClients): DispatchSender {
-  let sender = senders.get(clients);
-  if (!sender) {
-    sender = createDispatchSender(clients);
-    senders.set(clients, sender);
-  }
-  return sender;
-}
-
-/** Identity for Azure: a token credential, or a user-assigned identity's client id (else the default chain). */
-export type IdentityOptions = { credential?: TokenCredential; clientId?: string };
+export type { IdentityOptions } from './credential.js';
 
 export type DispatchReceiverOptions = {
   /** The agent's own machine id: it receives this machine's dispatches and nobody else's. */
@@ -59,10 +55,6 @@ export type DispatchReceiverOptions = {
       autoRenewMs?: number;
     } & Pick<ServiceBusReceiverOptions, 'warn'> & ({ connectionString: string } | ({ fullyQualifiedNamespace: string } & IdentityOptions)))
 );
-
-function credentialFor(o: IdentityOptions): TokenCredential {
-  return o.credential ?? (o.clientId ? new ManagedIdentityCredential({ clientId: o.clientId }) : new DefaultAzureCredential());
-}
 
 /** The agent's receiver. It owns its SDK client and closes it on close(). */
 export function createDispatchReceiver(options: DispatchReceiverOptions): DispatchReceiver {

@@ -6,9 +6,9 @@ import { mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { JobView, MachineView, UserLora, SharedLora } from '../contract/index.js';
-import { ApiClient, resolveApiBase } from '../cli/api-client.js';
+import { ApiClient, resolveApiBase } from '../api-client/index.js';
 import { issueDevToken } from '../functions/core/auth.js';
-import { writeSafetensorsFile } from '../functions/core/safetensors/generate.js';
+import { writeSafetensorsFile } from '../testkit/safetensors.js';
 import { repoRoot, sampleSettings } from './settings.js';
 
 const { values } = parseArgs({

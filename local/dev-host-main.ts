@@ -1,6 +1,6 @@
 // Entry point of the local Functions host process. App settings come from the environment (the parent passes them).
 import { join } from 'node:path';
-import { getClients } from '../functions/adapters/azure-clients.js';
+import { getClients } from '../functions/core/services.js';
 import { getConfig } from '../functions/core/config.js';
 import { rootLogger } from '../functions/core/logger.js';
 import { readRoutePrefix, startDevHost } from './dev-host.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../functions/core/config.js';
 import { parseBytes } from '../worker-agent/src/config.js';
-import { DEFAULT_FLEET_BUDGET, startFleet, type Fleet } from './fleet.js';
+import { DEFAULT_FLEET_BUDGET, startFleet, type Fleet } from './agents.js';
 import { repoRoot } from './settings.js';
 import { startStack, type Stack } from './stack.js';
 

@@ -21,9 +21,11 @@ import {
   schedule,
   type MachineState,
   type PendingJob,
-  type Weights,
+  type SchedulerExtensions,
+  type WeightOverrides,
 } from '../functions/core/scheduler/index.js';
-import { DEFAULT_CACHE_TTL_MS, MemoryLruCache } from '../worker-agent/src/cache/eviction.js';
+import { DEFAULT_CACHE_TTL_MS } from '../worker-agent/src/cache/eviction.js';
+import { MemoryLruCache } from './memory-cache.js';
 import { EventKind, EventQueue } from './events.js';
 import type { GeneratedWorkload, SimJobSpec, SimLora } from './workloads.js';
 
@@ -35,7 +37,9 @@ const DONE_EPSILON_BYTES = 1;
 
 export interface EngineOptions {
   policy: string;
-  weights?: Partial<Weights>;
+  weights?: WeightOverrides;
+  /** Experiment-only scheduler additions (extensions.ts). */
+  extensions?: SchedulerExtensions;
   /** Run the built-in invariant checks after every event (throws InvariantError). Costs time; tests turn it on. */
   checkInvariants?: boolean;
   hooks?: EngineHooks;
@@ -72,7 +76,8 @@ export class InvariantError extends Error {
 /** Raw results of one run; metrics.ts turns them into figures. */
 export interface RunRecord {
   policy: string;
-  weights?: Partial<Weights>;
+  weights?: WeightOverrides;
+  extensions?: SchedulerExtensions;
   jobs: number;
   arrivalMs: Float64Array;
   assignedMs: Float64Array;
@@ -283,6 +288,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
   const rec: RunRecord = {
     policy: options.policy,
     ...(options.weights ? { weights: options.weights } : {}),
+    ...(options.extensions ? { extensions: options.extensions } : {}),
     jobs: n,
     arrivalMs: new Float64Array(n),
     assignedMs: new Float64Array(n).fill(NaN),
@@ -399,15 +405,18 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     if (pending.length > 0 && busyTotal < totalSlots) {
       for (const m of machines) m.syncReport(tMs);
       const t0 = performance.now();
-      const result = schedule({
-        nowMs: EPOCH_MS + tMs,
-        jobs: pending,
-        machines: states,
-        policy: options.policy,
-        ...(options.weights ? { weights: options.weights } : {}),
-        expectedJobSeconds: workload.meanRunSeconds,
-        defaultDownloadBytesPerSecond: spec.downloadBytesPerSecond,
-      });
+      const result = schedule(
+        {
+          nowMs: EPOCH_MS + tMs,
+          jobs: pending,
+          machines: states,
+          policy: options.policy,
+          ...(options.weights ? { weights: options.weights } : {}),
+          expectedJobSeconds: workload.meanRunSeconds,
+          defaultDownloadBytesPerSecond: spec.downloadBytesPerSecond,
+        },
+        options.extensions,
+      );
       rec.schedulerWallMs += performance.now() - t0;
       rec.schedulerCalls++;
       if (result.assignments.length > 0) {

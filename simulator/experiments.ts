@@ -7,14 +7,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Weights } from '../functions/core/scheduler/index.js';
+import type { SchedulerExtensions, WeightOverrides } from '../functions/core/scheduler/index.js';
 import { simulate } from './engine.js';
+import { EVICT, HIT_FIRST } from './extensions.js';
 import { summarize, type PolicyMetrics } from './metrics.js';
 import { formatTable, tableRows, type PolicyTiming } from './report.js';
 import { runPolicies, type PolicyRun } from './run.js';
 import { WORKLOADS, generateWorkload, type WorkloadName, type WorkloadSpec } from './workloads.js';
 
-type Variant = { label: string; weights: Partial<Weights> };
+type Variant = { label: string; weights: WeightOverrides; extensions?: SchedulerExtensions };
 
 /** Affinity weight variants: one knob at a time around the defaults, then combinations. */
 const WEIGHT_VARIANTS: Variant[] = [
@@ -36,13 +37,13 @@ const WEIGHT_VARIANTS: Variant[] = [
 ];
 
 /**
- * Delay scheduling (`delay` = k, `delayCapSeconds`), per-pass hit-first matching (`hitFirst`) and eviction-aware
- * placement (`evict`), against the affinity policy without them (`delay=0`). See docs/simulator.md, "Experiments".
+ * Delay scheduling (`delay` = k, `delayCapSeconds`), per-pass hit-first matching (HIT_FIRST) and eviction-aware
+ * placement (the `evict` scorer, EVICT; both registered from extensions.ts), against the affinity policy without them (`delay=0`). See docs/simulator.md, "Experiments".
  */
 const DELAY_VARIANTS: Variant[] = [
   { label: 'delay=0 (before)', weights: { delay: 0 } },
-  { label: 'hitFirst', weights: { delay: 0, hitFirst: 1 } },
-  { label: 'evict=1', weights: { delay: 0, evict: 1 } },
+  { label: 'hitFirst', weights: { delay: 0 }, extensions: HIT_FIRST },
+  { label: 'evict=1', weights: { delay: 0, evict: 1 }, extensions: EVICT },
   ...[
     [1, 8],
     [3, 8],
@@ -65,8 +66,8 @@ const DELAY_VARIANTS: Variant[] = [
     [3, 30],
     [4, 30],
   ].map(([k, cap]) => ({ label: `delay=${k}, cap ${cap} s`, weights: { delay: k!, delayCapSeconds: cap! } })),
-  { label: 'delay=2, cap 30 s, hitFirst', weights: { delay: 2, delayCapSeconds: 30, hitFirst: 1 } },
-  { label: 'delay=3, cap 30 s, evict=1', weights: { delay: 3, delayCapSeconds: 30, evict: 1 } },
+  { label: 'delay=2, cap 30 s, hitFirst', weights: { delay: 2, delayCapSeconds: 30 }, extensions: HIT_FIRST },
+  { label: 'delay=3, cap 30 s, evict=1', weights: { delay: 3, delayCapSeconds: 30, evict: 1 }, extensions: EVICT },
   { label: 'delay=3, cap 30 s, hrw=0', weights: { delay: 3, delayCapSeconds: 30, hrw: 0 } },
   { label: 'delay=3, cap 30 s, hrw=10', weights: { delay: 3, delayCapSeconds: 30, hrw: 10 } },
 ];
@@ -143,7 +144,12 @@ function main(argv: string[]): void {
         [
           { label: 'fifo', policy: 'fifo' },
           { label: 'adr010', policy: 'adr010' },
-          ...DELAY_VARIANTS.map((v) => ({ label: v.label, policy: 'affinity', weights: v.weights })),
+          ...DELAY_VARIANTS.map((v) => ({
+            label: v.label,
+            policy: 'affinity',
+            weights: v.weights,
+            ...(v.extensions ? { extensions: v.extensions } : {}),
+          })),
         ],
       );
       break;

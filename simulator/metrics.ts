@@ -208,7 +208,7 @@ export function summarize(workload: GeneratedWorkload, rec: RunRecord): PolicyMe
 
   return {
     policy: rec.policy,
-    weights: rec.policy === 'fifo' ? null : resolveWeights(rec.weights),
+    weights: rec.policy === 'fifo' ? null : resolveWeights(rec.weights, rec.extensions?.scorers),
     jobs: n,
     jobsStarted: started,
     hitRateLora: round(rec.loraRequests > 0 ? rec.loraHits / rec.loraRequests : NaN),

@@ -1,6 +1,6 @@
 // Runs policies over one generated workload and collects metrics and wall times.
 import { performance } from 'node:perf_hooks';
-import type { Weights } from '../functions/core/scheduler/index.js';
+import type { SchedulerExtensions, WeightOverrides } from '../functions/core/scheduler/index.js';
 import { simulate, type EngineHooks, type RunRecord } from './engine.js';
 import { summarize, type PolicyMetrics } from './metrics.js';
 import type { PolicyTiming } from './report.js';
@@ -10,7 +10,9 @@ export interface PolicyRun {
   /** Label in the report: the policy name, or a variant name for tuning runs. */
   label: string;
   policy: string;
-  weights?: Partial<Weights>;
+  weights?: WeightOverrides;
+  /** Experiment-only scheduler additions (extensions.ts). */
+  extensions?: SchedulerExtensions;
 }
 
 export interface RunOptions {
@@ -45,6 +47,7 @@ export function runPolicies(
     const record = simulate(workload, {
       policy: run.policy,
       ...(run.weights ? { weights: run.weights } : {}),
+      ...(run.extensions ? { extensions: run.extensions } : {}),
       ...(options.checkInvariants ? { checkInvariants: true } : {}),
       ...(hooks ? { hooks } : {}),
     });

@@ -2,7 +2,7 @@
 // arrivals, LoRA choices from a Zipf popularity law, log-normal LoRA sizes and run times). A workload is generated once
 // per seed, before any policy runs, so every policy sees exactly the same jobs.
 import type { LoraRef } from '../functions/core/scheduler/index.js';
-import { seededRandom, zipfSampler } from '../functions/core/scheduler/synthetic.js';
+import { seededRandom, zipfSampler } from '../testkit/scheduler-inputs.js';
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { JobEvent, JobStatus, JobView, LoraRequirement } from '../../contract/jobs.js';
-import { ApiRequestError, type ApiClient } from '../api-client.js';
+import { ApiRequestError, type ApiClient } from '../../api-client/index.js';
 import type { CliContext } from '../index.js';
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];

@@ -22,7 +22,7 @@ import {
   type SharedLora,
   type UserLora,
 } from '../../contract/loras.js';
-import { ApiRequestError, type ApiClient } from '../api-client.js';
+import { ApiRequestError, type ApiClient } from '../../api-client/index.js';
 import type { CliContext } from '../index.js';
 
 export interface UploadOptions {

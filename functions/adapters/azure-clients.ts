@@ -3,26 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import { CosmosClient, type Container, type Database } from '@azure/cosmos';
-import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
 import { ServiceBusClient } from '@azure/service-bus';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
-import { getConfig, type Config } from '../core/config.js';
+import { getCredential } from '../../dispatch/credential.js';
+import type { Config } from '../core/config.js';
 import { BlobSas } from './blob-sas.js';
-
-const credentials = new Map<string, TokenCredential>();
-/** A user-assigned identity when a clientId is configured, else the default chain (az login, VM identity...). */
-export function getCredential(clientId?: string): TokenCredential {
-  const key = clientId ?? '';
-  let credential = credentials.get(key);
-  if (!credential) {
-    credential = clientId
-      ? new ManagedIdentityCredential({ clientId })
-      : new DefaultAzureCredential();
-    credentials.set(key, credential);
-  }
-  return credential;
-}
 
 export interface CosmosContainers {
   database: Database;
@@ -127,16 +113,6 @@ export class AzureClients {
     await this.serviceBus?.close();
     this.cosmos?.dispose();
   }
-}
-
-let shared: AzureClients | undefined;
-/** The process-wide clients for the process-wide config. */
-export function getClients(): AzureClients {
-  shared ??= new AzureClients(getConfig());
-  return shared;
-}
-export function resetClientsForTests(): void {
-  shared = undefined;
 }
 
 /**

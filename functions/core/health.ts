@@ -1,5 +1,5 @@
 // Dependency probes for GET /api/health. Reports up/down and a short reason, never endpoints or secrets.
-import { dispatchSenderFor } from '../../dispatch/index.js';
+import { dispatchSenderFor } from '../adapters/dispatch-sender.js';
 import type { Services } from './services.js';
 
 export interface DependencyStatus {

@@ -2,6 +2,7 @@
 // map errors to the contract's JSON error body. Bad input is always a 4xx, never a crash.
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import { ZodError, type ZodType } from 'zod';
+import { errorBodySchema } from '../../contract/errors.js';
 import { requireRole, type Principal, type Role } from './auth.js';
 import { ConfigError } from './config.js';
 import { ApiError, badRequest } from './errors.js';
@@ -29,6 +30,10 @@ export interface RouteOptions<B> {
 }
 
 const ANONYMOUS: Principal = { role: 'user', subject: 'anonymous', tenantId: 'anonymous' };
+
+/** OpenAPI response entries for a trigger's `responses`: the contract's error body, or a JSON body of `schema`. */
+export const errorContent = (description: string) => ({ description, content: { 'application/json': { schema: errorBodySchema } } });
+export const jsonContent = (description: string, schema: ZodType<unknown>) => ({ description, content: { 'application/json': { schema } } });
 
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): HttpResponseInit {
   return { status, jsonBody: body, headers: { 'Cache-Control': 'no-store', ...headers } };
@@ -99,4 +104,14 @@ export function parseParam<T>(schema: ZodType<T>, value: string | undefined | nu
   if (r.success) return r.data;
   if (missing === 'not_found') throw new ApiError('not_found', `${what} not found`);
   throw badRequest(`${what}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+}
+
+/** An optional non-negative integer query value; 400 naming it when malformed. */
+export function intQuery(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const raw = query.get(name);
+  if (raw === null || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) throw badRequest(`${name} must be an integer between ${min} and ${max}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw badRequest(`${name} must be an integer between ${min} and ${max}`);
+  return n;
 }

@@ -1,5 +1,5 @@
 // Everything a handler needs, built once per process and lazily (nothing connects until first use).
-import { getClients, type AzureClients } from '../adapters/azure-clients.js';
+import { AzureClients } from '../adapters/azure-clients.js';
 import { Authenticator } from './auth.js';
 import { getConfig, type Config } from './config.js';
 import { rootLogger, type Logger } from './logger.js';
@@ -9,6 +9,13 @@ export interface Services {
   clients: AzureClients;
   auth: Authenticator;
   log: Logger;
+}
+
+let clients: AzureClients | undefined;
+/** The process-wide SDK clients for the process-wide config. */
+export function getClients(): AzureClients {
+  clients ??= new AzureClients(getConfig());
+  return clients;
 }
 
 let services: Services | undefined;

@@ -3,10 +3,10 @@ import '../host-setup.js';
 import { jobEventListSchema } from '../../contract/jobs.js';
 import { z } from '../../contract/zod.js';
 import { badRequest } from '../core/errors.js';
-import { json, route } from '../core/http.js';
-import { coreDeps } from '../core/jobs/deps.js';
+import { intQuery, json, jsonContent, route } from '../core/http.js';
+import { coreDeps } from '../core/deps.js';
 import { eventPage, eventStream, MAX_EVENTS_PAGE } from '../core/jobs/events.js';
-import { intQuery, jobIdParam, jobIdParams, jsonContent } from '../core/jobs/http-helpers.js';
+import { jobIdParam, jobIdParams } from '../core/jobs/params.js';
 import { readOwnJob } from '../core/jobs/store.js';
 import { describeRoute } from '../core/openapi.js';
 

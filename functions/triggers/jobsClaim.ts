@@ -1,10 +1,10 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { claimRequestSchema, claimResponseSchema } from '../../contract/jobs.js';
-import { json, route } from '../core/http.js';
+import { errorContent, json, jsonContent, route } from '../core/http.js';
 import { claimJob } from '../core/jobs/agent-ops.js';
-import { coreDeps } from '../core/jobs/deps.js';
-import { errorContent, jobIdParam, jobIdParams, jsonContent } from '../core/jobs/http-helpers.js';
+import { coreDeps } from '../core/deps.js';
+import { jobIdParam, jobIdParams } from '../core/jobs/params.js';
 import { describeRoute } from '../core/openapi.js';
 
 describeRoute({

@@ -1,9 +1,9 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { jobViewSchema } from '../../contract/jobs.js';
-import { json, route } from '../core/http.js';
-import { coreDeps } from '../core/jobs/deps.js';
-import { errorContent, jobIdParam, jobIdParams, jsonContent } from '../core/jobs/http-helpers.js';
+import { errorContent, json, jsonContent, route } from '../core/http.js';
+import { coreDeps } from '../core/deps.js';
+import { jobIdParam, jobIdParams } from '../core/jobs/params.js';
 import { toJobView } from '../core/jobs/model.js';
 import { retryJob } from '../core/jobs/user-ops.js';
 import { describeRoute } from '../core/openapi.js';

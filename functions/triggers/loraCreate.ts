@@ -1,8 +1,7 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { createUploadRequestSchema, createUploadResponseSchema } from '../../contract/loras.js';
-import { json, route } from '../core/http.js';
-import { errorContent, jsonContent } from '../core/jobs/http-helpers.js';
+import { errorContent, json, jsonContent, route } from '../core/http.js';
 import { loraDeps } from '../core/loras/deps.js';
 import { createUserUploadSession } from '../core/loras/sessions.js';
 import { describeRoute } from '../core/openapi.js';

@@ -3,9 +3,8 @@ import '../host-setup.js';
 import { machineIdSchema } from '../../contract/ids.js';
 import { heartbeatResponseSchema, heartbeatSchema } from '../../contract/machines.js';
 import { z } from '../../contract/zod.js';
-import { json, parseParam, route } from '../core/http.js';
-import { coreDeps } from '../core/jobs/deps.js';
-import { errorContent, jsonContent } from '../core/jobs/http-helpers.js';
+import { errorContent, json, jsonContent, parseParam, route } from '../core/http.js';
+import { coreDeps } from '../core/deps.js';
 import { recordHeartbeat } from '../core/machines/store.js';
 import { describeRoute } from '../core/openapi.js';
 

@@ -1,9 +1,8 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { registerMachineRequestSchema, registerMachineResponseSchema } from '../../contract/machines.js';
-import { json, route } from '../core/http.js';
-import { coreDeps } from '../core/jobs/deps.js';
-import { jsonContent } from '../core/jobs/http-helpers.js';
+import { json, jsonContent, route } from '../core/http.js';
+import { coreDeps } from '../core/deps.js';
 import { registerMachine } from '../core/machines/store.js';
 import { describeRoute } from '../core/openapi.js';
 

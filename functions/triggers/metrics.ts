@@ -1,9 +1,8 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { z } from '../../contract/zod.js';
-import { json, route } from '../core/http.js';
-import { coreDeps } from '../core/jobs/deps.js';
-import { intQuery, jsonContent } from '../core/jobs/http-helpers.js';
+import { intQuery, json, jsonContent, route } from '../core/http.js';
+import { coreDeps } from '../core/deps.js';
 import { computeMetrics } from '../core/machines/fleet.js';
 import { describeRoute } from '../core/openapi.js';
 

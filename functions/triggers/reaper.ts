@@ -1,7 +1,7 @@
 // Timer: takes jobs back from lost machines and re-routes unclaimed ones (see functions/core/tick/reaper.ts).
 import { app } from '@azure/functions';
 import '../host-setup.js';
-import { coreDeps } from '../core/jobs/deps.js';
+import { coreDeps } from '../core/deps.js';
 import { getServices } from '../core/services.js';
 import { runReaper } from '../core/tick/reaper.js';
 

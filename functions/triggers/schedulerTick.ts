@@ -1,7 +1,7 @@
 // Timer: one scheduler pass (see functions/core/tick/tick.ts). Schedule from the SCHEDULER_SCHEDULE app setting.
 import { app } from '@azure/functions';
 import '../host-setup.js';
-import { coreDeps } from '../core/jobs/deps.js';
+import { coreDeps } from '../core/deps.js';
 import { getConfig } from '../core/config.js';
 import { getServices } from '../core/services.js';
 import { schedulerSettings } from '../core/tick/settings.js';

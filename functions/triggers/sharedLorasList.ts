@@ -1,8 +1,7 @@
 import { app } from '@azure/functions';
 import '../host-setup.js';
 import { sharedLoraListSchema } from '../../contract/loras.js';
-import { json, route } from '../core/http.js';
-import { jsonContent } from '../core/jobs/http-helpers.js';
+import { json, jsonContent, route } from '../core/http.js';
 import { loraDeps } from '../core/loras/deps.js';
 import { listSharedLoras, toSharedLoraView } from '../core/loras/library.js';
 import { describeRoute } from '../core/openapi.js';

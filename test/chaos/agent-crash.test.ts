@@ -10,12 +10,13 @@ import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, sta
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { JobView } from '../../contract/jobs.js';
 import { createDispatchSender } from '../../dispatch/index.js';
-import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
-import { writeSafetensorsFile } from '../../functions/core/safetensors/generate.js';
-import { startTestFleet, type TestAgent, type TestFleet } from '../support/fleet.js';
+import { dispatchSenderOptions } from '../../functions/adapters/dispatch-sender.js';
+import { makeSafetensors } from '../../testkit/safetensors.js';
+import { writeSafetensorsFile } from '../../testkit/safetensors.js';
+import { startTestFleet, type TestAgent, type TestFleet } from '../support/test-agents.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { allEvents, FAST_SETTINGS, mapLimit, quantile, sleep, submitJob, TERMINAL, TICK_SECONDS, uploadUserLora, waitJob } from '../e2e/helpers.js';
 
@@ -291,7 +292,7 @@ describe('b. kill -9 an agent mid-download', () => {
 describe('c. the same dispatch delivered twice', () => {
   it('runs each job once when its {job_id, epoch} message is sent again while it runs and after it finished', async () => {
     const trace = join(traceDir, 'duplicate.log');
-    const sender = createDispatchSender(t.clients);
+    const sender = createDispatchSender(dispatchSenderOptions(t.clients));
     const JOBS = 5;
     const ids = await mapLimit(Array.from({ length: JOBS }, (_, i) => i), 5, () => submitJob(user, { payload: { sleep_ms: 2_000, trace_file: trace } }));
     let sent = 0;

@@ -5,7 +5,7 @@
 // Asserted exactly: every job assigned once (epoch 1), one dispatch message per assignment on the right machine's
 // queue, no machine over its slots.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient } from '../../cli/api-client.js';
+import { ApiClient } from '../../api-client/index.js';
 import type { JobDoc } from '../../functions/core/jobs/model.js';
 import { newJobDoc } from '../../functions/core/jobs/intake.js';
 import { newJobId } from '../../contract/ids.js';

@@ -12,11 +12,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient, ApiRequestError } from '../../cli/api-client.js';
-import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
+import { ApiClient, ApiRequestError } from '../../api-client/index.js';
+import { makeSafetensors } from '../../testkit/safetensors.js';
 import { startAzurite, type AzuriteHandle } from '../../local/emulators.js';
 import { freePort } from '../../local/processes.js';
-import { startTestFleet, type TestFleet } from '../support/fleet.js';
+import { startTestFleet, type TestFleet } from '../support/test-agents.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { allEvents, FAST_SETTINGS, mapLimit, sleep, TERMINAL, uploadUserLora, waitJob } from '../e2e/helpers.js';
 

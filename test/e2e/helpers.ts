@@ -1,11 +1,14 @@
 // Helpers shared by the end-to-end and chaos tests: LoRA upload through the public API, job polling, event reading,
 // and small statistics. Everything here goes through HTTP.
 import { createHash } from 'node:crypto';
-import { ApiClient, ApiRequestError } from '../../cli/api-client.js';
+import { ApiClient, ApiRequestError } from '../../api-client/index.js';
 import type { JobEvent, JobView } from '../../contract/jobs.js';
 import type { TestHost } from '../support/stack.js';
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../support/helpers.js';
+export { sleep };
+import { mapLimit } from '../../functions/core/map-limit.js';
+export { mapLimit };
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
@@ -90,21 +93,6 @@ export function quantile(xs: number[], q: number): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-}
-
-/** Runs `fn` over items with at most `limit` in flight. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!, i);
-      }
-    }),
-  );
-  return out;
 }
 
 /** Settings that make the control plane fast for tests: 1 s tick and reaper, no retry backoff. */

@@ -5,10 +5,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { MachineView } from '../../contract/machines.js';
-import { makeSafetensors } from '../../functions/core/safetensors/generate.js';
-import { startTestFleet, type TestFleet } from '../support/fleet.js';
+import { makeSafetensors } from '../../testkit/safetensors.js';
+import { until } from '../support/helpers.js';
+import { startTestFleet, type TestFleet } from '../support/test-agents.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import {
   allEvents,
@@ -197,10 +198,5 @@ describe('retry', () => {
 });
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms\n${fleet.logs(2000)}`);
-    await sleep(150);
-  }
+  await until('condition', check, timeoutMs, 150, () => fleet.logs(2000));
 }

@@ -6,13 +6,13 @@
 //
 // Both machines serve the pool; only `busy` (the real agent) has the job's LoRA cached, so the affinity scoring
 // would pick it. While it reports `receiving: false` the job goes to `spare` (a heartbeat-only machine) instead.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
-import { OPEN_LORAS, getJob, machineView, seedRealLora, spawnAgent, until, type AgentProcess, type SeededLora } from './agent.fixtures.js';
+import { getJob, machineView, seedRealLora, spawnAgent, until, type AgentProcess, type SeededLora } from './agent.fixtures.js';
 
 const MiB = 1024 * 1024;
 const TENANT = 'receiving-tenant';
@@ -53,30 +53,26 @@ const beatSpare = () =>
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'agent-recv-'));
   busyFile = join(work, 'session-busy');
+  mkdirSync(join(work, 'agent'));
   t = await startTestHost({ SCHEDULER_SCHEDULE: '* * * * * *', REAPER_SCHEDULE: '* * * * * *', SCHEDULER_POLICY: 'adr010', CLAIM_TIMEOUT_SECONDS: '120' }, { timers: true });
   admin = await t.as('ops', 'admin');
   user = await t.as(TENANT);
   busyToken = (await admin.post<{ token: string }>('machines', { machine_id: busy, pool: 'standard', slots: 1 })).token;
   spareToken = (await admin.post<{ token: string }>('machines', { machine_id: spare, pool: 'standard', slots: 1 })).token;
   L = await seedRealLora(t, { owner: TENANT, dataBytes: 1 * MiB, seed: 11 });
-  const tokenFile = join(work, 'machine-token');
-  writeFileSync(tokenFile, busyToken, { mode: 0o600 });
   agent = spawnAgent({
-    LORA_ROUTER_API: t.apiUrl,
-    MACHINE_ID: busy,
-    MACHINE_TOKEN_FILE: tokenFile,
-    POOL: 'standard',
-    SLOTS: '1',
-    CACHE_DIR: join(work, 'cache'),
-    STATE_DIR: join(work, 'state'),
-    CACHE_BUDGET: String(64 * MiB),
-    EXECUTOR_COMMAND: JSON.stringify([process.execPath, OPEN_LORAS]),
-    HEARTBEAT_SECONDS: '1',
-    DISPATCH_TRANSPORT: 'storage-queue',
-    LoraStorage: t.settings.LoraStorage!,
-    DISPATCH_QUEUE_PREFIX: t.settings.DISPATCH_QUEUE_PREFIX!,
-    DISPATCH_SIMULATE_SESSION_BUSY_FILE: busyFile,
-    LOG_LEVEL: 'debug',
+    machineId: busy,
+    token: busyToken,
+    pool: 'standard',
+    slots: 1,
+    apiUrl: t.apiUrl,
+    storageConnection: t.settings.LoraStorage!,
+    queuePrefix: t.settings.DISPATCH_QUEUE_PREFIX!,
+    dir: join(work, 'agent'),
+    budgetBytes: 64 * MiB,
+    heartbeatSeconds: 1,
+    logLevel: 'debug',
+    env: { DISPATCH_SIMULATE_SESSION_BUSY_FILE: busyFile },
   });
 });
 

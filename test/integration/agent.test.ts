@@ -1,4 +1,4 @@
-// The worker agent end to end: a real agent child process (dist/worker-agent/src/main.js) on the storage-queue
+// The worker agent end to end: a real agent child process (`lora-router agent`, spawned by local/agents.ts) on the storage-queue
 // transport, the real dev Functions host with its scheduler timer, Azurite + cosmosdb-server, a real SQLite cache and
 // the bundled open-loras job script as the command executor. One agent serves the whole file, in this order:
 // single-flight download → cache hit → stale dispatch dropped → failing job → cancel (SIGTERM, then SIGKILL) →
@@ -7,11 +7,11 @@ import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import { createDispatchSender } from '../../dispatch/index.js';
+import { dispatchSenderOptions } from '../../functions/adapters/dispatch-sender.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import {
-  OPEN_LORAS,
   SHARED_OWNER,
   getJob,
   jobEvents,
@@ -87,34 +87,28 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await agent?.stop();
+  await agent?.stop(2_000);
   await t?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
 function startAgent(): AgentProcess {
-  const tokenFile = join(work, 'machine-token');
-  writeFileSync(tokenFile, token, { mode: 0o600 });
   return spawnAgent({
-    LORA_ROUTER_API: t.apiUrl,
-    MACHINE_ID: machineId,
-    MACHINE_TOKEN_FILE: tokenFile,
-    POOL: 'standard',
-    SLOTS: '2',
-    CACHE_DIR: cacheDir,
-    STATE_DIR: join(work, 'state'),
-    CACHE_BUDGET: String(BUDGET),
-    PINNED_LORAS: PIN.key,
-    EXECUTOR_COMMAND: JSON.stringify([process.execPath, OPEN_LORAS]),
-    CANCEL_GRACE_SECONDS: String(CANCEL_GRACE_S),
-    DRAIN_GRACE_SECONDS: String(DRAIN_GRACE_S),
-    HEARTBEAT_SECONDS: '1',
-    LOCK_RENEW_SECONDS: '2',
-    DISPATCH_LOCK_SECONDS: '10',
-    DISPATCH_TRANSPORT: 'storage-queue',
-    LoraStorage: t.settings.LoraStorage!,
-    DISPATCH_QUEUE_PREFIX: t.settings.DISPATCH_QUEUE_PREFIX!,
-    LOG_LEVEL: 'debug',
+    machineId,
+    token,
+    pool: 'standard',
+    slots: 2,
+    apiUrl: t.apiUrl,
+    storageConnection: t.settings.LoraStorage!,
+    queuePrefix: t.settings.DISPATCH_QUEUE_PREFIX!,
+    dir: work, // cache/ (= cacheDir) and state/ below it
+    budgetBytes: BUDGET,
+    heartbeatSeconds: 1,
+    lockRenewSeconds: 2,
+    dispatchLockSeconds: 10,
+    drainGraceSeconds: DRAIN_GRACE_S,
+    logLevel: 'debug',
+    env: { PINNED_LORAS: PIN.key, CANCEL_GRACE_SECONDS: String(CANCEL_GRACE_S) },
   });
 }
 
@@ -206,7 +200,7 @@ describe('worker agent (real child process, storage-queue transport)', () => {
     const old = jobs.jobs[0]!;
     const before = (await jobEvents(user, old.job_id)).length;
     const dropsBefore = agent.logs.filter((l) => l.msg === 'claim rejected; dropping the dispatch').length;
-    const sender = createDispatchSender(t.clients);
+    const sender = createDispatchSender(dispatchSenderOptions(t.clients));
     await sender.send(machineId, { job_id: old.job_id, epoch: old.epoch });
     await until('stale dispatch dropped', () => agent.logs.filter((l) => l.msg === 'claim rejected; dropping the dispatch').length > dropsBefore);
     await until('queue empty', async () => (await queueDepth(t, machineId)) === 0, 5_000);
@@ -296,10 +290,10 @@ describe('worker agent (real child process, storage-queue transport)', () => {
     const longPid = Number((await until('long job opened', () => traces().find((x) => x[0] === long && x[3] === 'opened')))[2]);
 
     const t0 = Date.now();
-    agent.proc.kill('SIGTERM');
+    agent.child.kill('SIGTERM');
     await until('agent draining', async () => (await machineView(admin, machineId)).draining, 5_000, 100);
     const late = await submit([L1]); // arrives while draining: must not run here
-    const { code, signal } = await agent.exited;
+    const { code, signal } = await agent.exitStatus;
     const took = Date.now() - t0;
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     expect(took).toBeGreaterThanOrEqual(DRAIN_GRACE_S * 1000 - 500);

@@ -1,7 +1,7 @@
 // Fixtures for the jobs/scheduler integration tests: LoRA records written straight to Cosmos (the upload API is
 // separate work), heartbeat bodies, and a minimal "agent" that talks to the API with its machine token.
 import { createHash, randomBytes } from 'node:crypto';
-import { ApiClient, ApiRequestError } from '../../cli/api-client.js';
+import { ApiClient, ApiRequestError } from '../../api-client/index.js';
 import { newLoraId } from '../../contract/ids.js';
 import type { JobEventInput, JobView } from '../../contract/jobs.js';
 import type { CacheCounters, Heartbeat, HeartbeatResponse } from '../../contract/machines.js';
@@ -10,7 +10,8 @@ import { SHARED_OWNER, sharedLoraBlobName, sharedLoraDocId, userLoraBlobName, ty
 import type { LoraStatus } from '../../contract/loras.js';
 import type { TestHost } from '../support/stack.js';
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { getJob, sleep } from '../support/helpers.js';
+export { getJob, sleep };
 export const suffix = () => randomBytes(3).toString('hex');
 
 /** Writes a LoRA record (and, with `content`, its blob) as the upload pipeline would leave it. */
@@ -123,10 +124,6 @@ export class TestMachine {
 export async function runTimer(t: TestHost, name: 'schedulerTick' | 'reaper'): Promise<void> {
   const res = await fetch(`${t.host.url}/admin/functions/${name}`, { method: 'POST', body: '{}' });
   if (res.status !== 202) throw new Error(`running ${name}: HTTP ${res.status} ${await res.text()}`);
-}
-
-export async function getJob(api: ApiClient, id: string): Promise<JobView> {
-  return api.get<JobView>(`jobs/${id}`);
 }
 
 /** The HTTP status and error code of a failing request. */

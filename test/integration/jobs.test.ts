@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueDevToken } from '../../functions/core/auth.js';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { ClaimResponse, JobEvent, JobView } from '../../contract/jobs.js';
 import { newJobId, newLoraId } from '../../contract/ids.js';
 import { SHARED_OWNER } from '../../functions/core/loras/records.js';

@@ -4,15 +4,14 @@
 // past 100 MB is cut off with 413 and leaves nothing behind.
 // Sizes: LORA_TEST_MULTIPART_MB (default 90), LORA_TEST_SAS_MB (default 1024, the issue's 1 GB). The 1-2 GB runs: `npm run bench:upload`.
 import { mkdtempSync, openAsBlob, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlockBlobClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateUploadResponse, DirectUploadResponse, UserLora } from '../../contract/loras.js';
-import { writeSafetensorsFile, type WrittenFile } from '../../functions/core/safetensors/generate.js';
+import { writeSafetensorsFile, type WrittenFile } from '../../testkit/safetensors.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
-import { blobNames, form, jsonOf, memoryOf, waitSettled } from './loras.fixtures.js';
+import { blobNames, form, jsonOf, memoryOf, rawPost, waitSettled } from './loras.fixtures.js';
 
 const MB = 1024 * 1024;
 const MULTIPART_MB = Number(process.env.LORA_TEST_MULTIPART_MB ?? 90);
@@ -65,33 +64,26 @@ describe('large uploads stream through the API', () => {
     const url = new URL(user.url('user-loras/upload'));
     const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.safetensors"\r\nContent-Type: application/octet-stream\r\n\r\n`);
     const chunk = Buffer.alloc(4 * 1024 * 1024, 7);
-    const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(
-        url,
-        { method: 'POST', headers: { authorization: `Bearer ${user.options.token}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' } },
-        (res) => {
-          let body = '';
-          res.on('data', (d: Buffer) => (body += d.toString()));
-          res.on('end', () => {
-            resolve({ status: res.statusCode ?? 0, body });
-            req.destroy();
-          });
-        },
-      );
-      req.on('error', (err) => (/socket hang up|EPIPE|ECONNRESET/.test(err.message) ? undefined : reject(err)));
-      req.write(head);
-      let sent = 0;
-      let answered = false;
-      req.once('response', () => (answered = true));
-      const pump = () => {
-        while (sent < 110 * 1024 * 1024 && !answered) {
-          sent += chunk.length;
-          if (!req.write(chunk)) return void req.once('drain', pump);
-        }
-        req.end(`\r\n--${boundary}--\r\n`);
-      };
-      pump();
-    });
+    const headers = { authorization: `Bearer ${user.options.token}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' };
+    const result = await rawPost(
+      url,
+      headers,
+      (req) => {
+        req.write(head);
+        let sent = 0;
+        let answered = false;
+        req.once('response', () => (answered = true));
+        const pump = () => {
+          while (sent < 110 * 1024 * 1024 && !answered) {
+            sent += chunk.length;
+            if (!req.write(chunk)) return void req.once('drain', pump);
+          }
+          req.end(`\r\n--${boundary}--\r\n`);
+        };
+        pump();
+      },
+      /socket hang up|EPIPE|ECONNRESET/,
+    );
     expect(result.status).toBe(413);
     expect(JSON.parse(result.body).error.code).toBe('too_large');
     await expect.poll(async () => (await user.get<{ loras: UserLora[] }>('user-loras')).loras.length).toBe(0);

@@ -1,13 +1,15 @@
 // Helpers for the LoRA library integration tests: multipart uploads, SAS uploads, polling, host memory.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { request, type ClientRequest } from 'node:http';
 import { BlockBlobClient } from '@azure/storage-blob';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { CreateUploadResponse, UserLora } from '../../contract/loras.js';
 import type { TestHost } from '../support/stack.js';
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../support/helpers.js';
+export { sleep };
 
 export function form(bytes: Buffer | Blob, filename = 'my-lora.safetensors', fields: Record<string, string> = {}, partName = 'file'): FormData {
   const fd = new FormData();
@@ -78,4 +80,24 @@ export async function fireBlobCreated(t: TestHost, container: string, blobName: 
   };
   const res = await fetch(`${t.host.url}/admin/functions/loraBlobCreated`, { method: 'POST', body: JSON.stringify({ input: event }) });
   if (res.status !== 202) throw new Error(`loraBlobCreated: HTTP ${res.status}`);
+}
+
+/**
+ * A raw POST whose body the caller writes (a false content-length, a chunked stream: what fetch will not send);
+ * resolves with the answer. The server may answer and close before the body is sent: socket errors matching
+ * `expectedErrors` are that, not a failure.
+ */
+export function rawPost(url: URL, headers: Record<string, string>, write: (req: ClientRequest) => void, expectedErrors = /socket hang up/): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body });
+        req.destroy();
+      });
+    });
+    req.on('error', (err) => (expectedErrors.test(err.message) ? undefined : reject(err)));
+    write(req);
+  });
 }

@@ -1,9 +1,8 @@
 // The LoRA library over real HTTP: the dev host serving the real triggers on Azurite + cosmosdb-server.
 // Both upload flows, validation by content, tenant isolation, quotas, delete, shared LoRAs, the sweeper, OpenAPI.
-import { request } from 'node:http';
 import { BlockBlobClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import { uploadLora } from '../../cli/commands/loras.js';
 import type { CreateSharedUploadResponse, CreateUploadResponse, DirectUploadResponse, SharedLora, UserLora } from '../../contract/loras.js';
 import { loraDepsFromClients } from '../../functions/core/loras/deps.js';
@@ -11,9 +10,9 @@ import { userLoraBlobName } from '../../functions/core/loras/records.js';
 import { newUploadRecord } from '../../functions/core/loras/sessions.js';
 import { createLora } from '../../functions/core/loras/store.js';
 import { sweepUploads } from '../../functions/core/loras/sweeper.js';
-import { badSafetensorsCases, makeSafetensors, rawSafetensors } from '../../functions/core/safetensors/generate.js';
+import { badSafetensorsCases, makeSafetensors, rawSafetensors } from '../../testkit/safetensors.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
-import { blobExists, blobNames, fireBlobCreated, form, jsonOf, sha256, uploadMultipart, uploadViaSas, waitSettled } from './loras.fixtures.js';
+import { blobExists, blobNames, fireBlobCreated, form, jsonOf, rawPost, sha256, uploadMultipart, uploadViaSas, waitSettled } from './loras.fixtures.js';
 
 const MAX_LORAS = 3;
 const MAX_BYTES = 1024 ** 3;
@@ -128,22 +127,8 @@ describe('multipart upload (POST /api/user-loras/upload)', () => {
     const user = await t.as('too-big');
     const token = (user.options.token as string) ?? '';
     const url = new URL(user.url('user-loras/upload'));
-    const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(
-        url,
-        { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'multipart/form-data; boundary=b', 'content-length': String(150 * 1024 * 1024) } },
-        (res) => {
-          let body = '';
-          res.on('data', (d: Buffer) => (body += d.toString()));
-          res.on('end', () => {
-            resolve({ status: res.statusCode ?? 0, body });
-            req.destroy();
-          });
-        },
-      );
-      req.on('error', (err) => (err.message.includes('socket hang up') ? undefined : reject(err)));
-      req.write('--b\r\n');
-    });
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'multipart/form-data; boundary=b', 'content-length': String(150 * 1024 * 1024) };
+    const result = await rawPost(url, headers, (req) => req.write('--b\r\n'));
     expect(result.status).toBe(413);
     expect(JSON.parse(result.body).error.code).toBe('too_large');
     expect(JSON.parse(result.body).error.message).toMatch(/POST \/api\/user-loras/);

@@ -2,9 +2,10 @@
 // machine tokens, heartbeats and liveness, the pools view, and re-routing off a machine that went silent or never
 // claimed what it was sent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import type { JobView } from '../../contract/jobs.js';
 import type { MachineView } from '../../contract/machines.js';
+import { until } from '../support/helpers.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { errorOf, failure, getJob, heartbeat, sleep, suffix, TestMachine } from './jobs.fixtures.js';
 
@@ -56,15 +57,8 @@ class Beater {
   }
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 30_000, everyMs = 100): Promise<T> =>
+  until(what, fn, timeoutMs, everyMs);
 
 describe('registration and machine tokens', () => {
   it('only admins register machines; the token authenticates that machine only; re-registering revokes it', async () => {

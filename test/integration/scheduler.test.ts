@@ -2,14 +2,15 @@
 // or double-dispatch, lost attempts back off and fail after JOB_MAX_ATTEMPTS, and bad scheduler settings stop startup.
 // Passes run in-process (the same core the timer runs) so several can race, and on a clock the test controls.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiClient } from '../../cli/api-client.js';
+import type { ApiClient } from '../../api-client/index.js';
 import { newJobId } from '../../contract/ids.js';
 import { submitJobRequestSchema } from '../../contract/jobs.js';
 import type { Heartbeat } from '../../contract/machines.js';
 import { newJobDoc } from '../../functions/core/jobs/intake.js';
 import { AzureClients } from '../../functions/adapters/azure-clients.js';
 import { loadConfig, type Config } from '../../functions/core/config.js';
-import { depsFromClients, mapLimit, type CoreDeps } from '../../functions/core/jobs/deps.js';
+import { depsFromClients, type CoreDeps } from '../../functions/core/deps.js';
+import { mapLimit } from '../../functions/core/map-limit.js';
 import type { JobDoc } from '../../functions/core/jobs/model.js';
 import { readJob } from '../../functions/core/jobs/store.js';
 import { recordHeartbeat } from '../../functions/core/machines/store.js';

@@ -1,7 +1,7 @@
 // Per-test-file helpers over the shared emulators: settings, a dev Functions host child process, tokens, API clients.
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
-import { ApiClient } from '../../cli/api-client.js';
+import { ApiClient } from '../../api-client/index.js';
 import { issueDevToken } from '../../functions/core/auth.js';
 import { AzureClients } from '../../functions/adapters/azure-clients.js';
 import { loadConfig } from '../../functions/core/config.js';

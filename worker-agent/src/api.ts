@@ -4,7 +4,7 @@
 // answer, returned to the caller as a Rejection (409 = the job moved on). Outcome reports use `retries: Infinity`:
 // an outcome is never dropped while the process lives (and the outbox keeps it across restarts).
 import pRetry, { AbortError as RetryAbort } from 'p-retry';
-import { ApiClient, ApiRequestError } from '../../cli/api-client.js';
+import { ApiClient, ApiRequestError } from '../../api-client/index.js';
 import {
   claimResponseSchema,
   jobEventResponseSchema,

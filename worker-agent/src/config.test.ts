@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AgentConfigError, loadAgentConfig, parseBytes, parseEnvFile, readAgentEnv, splitCommand } from './config.js';
+import { AGENT_SETTINGS, AgentConfigError, SETTINGS_HELP, loadAgentConfig, parseBytes, parseEnvFile, readAgentEnv, splitCommand } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -79,5 +79,21 @@ describe('agent settings', () => {
     expect(c.executor.command).toBe('/usr/bin/node');
     expect(c.heartbeatMs).toBe(5000);
     expect(readFileSync(sample, 'utf8')).not.toMatch(/MACHINE_TOKEN=/);
+  });
+
+  it('prints and documents every setting of the table, with its default', () => {
+    const readme = readFileSync(join(process.cwd(), 'worker-agent', 'README.md'), 'utf8');
+    for (const name of Object.values(AGENT_SETTINGS)) {
+      expect(SETTINGS_HELP).toMatch(new RegExp(`^ +${name} `, 'm'));
+      expect(readme).toContain(`\`${name}\``);
+    }
+    expect(SETTINGS_HELP).toMatch(/^ +HEARTBEAT_SECONDS +heartbeat interval \(5\)$/m);
+    expect(SETTINGS_HELP).toMatch(/^ +CACHE_BUDGET +.*\(50GB\)$/m);
+  });
+
+  it('no longer reads the pre-0.1 names', () => {
+    const { CACHE_DIR: _c, ...noCacheDir } = base;
+    expect(() => loadAgentConfig({ ...noCacheDir, LORA_CACHE_DIR: '/var/cache/x' })).toThrow(/CACHE_DIR/);
+    expect(loadAgentConfig({ ...base, MACHINE_POOL: 'gpu-big' }, '/').pool).toBe('standard');
   });
 });

@@ -6,7 +6,8 @@
 // has no gaps and a reader that saw seq n has seen everything before it — polling `seq > after` never skips an event.
 import type { JobEvent, JobStatus } from '../../../contract/jobs.js';
 import { conflict } from '../errors.js';
-import { isConflict, type CoreDeps } from './deps.js';
+import { isConflict } from '../sdk-errors.js';
+import type { CoreDeps } from '../deps.js';
 import { isTerminal, toJobView, type JobDoc } from './model.js';
 import { readJob } from './store.js';
 

@@ -4,7 +4,8 @@ import { newJobId } from '../../../contract/ids.js';
 import type { LoraRequirement, SubmitJobRequest } from '../../../contract/jobs.js';
 import { ApiError, badRequest, conflict, quotaExceeded } from '../errors.js';
 import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from '../loras/records.js';
-import { isConflict, isNotFound, type CoreDeps } from './deps.js';
+import { isConflict, isNotFound } from '../sdk-errors.js';
+import type { CoreDeps } from '../deps.js';
 import {
   ACTIVE_STATUSES,
   IDEMPOTENCY_KEY_PATTERN,

@@ -1,7 +1,7 @@
 // Cosmos access for job documents. Every change is a replace with IfMatch on the ETag the change was computed from.
 import type { Container } from '@azure/cosmos';
 import { conflict, notFound } from '../errors.js';
-import { isNotFound, isPreconditionFailed } from './deps.js';
+import { isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { JobDoc } from './model.js';
 
 /** Point read in the tenant's partition; null when absent (another tenant's job is simply absent). */

@@ -2,7 +2,7 @@
 // another tenant's job is a 404 like a job that does not exist.
 import type { JobStatus } from '../../../contract/jobs.js';
 import { conflict } from '../errors.js';
-import type { CoreDeps } from './deps.js';
+import type { CoreDeps } from '../deps.js';
 import { enforceQuota, resolveLoras } from './intake.js';
 import { isTerminal, unplaced, type JobDoc } from './model.js';
 import { readOwnJob, updateJob } from './store.js';

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { BlobClient } from '@azure/storage-blob';
 import { checkRange, type RangeSource } from '../safetensors/range-source.js';
-import { isNotFound, isPreconditionFailed } from './deps.js';
+import { isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 
 /** Safetensors headers of real LoRAs are ~100 KiB; refusing more than this keeps validation to a few small GETs. */
 export const VALIDATION_MAX_HEADER_BYTES = 16 * 1024 * 1024;

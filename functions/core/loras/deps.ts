@@ -34,16 +34,3 @@ export function loraDepsFromClients(clients: AzureClients, overrides: Partial<Lo
 export function loraDeps(services: Services): LoraDeps {
   return loraDepsFromClients(services.clients, { log: services.log.child({ component: 'loras' }) });
 }
-
-/** The HTTP status of an Azure SDK error (Cosmos `code`, Storage `statusCode`), or undefined. */
-export function sdkStatus(err: unknown): number | undefined {
-  const e = err as { code?: unknown; statusCode?: unknown } | null;
-  if (typeof e?.statusCode === 'number') return e.statusCode;
-  if (typeof e?.code === 'number') return e.code;
-  return undefined;
-}
-
-export const isNotFound = (err: unknown): boolean => sdkStatus(err) === 404;
-export const isConflict = (err: unknown): boolean => sdkStatus(err) === 409;
-/** 412: an ETag condition failed (Cosmos CAS lost, or the blob changed under a conditional read). */
-export const isPreconditionFailed = (err: unknown): boolean => sdkStatus(err) === 412;

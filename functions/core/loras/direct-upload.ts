@@ -8,7 +8,7 @@ import busboy from 'busboy';
 import { sanitizeOriginalName, sharedFilenameSchema } from '../../../contract/ids.js';
 import { MAX_DIRECT_UPLOAD_BYTES } from '../../../contract/loras.js';
 import { ApiError, badRequest } from '../errors.js';
-import { formatBytes } from '../safetensors/validate.js';
+import { formatBytes } from '../../../contract/bytes.js';
 import { blobState, deleteBlobIfExists } from './blob-io.js';
 import type { LoraDeps } from './deps.js';
 import type { LoraDoc } from './records.js';

@@ -8,30 +8,22 @@ import type { LoraDeps } from './deps.js';
 import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from './records.js';
 import { deleteLora, listLoras, readLora } from './store.js';
 
+/** What user and shared LoRA views share (the contract's record shape); only the naming differs. */
+const recordView = (doc: LoraDoc) => ({
+  size_bytes: doc.size_bytes,
+  sha256: doc.sha256,
+  status: doc.status,
+  reject_reason: doc.reject_reason,
+  created_at: doc.created_at,
+  updated_at: doc.updated_at,
+});
+
 export function toUserLoraView(doc: LoraDoc): UserLora {
-  return {
-    id: doc.id,
-    flat_file_id: doc.id,
-    original_name: doc.original_name,
-    size_bytes: doc.size_bytes,
-    sha256: doc.sha256,
-    status: doc.status,
-    reject_reason: doc.reject_reason,
-    created_at: doc.created_at,
-    updated_at: doc.updated_at,
-  };
+  return { id: doc.id, flat_file_id: doc.id, original_name: doc.original_name, ...recordView(doc) };
 }
 
 export function toSharedLoraView(doc: LoraDoc): SharedLora {
-  return {
-    filename: doc.key,
-    size_bytes: doc.size_bytes,
-    sha256: doc.sha256,
-    status: doc.status,
-    reject_reason: doc.reject_reason,
-    created_at: doc.created_at,
-    updated_at: doc.updated_at,
-  };
+  return { filename: doc.key, ...recordView(doc) };
 }
 
 /** The caller's own LoRA, or 404 (also for a malformed id and for another tenant's id). */

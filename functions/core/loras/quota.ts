@@ -1,7 +1,7 @@
 // Per-user LoRA quotas (USER_MAX_LORAS, USER_MAX_LORA_BYTES). Checked twice: when an upload starts (declared size)
 // and when the blob is validated (real size). In-flight uploads hold their declared size, so two sessions cannot both
 // squeeze into the last free slot; rejected records and expired upload sessions hold nothing.
-import { formatBytes } from '../safetensors/validate.js';
+import { formatBytes } from '../../../contract/bytes.js';
 import type { LoraDeps } from './deps.js';
 import type { LoraDoc } from './records.js';
 

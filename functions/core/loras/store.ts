@@ -1,7 +1,7 @@
 // Reads and compare-and-swap writes of LoRA records. Every read is scoped to the owner partition and re-checks the
 // owner (cosmosdb-server ignores some partition options), so another tenant's record is indistinguishable from none.
 import type { LoraDeps } from './deps.js';
-import { isNotFound, isPreconditionFailed } from './deps.js';
+import { isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { LoraDoc } from './records.js';
 
 /** Cosmos system properties we never write back. */

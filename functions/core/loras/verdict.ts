@@ -3,7 +3,8 @@
 // record's ETag, so duplicate or concurrent judges settle on one state.
 import type { BlockBlobClient } from '@azure/storage-blob';
 import { MAX_LORA_BYTES } from '../../../contract/loras.js';
-import { formatBytes, validateSafetensors } from '../safetensors/validate.js';
+import { formatBytes } from '../../../contract/bytes.js';
+import { validateSafetensors } from '../safetensors/validate.js';
 import { BlobChangedError, blobRangeSource, blobState, deleteBlobIfExists, hashBlob, normalizeEtag, VALIDATION_MAX_HEADER_BYTES, type BlobState } from './blob-io.js';
 import type { LoraDeps } from './deps.js';
 import { checkUserQuota } from './quota.js';

@@ -1,9 +1,9 @@
 // Fleet views for operators: machines, pool capacity with an estimated wait, and routing/cache metrics.
-import type { MachineView } from '../../../contract/machines.js';
+import { emptyCounters, type MachineView } from '../../../contract/machines.js';
 import { DEFAULT_EXPECTED_JOB_SECONDS } from '../scheduler/index.js';
-import type { CoreDeps } from '../jobs/deps.js';
+import type { CoreDeps } from '../deps.js';
 import { ACTIVE_STATUSES, type JobDoc } from '../jobs/model.js';
-import { emptyCounters, isLive, isReceiving, toMachineView, type MachineDoc } from './model.js';
+import { isLive, isReceiving, toMachineView, type MachineDoc } from './model.js';
 import { listMachineDocs } from './store.js';
 
 interface ActiveRow {

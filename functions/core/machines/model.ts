@@ -1,6 +1,6 @@
 // The stored shape of a GPU machine (Cosmos `machines`, partition key /machine_id): its registration (pool, slots,
 // token version) and what its last heartbeat said (cache inventory, load, counters).
-import type { CacheCounters, Heartbeat, MachineView } from '../../../contract/machines.js';
+import type { Heartbeat, MachineView } from '../../../contract/machines.js';
 
 export interface MachineDoc {
   id: string;
@@ -27,6 +27,30 @@ export interface MachineDoc {
   /** The jobs the agent said it runs, as of the last heartbeat. */
   running_jobs: { job_id: string; epoch: number }[];
   _etag?: string;
+}
+
+/** A machine as first registered: no heartbeat yet, nothing cached, nothing running. */
+export function newMachineDoc(req: { machine_id: string; pool: string; slots: number }, at: string): MachineDoc {
+  return {
+    id: req.machine_id,
+    machine_id: req.machine_id,
+    doc_type: 'machine',
+    pool: req.pool,
+    registered_slots: req.slots,
+    slots: req.slots,
+    token_version: 1,
+    registered_at: at,
+    updated_at: at,
+    last_heartbeat_at: null,
+    draining: false,
+    receiving: true,
+    agent_version: null,
+    cached_user: [],
+    cached_shared: [],
+    cache: null,
+    download_bytes_per_second: null,
+    running_jobs: [],
+  };
 }
 
 export const heartbeatMs = (m: Pick<MachineDoc, 'last_heartbeat_at'>): number | null =>
@@ -57,5 +81,3 @@ export function toMachineView(m: MachineDoc, nowMs: number, livenessSeconds: num
     registered_at: m.registered_at,
   };
 }
-
-export const emptyCounters = (): CacheCounters => ({ hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 });

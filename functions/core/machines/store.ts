@@ -3,9 +3,10 @@ import type { Container } from '@azure/cosmos';
 import type { HeartbeatResponse, Heartbeat, RegisterMachineRequest } from '../../../contract/machines.js';
 import { issueMachineToken, type Principal } from '../auth.js';
 import { ApiError, conflict, forbidden, unauthorized } from '../errors.js';
-import { isConflict, isNotFound, isPreconditionFailed, type CoreDeps } from '../jobs/deps.js';
-import { ensureLedger } from '../tick/ledger.js';
-import type { MachineDoc } from './model.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
+import type { CoreDeps } from '../deps.js';
+import { ensureLedger } from './ledger.js';
+import { newMachineDoc, type MachineDoc } from './model.js';
 
 export async function readMachine(machines: Container, machineId: string): Promise<MachineDoc | null> {
   try {
@@ -37,26 +38,7 @@ export async function registerMachine(deps: CoreDeps, req: RegisterMachineReques
     let created = false;
     try {
       if (!existing) {
-        const fresh: MachineDoc = {
-          id: req.machine_id,
-          machine_id: req.machine_id,
-          doc_type: 'machine',
-          pool: req.pool,
-          registered_slots: req.slots,
-          slots: req.slots,
-          token_version: 1,
-          registered_at: at,
-          updated_at: at,
-          last_heartbeat_at: null,
-          draining: false,
-          receiving: true,
-          agent_version: null,
-          cached_user: [],
-          cached_shared: [],
-          cache: null,
-          download_bytes_per_second: null,
-          running_jobs: [],
-        };
+        const fresh = newMachineDoc(req, at);
         doc = (await deps.machines.items.create<MachineDoc>(fresh)).resource;
         created = true;
       } else {

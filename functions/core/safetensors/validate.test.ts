@@ -12,7 +12,7 @@ import {
   tensorDataChunks,
   writeSafetensorsFile,
   type TensorSpec,
-} from './generate.js';
+} from '../../../testkit/safetensors.js';
 import { bufferRangeSource, countingRangeSource, fileRangeSource, type RangeSource } from './range-source.js';
 import { VALIDATION_CODES, validateSafetensors, type ValidationResult } from './validate.js';
 

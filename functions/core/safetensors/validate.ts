@@ -2,6 +2,7 @@
 // Reads only the 8-byte length prefix and the JSON header (8 + N bytes), never the tensor data, so a 2 GB upload
 // costs two small ranged reads. Format: u64 LE header length N, N bytes of UTF-8 JSON header, then the data section,
 // which the header's data_offsets must tile exactly (the reference implementation's rules, huggingface/safetensors).
+import { formatBytes } from '../../../contract/bytes.js';
 import type { RangeSource } from './range-source.js';
 
 export const DEFAULT_MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -92,20 +93,6 @@ export interface ValidateOptions {
 
 function fail(code: ValidationCode, reason: string): ValidationFailure {
   return { ok: false, code, reason };
-}
-
-/** 12345678 -> "11.8 MiB"; exact byte counts below 1 KiB. */
-export function formatBytes(n: number | bigint): string {
-  const v = typeof n === 'bigint' ? Number(n) : n;
-  if (v < 1024) return `${v} byte${v === 1 ? '' : 's'}`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
-  let x = v / 1024;
-  let i = 0;
-  while (x >= 1024 && i < units.length - 1) {
-    x /= 1024;
-    i += 1;
-  }
-  return `${x < 10 ? x.toFixed(1) : Math.round(x)} ${units[i]}`;
 }
 
 /** "12 KiB (12288 bytes)", or just "12 bytes" when small. */

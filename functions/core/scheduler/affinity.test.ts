@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { hrwTopK, loraSeed, machineSeed } from './hash.js';
-import { runPass } from './scheduler.js';
 import { DEFAULT_WEIGHTS, schedule, type MachineState, type PendingJob, type ScheduleResult } from './index.js';
-import { makeJob, makeMachine, seededRandom, syntheticInput, userLora } from './synthetic.js';
+import { scheduleExhaustive } from '../../../testkit/scheduler-exhaustive.js';
+import { makeJob, makeMachine, seededRandom, syntheticInput, userLora } from '../../../testkit/scheduler-inputs.js';
 
 const NOW = 1_700_000_000_000;
 const MB = 1024 * 1024;
@@ -226,8 +226,8 @@ describe('affinity policy', () => {
       // Half the runs with a load weight of zero (the walk cannot prune: the pass scores the pool).
       const weights = seed % 4 === 0 ? { load: 0 } : seed % 3 === 0 ? { loadBound: 1.1, loadBoundMinSlots: 1 } : {};
       const args = { ...input, policy: 'affinity', weights };
-      const pruned = runPass(args, {});
-      const exhaustive = runPass(args, { exhaustive: true });
+      const pruned = schedule(args);
+      const exhaustive = scheduleExhaustive(args);
       expect(pruned).toEqual(exhaustive);
       compared += pruned.assignments.length;
     }
@@ -235,7 +235,7 @@ describe('affinity policy', () => {
   });
 });
 
-describe('affinity: delay scheduling, hit-first matching, eviction-aware placement', () => {
+describe('affinity: delay scheduling', () => {
   const GB = 1024 * MB;
   // gpu-holder is full; its two jobs were assigned 25 s ago (expected run 30 s): a slot should free in
   // max(30 − 25, 0.3 × 30) = 9 s. Downloading the 1 GiB LoRA on the idle gpu-cold takes 1 GiB / 100 MiB/s ≈ 10.2 s.
@@ -304,40 +304,5 @@ describe('affinity: delay scheduling, hit-first matching, eviction-aware placeme
     const r = affinity([bigJob('job_1', 2), bigJob('job_2', 1)], machines, { weights: { delay: 2, delayCapSeconds: 60 } });
     expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
     expect(r.assignments.map((a) => [a.jobId, a.machineId])).toEqual([['job_2', 'gpu-cold']]);
-  });
-
-  it('hitFirst: a younger job that hits takes the cached machine, the older cold job the other one', () => {
-    const machines = [
-      makeMachine('gpu-a', { slots: 2, busySlots: 1, cachedUser: ['lora_hot'] }),
-      makeMachine('gpu-b', { slots: 2, busySlots: 1 }),
-    ];
-    const jobs = [
-      makeJob('job_old', { createdAtMs: 1, loras: [userLora('lora_cold')] }),
-      makeJob('job_new', { createdAtMs: 2, loras: [userLora('lora_hot')] }),
-    ];
-    const greedy = affinity(jobs, machines, { weights: { hrw: 0 } });
-    expect(greedy.assignments.map((a) => [a.jobId, a.machineId])).toEqual([
-      ['job_old', 'gpu-a'],
-      ['job_new', 'gpu-b'],
-    ]);
-    const matched = affinity(jobs, machines, { weights: { hrw: 0, hitFirst: 1 } });
-    // Same jobs routed, listed in routing order; the hit is kept.
-    expect(matched.assignments.map((a) => [a.jobId, a.machineId])).toEqual([
-      ['job_old', 'gpu-b'],
-      ['job_new', 'gpu-a'],
-    ]);
-    expect(matched.assignments[1]!.hitLoras).toEqual(['lora_hot']);
-  });
-
-  it('evict: prefers the machine with free cache space over one that must evict', () => {
-    const machines = [
-      makeMachine('gpu-full', { slots: 2, usedBytes: 50 * GB, downloadBytesPerSecond: 100 * MB }),
-      makeMachine('gpu-room', { slots: 2, busySlots: 1, usedBytes: 10 * GB, downloadBytesPerSecond: 100 * MB }),
-    ];
-    const job = makeJob('job_1', { loras: [userLora('lora_x', GB)] });
-    expect(affinity([job], machines, { weights: { hrw: 0 } }).assignments[0]!.machineId).toBe('gpu-full');
-    const r = affinity([job], machines, { weights: { hrw: 0, evict: 1 } });
-    expect(r.assignments[0]!.machineId).toBe('gpu-room');
-    expect(r.assignments[0]!.breakdown.evict).toBe(0);
   });
 });

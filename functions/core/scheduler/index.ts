@@ -7,7 +7,7 @@ export type {
   ScheduleResult,
   SchedulerInput,
   UnassignedReason,
-  Weights,
+  WeightOverrides,
 } from './types.js';
 export {
   DEFAULT_DOWNLOAD_BYTES_PER_SECOND,
@@ -20,5 +20,9 @@ export {
   resolveWeights,
   weightNames,
   type PolicyName,
+  type Weights,
 } from './weights.js';
+export { SCORERS } from './registry.js';
+export { defineScorer, type Fit, type ScoreContext, type Scorer } from './scorers/scorer.js';
+export type { SchedulerExtensions } from './pass.js';
 export { schedule } from './scheduler.js';

@@ -2,8 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { fnv1a32, hrwTopK, hrwWeight, loraSeed, machineSeed } from './hash.js';
 import { IndexedHeap } from './heap.js';
-import { compareJobs, firstInOrder } from './scheduler.js';
-import { makeJob, seededRandom } from './synthetic.js';
+import { compareJobs, firstInOrder } from './order.js';
+import { makeJob, seededRandom } from '../../../testkit/scheduler-inputs.js';
 import {
   DEFAULT_POLICY,
   DEFAULT_WEIGHTS,

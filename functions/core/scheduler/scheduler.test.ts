@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { policyNames, schedule, type MachineState, type PendingJob, type ScheduleResult } from './index.js';
-import { makeJob, makeMachine, seededRandom, sharedLora, syntheticInput, userLora } from './synthetic.js';
+import { makeJob, makeMachine, seededRandom, sharedLora, syntheticInput, userLora } from '../../../testkit/scheduler-inputs.js';
 
 const NOW = 1_700_000_000_000;
 

@@ -1,5 +1,9 @@
 // Inputs and outputs of the scheduler core. Plain data only: the scheduler does no I/O and reads no clock, so the timer
 // function, the simulator and the benchmark can all feed it the same shapes.
+import type { Weights } from './weights.js';
+
+/** Weights by name; names of scorers an experiment registers (`SchedulerExtensions.scorers`) are accepted too. */
+export type WeightOverrides = Partial<Weights> & Readonly<Record<string, number | undefined>>;
 
 /** One LoRA a job needs. `key` is the flat_file_id (user LoRA) or the file name (shared LoRA): the machine's cache key. */
 export interface LoraRef {
@@ -51,55 +55,6 @@ export interface MachineState {
   busySinceMs?: readonly number[];
 }
 
-/**
- * Tuning of the scorers. All names are accepted in `SchedulerInput.weights` and in the `SCHEDULER_WEIGHTS` setting;
- * `validateWeights` rejects anything else. Values are "points": the picker takes the highest total.
- */
-export interface Weights {
-  /** ADR-010 points per required user LoRA already on the machine (adr010 and affinity). */
-  userHit: number;
-  /** ADR-010 points per required shared LoRA already on the machine (adr010 and affinity). */
-  sharedHit: number;
-  /** affinity: multiplier on the ADR-010 points above. */
-  affinity: number;
-  /** affinity: points lost per expected second of download (missing bytes / the machine's download speed). */
-  download: number;
-  /** affinity: points lost per second of expected queue wait, estimated as busySlots/slots × expectedJobSeconds. */
-  load: number;
-  /**
-   * affinity: points for being the rendezvous-hash (HRW) home of the job's cold LoRAs, scaled by the share of the job's
-   * LoRA bytes that are cold here and call this machine home.
-   */
-  hrw: number;
-  /** affinity: points lost on a machine listed in the job's `avoidMachines`. */
-  avoid: number;
-  /** affinity: points lost on a machine above its bounded-load cap (see `loadBound`). Large = a hard preference. */
-  overload: number;
-  /**
-   * affinity: the bounded-load factor c (≥ 1). A machine is within its bound while its busy slots after taking the job
-   * stay ≤ max(`loadBoundMinSlots`, ceil(c × pool utilisation after the job × its slots)). Over the bound it is not an
-   * HRW home and it pays the `overload` penalty, so a hot LoRA spreads to more machines instead of piling onto one.
-   */
-  loadBound: number;
-  /** affinity: busy slots a machine may always reach before the bound applies (small machines simply fill up). */
-  loadBoundMinSlots: number;
-  /**
-   * affinity, delay scheduling (0 = off, the job always takes a free slot). A job that would have to download may stay
-   * pending when a machine that holds more of its LoRAs is full but expected to free a slot within
-   * `delay × the download time` (start wait + its own remaining download); see `delayCapSeconds`.
-   */
-  delay: number;
-  /** affinity: a job is held back only while its age (now − createdAtMs) plus the expected wait stays ≤ this. */
-  delayCapSeconds: number;
-  /**
-   * affinity, per-pass matching (0 = off): the jobs routed in this pass that can start on a free machine without any
-   * download are placed first, then the others (in routing order). The same jobs are routed either way.
-   */
-  hitFirst: number;
-  /** affinity: points lost per second of download whose bytes do not fit the machine's free cache space (evictions). */
-  evict: number;
-}
-
 export interface SchedulerInput {
   /** The instant of this pass (ms since epoch); compared with `PendingJob.notBeforeMs`. */
   nowMs: number;
@@ -108,7 +63,8 @@ export interface SchedulerInput {
   machines: readonly MachineState[];
   /** One of `policyNames`. */
   policy: string;
-  weights?: Partial<Weights>;
+  /** Overrides of `DEFAULT_WEIGHTS` by name (validated by `resolveWeights`). */
+  weights?: WeightOverrides;
   /** Typical job run time, for the load scorer. Default `DEFAULT_EXPECTED_JOB_SECONDS`. */
   expectedJobSeconds?: number;
   /** Used for machines that report no download speed. Default `DEFAULT_DOWNLOAD_BYTES_PER_SECOND`. */

@@ -1,32 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import type { MachineDoc } from '../machines/model.js';
-import { holderState, type SlotHolder } from './ledger.js';
+import { newMachineDoc, type MachineDoc } from '../machines/model.js';
+import { holderState, type SlotHolder } from '../machines/ledger.js';
 import { reapDecision } from './reaper.js';
 
 const NOW = Date.parse('2025-01-01T00:10:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
 function machine(over: Partial<MachineDoc> = {}): MachineDoc {
-  return {
-    id: 'gpu-1',
-    machine_id: 'gpu-1',
-    doc_type: 'machine',
-    pool: 'standard',
-    registered_slots: 2,
-    slots: 2,
-    token_version: 1,
-    registered_at: iso(NOW - 3600_000),
-    updated_at: iso(NOW),
-    last_heartbeat_at: iso(NOW - 2_000),
-    draining: false,
-    agent_version: null,
-    cached_user: [],
-    cached_shared: [],
-    cache: null,
-    download_bytes_per_second: null,
-    running_jobs: [],
-    ...over,
-  };
+  const registered = newMachineDoc({ machine_id: 'gpu-1', pool: 'standard', slots: 2 }, iso(NOW - 3600_000));
+  return { ...registered, updated_at: iso(NOW), last_heartbeat_at: iso(NOW - 2_000), ...over };
 }
 
 const job = (over: object = {}) => ({

@@ -8,7 +8,8 @@
 //    stuck) → re-routed with the same attempt (epoch+1).
 // Decisions are made on a snapshot and applied with a CAS on the freshly read job, re-checked first, so a job that
 // moved on meanwhile (claimed, finished, cancelled) is left alone.
-import { mapLimit, type CoreDeps } from '../jobs/deps.js';
+import { mapLimit } from '../map-limit.js';
+import type { CoreDeps } from '../deps.js';
 import { afterClaimTimeout, afterLostAttempt, BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
 import { readJob, updateJob } from '../jobs/store.js';
 import { heartbeatMs, isLive, type MachineDoc } from '../machines/model.js';

@@ -3,13 +3,14 @@
 // {job_id, epoch} to the machine. Safe to run concurrently with itself (see ledger.ts): a job is assigned at most once
 // per epoch (its CAS) and a machine never gets more jobs than slots (its ledger CAS).
 import { schedule, type Assignment, type MachineState, type PendingJob } from '../scheduler/index.js';
-import { mapLimit, type CoreDeps } from '../jobs/deps.js';
+import { mapLimit } from '../map-limit.js';
+import type { CoreDeps } from '../deps.js';
 import { BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
 import { casReplaceJob } from '../jobs/store.js';
 import { isLive, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
-import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob } from './ledger.js';
+import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob } from '../machines/ledger.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
 export const MAX_PENDING_PER_TICK = 5_000;

@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClaimedLora } from '../../../contract/jobs.js';
 import { IntegrityError, TransientDownloadError } from '../download/download.js';
-import { TestBlobServer } from '../download/test-blob-server.js';
+import { TestBlobServer } from '../../../testkit/blob-server.js';
 import { CacheFullError, InvalidLoraError, LoraCache, type AcquireResult, type LoraCacheOptions } from './lora-cache.js';
+import { seededRandom } from '../../../testkit/scheduler-inputs.js';
 
 const server = new TestBlobServer();
 const dirs: string[] = [];
@@ -86,21 +87,10 @@ function query<T>(cacheDir: string, sql: string, ...params: unknown[]): T[] {
 const dbUsedBytes = (cacheDir: string): number =>
   query<{ total: number | null }>(cacheDir, 'SELECT SUM(size_bytes) AS total FROM loras')[0]!.total ?? 0;
 
-/** Deterministic PRNG so a failing workload can be replayed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('LoraCache', () => {
   it('keeps the byte budget over a long random workload (DB and directory), never evicting pinned or in-use entries', async () => {
-    const rnd = mulberry32(20251114);
+    const rnd = seededRandom(20251114);
     const budget = 256 * 1024;
     const catalog: (ClaimedLora & { data: Buffer })[] = [];
     for (let i = 0; i < 45; i++) catalog.push(lora('user', userKey(i), 4096 + Math.floor(rnd() * 44 * 1024)));

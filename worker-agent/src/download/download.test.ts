@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { downloadVerified, HttpStatusError, IntegrityError, TransientDownloadError, redactUrl } from './download.js';
-import { TestBlobServer } from './test-blob-server.js';
+import { TestBlobServer } from '../../../testkit/blob-server.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 

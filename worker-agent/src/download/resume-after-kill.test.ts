@@ -10,7 +10,8 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoraCache } from '../cache/lora-cache.js';
-import { TestBlobServer } from './test-blob-server.js';
+import { sleep } from '../../../test/support/helpers.js';
+import { TestBlobServer } from '../../../testkit/blob-server.js';
 
 const server = new TestBlobServer();
 const dirs: string[] = [];
@@ -23,7 +24,6 @@ afterAll(async () => {
 });
 
 const DIST_CACHE = resolve('dist/worker-agent/src/cache/lora-cache.js');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function partialBytes(cacheDir: string): number {
   const d = join(cacheDir, 'partial');

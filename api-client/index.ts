@@ -1,4 +1,5 @@
-// A small client for the public HTTP API, shared by the CLI commands, the demo and end-to-end tests.
+// A small client for the public HTTP API, shared by the CLI, the worker agent, the demo and the tests. It sits below
+// both the CLI and the agent (see the layering table in README.md).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 

@@ -3,8 +3,9 @@
 // so eviction shows, and the `command` executor running the bundled job script (worker-agent/src/job-scripts/
 // open-loras.ts: opens every LoRA it is given, checks its safetensors header, writes result.json).
 //
-// Used by `npm start` (startFleet) and by the end-to-end and chaos tests (registerMachine + spawnAgent, through
-// test/support/fleet.ts), so the tests run exactly what `npm start` runs.
+// The one way an agent process is started: by `npm start` (startFleet), by the end-to-end and chaos tests (through
+// test/support/test-agents.ts) and by the agent integration test (test/integration/agent.fixtures.ts, with its log
+// lines captured), so every test runs exactly what `npm start` runs.
 import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { issueDevToken } from '../functions/core/auth.js';
@@ -49,6 +50,8 @@ export interface AgentLaunch {
   env?: Record<string, string>;
   /** Append the agent's JSON log lines to this file instead of keeping them only in memory. */
   logFile?: string;
+  /** Keep every log line parsed (AgentProcess.logs / hasLog), for tests that assert on the agent's log. */
+  captureLogs?: boolean;
   root?: string;
 }
 
@@ -58,6 +61,12 @@ export interface AgentProcess extends Started {
   output(): string;
   /** Resolves once the agent logged "agent ready" (first heartbeat done, receiving). */
   ready: Promise<void>;
+  /** Resolves with the exit code and signal when the process has exited. */
+  exitStatus: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** With captureLogs: the parsed JSON log lines so far (non-JSON lines as {msg: line}); otherwise empty. */
+  logs: Record<string, unknown>[];
+  /** With captureLogs: whether a log line's msg equals (or matches) `msg`. */
+  hasLog(msg: string | RegExp): boolean;
 }
 
 export const agentCacheDir = (dir: string): string => join(dir, 'cache');
@@ -128,18 +137,41 @@ export function spawnAgent(l: AgentLaunch): AgentProcess {
   });
   ready.catch(() => undefined); // observed by whoever awaits it
   let buf = '';
+  const logs: Record<string, unknown>[] = [];
+  let lineBuf = '';
+  const capture = (text: string): void => {
+    lineBuf += text;
+    let i: number;
+    while ((i = lineBuf.indexOf('\n')) >= 0) {
+      const line = lineBuf.slice(0, i);
+      lineBuf = lineBuf.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ msg: line });
+      }
+    }
+  };
   proc.child.stdout?.on('data', (d: Buffer) => {
     keep(d);
-    buf += d.toString();
+    const text = d.toString();
+    if (l.captureLogs) capture(text);
+    buf += text;
     if (/"msg":"agent ready"/.test(buf)) resolveReady();
     buf = buf.slice(-4000);
+  });
+  const exitStatus = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) resolve({ code: proc.child.exitCode, signal: proc.child.signalCode });
+    else proc.child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   proc.child.stderr?.on('data', keep);
   void proc.exited.then((code) => {
     rejectReady(new Error(`agent ${l.machineId} exited with ${code} before it was ready:\n${out.slice(-3000)}`));
     log?.end();
   });
-  return { ...proc, launch: l, output: () => out, ready };
+  const hasLog = (msg: string | RegExp): boolean =>
+    logs.some((x) => (typeof msg === 'string' ? x.msg === msg : msg.test(String(x.msg ?? ''))));
+  return { ...proc, launch: l, output: () => out, ready, exitStatus, logs, hasLog };
 }
 
 /** Registers (or re-registers) a machine through the admin API and returns its machine token. */

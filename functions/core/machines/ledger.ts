@@ -9,7 +9,9 @@
 // is no longer assigned/running on this machine at that epoch. A holder whose job is not written yet (epoch still
 // below the reserved one) is kept for RESERVATION_GRACE_MS: that is a concurrent pass between its two writes.
 import type { Container } from '@azure/cosmos';
-import { isConflict, isNotFound, isPreconditionFailed, mapLimit, type CoreDeps } from '../jobs/deps.js';
+import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
+import { mapLimit } from '../map-limit.js';
+import type { CoreDeps } from '../deps.js';
 import type { JobDoc } from '../jobs/model.js';
 import { readJob } from '../jobs/store.js';
 

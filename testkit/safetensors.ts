@@ -1,11 +1,12 @@
-// Builds safetensors files: small valid ones in memory, large valid ones streamed to disk (tests, demo, benchmarks),
-// and a catalogue of crafted bad files with the validator code each must produce.
+// Test scaffolding (tests, demo, benchmarks), kept out of functions/ so the Functions package does not ship it.
+// Builds safetensors files: small valid ones in memory, large valid ones streamed to disk, and a catalogue of crafted
+// bad files with the validator code each must produce.
 // Tensor data is a deterministic keystream (AES-256-CTR keyed by the seed), so files are reproducible and cheap to
 // generate at GB scale; float tensors get their top exponent bit cleared so every value is finite with |x| < 2.
 import { createCipheriv, createHash, type Cipher } from 'node:crypto';
 import { open, unlink } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { dtypeBits, type ValidationCode } from './validate.js';
+import { dtypeBits, type ValidationCode } from '../functions/core/safetensors/validate.js';
 
 export interface TensorSpec {
   name: string;

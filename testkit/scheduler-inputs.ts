@@ -1,5 +1,6 @@
-// Deterministic synthetic scheduler inputs for the benchmark and the property tests. Not used at run time.
-import type { LoraRef, MachineState, PendingJob } from './types.js';
+// Deterministic synthetic scheduler inputs for the benchmark, the simulator's workloads and the scheduler tests.
+// Test scaffolding: kept out of functions/ so the Functions package does not ship it.
+import type { LoraRef, MachineState, PendingJob } from '../functions/core/scheduler/index.js';
 
 /** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
 export function seededRandom(seed: number): () => number {

@@ -1,4 +1,4 @@
-// Test helper (used by *.test.ts only): a loopback HTTP server that serves byte ranges like Azure Blob Storage and
+// Test helper (used by tests and benchmarks only): a loopback HTTP server that serves byte ranges like Azure Blob Storage and
 // can misbehave on demand — cut a connection part-way, serve corrupt bytes, answer with an error status, ignore
 // Range, or hold responses until released.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

@@ -1,10 +1,10 @@
 // Real agent processes for end-to-end and chaos tests: each registered through the public admin API, spawned exactly as
-// `npm start` spawns them (local/fleet.ts: `lora-router agent` + the bundled open-loras job script), killable with
+// `npm start` spawns them (local/agents.ts: `lora-router agent` + the bundled open-loras job script), killable with
 // SIGKILL and restartable on the same cache/state directories (a machine that crashed and came back).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { agentCacheDir, agentStateDir, descendantPids, registerMachine, spawnAgent, type AgentLaunch, type AgentProcess } from '../../local/fleet.js';
+import { agentCacheDir, agentStateDir, descendantPids, registerMachine, spawnAgent, type AgentLaunch, type AgentProcess } from '../../local/agents.js';
 import type { TestHost } from './stack.js';
 
 export interface TestAgentOptions {

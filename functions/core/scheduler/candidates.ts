@@ -1,0 +1,219 @@
+// The candidate index: which machines a policy scores for a job. An inverted index LoRA key → machines holding it
+// ("holders"), the rendezvous-hash (HRW) homes of the job's cold LoRAs, and a per-pool heap of the machines with a free
+// slot by load (the walk in policies/affinity.ts). Per job it marks candidates and records, per candidate, a bit mask
+// of the job's LoRAs it holds or is receiving, so scoring a candidate does no set look-ups.
+import { hrwTopK, loraSeed, machineSeed } from './hash.js';
+import { IndexedHeap } from './heap.js';
+import { SHARED, USER, kindOf, type JobView, type Kind, type PassState, type PoolState } from './state.js';
+import type { LoraRef, PendingJob } from './types.js';
+
+/** HRW ranks kept per (pool, LoRA): how far a cold LoRA's home may spill before the term gives up. */
+const HRW_DEPTH = 8;
+/**
+ * affinity: a LoRA cached on more than this share of the pool's machines (and more than WIDESPREAD_MIN of them) is not
+ * enumerated per job (see collectHolders): the walk over the least-loaded machines meets one of its holders quickly.
+ */
+const WIDESPREAD_SHARE = 0.3;
+const WIDESPREAD_MIN = 16;
+/** Bit of a LoRA's position in a job in the per-machine hit masks; LoRAs beyond it are checked directly. */
+const MASK_BITS = 30;
+
+export class CandidateIndex {
+  // Per-job scratch: candidate marks and, per candidate, a bit mask of the job's LoRAs it holds or is receiving.
+  readonly mark: Int32Array;
+  private readonly mask: Int32Array;
+  stamp = 0;
+  readonly cands: number[] = [];
+  /** Per LoRA of the current job: its HRW home with a free slot within the bound, or -1 (warm, or no such home). */
+  readonly targets: number[] = [];
+  /** Per LoRA of the current job: held by a machine with a free slot within its bound. */
+  readonly warm: boolean[] = [];
+  /** Per LoRA of the current job: hits checked directly instead of through `mask`. */
+  readonly direct: boolean[] = [];
+  /** Per job: loadBound × pool utilisation after the job, the factor of the bounded-load cap. */
+  boundFactor = 0;
+
+  constructor(private readonly s: PassState) {
+    const n = s.ms.length;
+    this.mark = new Int32Array(n);
+    this.mask = new Int32Array(n);
+  }
+
+  /**
+   * Fills the holder index (LoRA key → machines of the pool with a free slot that cache it) for the keys the routed
+   * jobs need; with `delayOn`, also the index of the busy machines that cache them.
+   */
+  indexHolders(routed: readonly PendingJob[], delayOn: boolean): void {
+    const { pools, ms, free } = this.s;
+    for (const job of routed) {
+      const holders = pools.get(job.pool)!.holders;
+      for (const l of job.loras) {
+        const index = holders[kindOf(l)];
+        if (!index.has(l.key)) index.set(l.key, []);
+      }
+    }
+    if (delayOn) {
+      for (const pool of pools.values()) {
+        for (const kind of [USER, SHARED] as const) {
+          for (const key of pool.holders[kind].keys()) pool.busyHolders[kind].set(key, []);
+        }
+      }
+    }
+    for (const pool of pools.values()) {
+      for (const i of pool.members) {
+        const m = ms[i]!;
+        if (free[i] === 0) {
+          if (!delayOn) continue;
+          indexCache(pool.busyHolders[USER], m.cachedUser, i);
+          indexCache(pool.busyHolders[SHARED], m.cachedShared, i);
+          continue;
+        }
+        indexCache(pool.holders[USER], m.cachedUser, i);
+        indexCache(pool.holders[SHARED], m.cachedShared, i);
+      }
+    }
+  }
+
+  /** affinity: the per-pool load heaps, HRW seeds, best speeds and widespread thresholds. */
+  prepareLoadWalk(): void {
+    const { busy, slots, speed, free, ms, seeds } = this.s;
+    const n = ms.length;
+    // a before b when a is less loaded (cross-multiplied to stay in integers), then by input order.
+    const byLoad = (a: number, b: number): boolean => {
+      const d = busy[a]! * slots[b]! - busy[b]! * slots[a]!;
+      return d < 0 || (d === 0 && a < b);
+    };
+    for (const pool of this.s.pools.values()) {
+      pool.byLoad = new IndexedHeap(n, byLoad);
+      pool.widespread = Math.max(WIDESPREAD_MIN, Math.floor(pool.members.length * WIDESPREAD_SHARE));
+      for (const i of pool.members) {
+        seeds[i] = machineSeed(ms[i]!.id);
+        if (speed[i]! > pool.maxSpeed) pool.maxSpeed = speed[i]!;
+        if (free[i]! > 0) pool.byLoad.push(i);
+      }
+    }
+  }
+
+  /** Starts a job: clears the candidate set and returns the job's stamp. */
+  begin(): number {
+    this.cands.length = 0;
+    this.targets.length = 0;
+    return ++this.stamp;
+  }
+
+  /** First machine of the pool, in input order, with a free slot. */
+  firstFree(pool: PoolState): number {
+    const free = this.s.free;
+    while (pool.cursor < pool.members.length && free[pool.members[pool.cursor]!] === 0) pool.cursor++;
+    return pool.members[pool.cursor]!; // the caller routes only while pool.free > 0
+  }
+
+  /**
+   * Makes candidates of the machines with a free slot that hold (or, for affinity, are receiving) one of the job's
+   * LoRAs, and records in `mask` which of the job's LoRAs each one holds. With `affinity`, a LoRA held by more than
+   * `pool.widespread` machines is not enumerated: its hits are checked per candidate (`direct`), and the bounded walk over
+   * the least-loaded machines finds the best of its holders. Also records, for affinity, whether each LoRA is warm.
+   */
+  collectHolders(v: JobView, pool: PoolState, stamp: number, affinity: boolean): void {
+    const { mark, mask, cands, direct, warm } = this;
+    const free = this.s.free;
+    direct.length = 0;
+    warm.length = 0;
+    for (let i = 0; i < v.loras.length; i++) {
+      const list = pool.holders[v.kinds[i]!].get(v.loras[i]!.key);
+      let isWarm = false;
+      if (i >= MASK_BITS || (affinity && list !== undefined && list.length > pool.widespread)) {
+        direct.push(true);
+        if (affinity && list) {
+          for (const m of list) {
+            if (free[m]! > 0 && this.withinBound(m)) {
+              isWarm = true;
+              break;
+            }
+          }
+        } else if (list) {
+          for (const m of list) this.addCandidate(m, stamp);
+        }
+      } else {
+        direct.push(false);
+        if (list) {
+          const bit = 1 << i;
+          for (const m of list) {
+            if (free[m] === 0) continue;
+            if (mark[m] !== stamp) {
+              mark[m] = stamp;
+              mask[m] = 0;
+              cands.push(m);
+            }
+            mask[m]! |= bit;
+            if (affinity && !isWarm) isWarm = this.withinBound(m);
+          }
+        }
+      }
+      warm.push(isWarm);
+    }
+  }
+
+  addCandidate(m: number, stamp: number): void {
+    if (this.s.free[m]! > 0 && this.mark[m] !== stamp) {
+      this.mark[m] = stamp;
+      this.mask[m] = 0;
+      this.cands.push(m);
+    }
+  }
+
+  /** Whether LoRA `i` of the job is on machine `m` (cached, or arriving when the policy tracks arrivals). */
+  holds(v: JobView, m: number, i: number): boolean {
+    if (!this.direct[i]) return this.mark[m] === this.stamp && (this.mask[m]! & (1 << i)) !== 0;
+    const kind = v.kinds[i]!;
+    const key = v.loras[i]!.key;
+    return this.s.cachedOn(m, kind, key) || (this.s.policy === 'affinity' && this.s.arriving[kind][m]?.has(key) === true);
+  }
+
+  /** Bounded load: busy slots after the job ≤ max(loadBoundMinSlots, ceil(boundFactor × slots)). */
+  withinBound(m: number): boolean {
+    const after = this.s.busy[m]! + 1;
+    return after <= this.s.w.loadBoundMinSlots || after <= Math.ceil(this.boundFactor * this.s.slots[m]! - 1e-9);
+  }
+
+  /** The first HRW ranks of a LoRA over the pool's members (cached per pass). */
+  homesOf(pool: PoolState, kind: Kind, l: LoraRef): number[] {
+    let homes = pool.homes[kind].get(l.key);
+    if (!homes) {
+      homes = hrwTopK(loraSeed(l.kind, l.key), pool.members, this.s.seeds, HRW_DEPTH);
+      pool.homes[kind].set(l.key, homes);
+    }
+    return homes;
+  }
+
+  /**
+   * affinity: per LoRA of the job, its target home. A LoRA that a machine with a free slot within its bound holds (or
+   * is receiving) is warm: affinity handles it. A cold one gets a home: its first HRW rank with a free slot within the
+   * load bound. Every rank kept becomes a candidate.
+   */
+  collectHomes(v: JobView, pool: PoolState, stamp: number): void {
+    const { targets, warm } = this;
+    const free = this.s.free;
+    for (let i = 0; i < v.loras.length; i++) {
+      if (warm[i]) {
+        targets.push(-1);
+        continue;
+      }
+      const homes = this.homesOf(pool, v.kinds[i]!, v.loras[i]!);
+      let target = -1;
+      for (const m of homes) {
+        if (free[m]! > 0 && this.withinBound(m)) {
+          target = m;
+          break;
+        }
+      }
+      targets.push(target);
+      for (const m of homes) this.addCandidate(m, stamp);
+    }
+  }
+}
+
+function indexCache(index: Map<string, number[]>, cache: ReadonlySet<string>, machine: number): void {
+  if (index.size === 0) return;
+  for (const key of cache) index.get(key)?.push(machine);
+}

@@ -1,0 +1,104 @@
+// The affinity policy's delay rule (`delay` > 0; size-aware delay scheduling). When the picked machine would download
+// some of the job's LoRAs, the job stays pending (reason `delayed`) if a machine without a free slot that holds more of
+// them is expected to start it (slot free, from `busySinceMs`, + its own download there) within `delay` × the download
+// time on the picked machine, and the job's age + that wait ≤ `delayCapSeconds`.
+import type { CandidateIndex } from './candidates.js';
+import type { JobView, PassState, PoolState } from './state.js';
+
+/** A busy job past its expected run time is still expected to run this share of it. */
+const RESIDUAL_FLOOR = 0.3;
+
+export class DelayRule {
+  /** Jobs of this pass held back for each machine; marks for the holder scan. */
+  private readonly waiters: Int32Array;
+  private readonly dmark: Int32Array;
+  private dstamp = 0;
+  /** Per machine, the expected seconds until each of its busy slots frees, ascending (lazy). */
+  private readonly residuals = new Map<number, number[]>();
+
+  constructor(
+    private readonly s: PassState,
+    private readonly index: CandidateIndex,
+  ) {
+    this.waiters = new Int32Array(s.ms.length);
+    this.dmark = new Int32Array(s.ms.length);
+  }
+
+  /** The job's LoRAs machine `m` neither caches nor is receiving (after choosing for this job): count, bytes. */
+  missingOn(v: JobView, m: number): { count: number; bytes: number } {
+    let count = 0;
+    let bytes = 0;
+    for (let i = 0; i < v.loras.length; i++) {
+      if (this.index.holds(v, m, i)) continue;
+      count++;
+      if (v.loras[i]!.sizeBytes > 0) bytes += v.loras[i]!.sizeBytes;
+    }
+    return { count, bytes };
+  }
+
+  /**
+   * Expected seconds until machine `m` frees its (c+1)-th slot: from the busy jobs' assignment times when the machine
+   * reports them (residual = expected run time − age, at least RESIDUAL_FLOOR of it; jobs assigned in this pass count a
+   * whole expected run), else expectedJobSeconds × (c+1) / slots. Infinity when c ≥ its busy slots.
+   */
+  private freeInSeconds(m: number, c: number): number {
+    const busy = this.s.busy[m]!;
+    if (c >= busy) return Infinity;
+    const T = this.s.expectedJobSeconds;
+    const since = this.s.ms[m]!.busySinceMs;
+    if (!since) return (T * (c + 1)) / Math.max(1, this.s.slots[m]!);
+    let list = this.residuals.get(m);
+    if (!list) {
+      list = [];
+      const now = this.s.input.nowMs;
+      for (const t of since) list.push(Math.max(T - (now - t) / 1000, T * RESIDUAL_FLOOR));
+      list.sort((a, b) => a - b);
+      this.residuals.set(m, list);
+    }
+    // Slots taken in this pass (or not covered by busySinceMs) free after about a whole run.
+    return c < list.length ? list[c]! : T;
+  }
+
+  /**
+   * Whether the job, picked for machine `b`, stays pending. Each held-back job takes one expected slot of its machine,
+   * so later jobs of the pass wait for the next one.
+   */
+  shouldDelay(v: JobView, pool: PoolState, b: number): boolean {
+    const miss = this.missingOn(v, b);
+    if (miss.count === 0) return false;
+    const { w, speed, free } = this.s;
+    const age = Math.max(0, (this.s.input.nowMs - v.job.createdAtMs) / 1000);
+    const limit = Math.min(w.delay * (miss.bytes / speed[b]!), w.delayCapSeconds - age);
+    if (!(limit > 0)) return false;
+    const stamp = ++this.dstamp;
+    let best = -1;
+    let bestWait = Infinity;
+    for (let i = 0; i < v.loras.length; i++) {
+      const kind = v.kinds[i]!;
+      const key = v.loras[i]!.key;
+      for (const list of [pool.holders[kind].get(key), pool.busyHolders[kind].get(key)]) {
+        if (!list) continue;
+        for (const h of list) {
+          if (this.dmark[h] === stamp || free[h]! > 0) continue; // free machines were scored already
+          this.dmark[h] = stamp;
+          let bytes = 0;
+          let count = 0;
+          for (let k = 0; k < v.loras.length; k++) {
+            if (this.s.holdsAny(v, h, k)) continue;
+            count++;
+            if (v.loras[k]!.sizeBytes > 0) bytes += v.loras[k]!.sizeBytes;
+          }
+          if (count >= miss.count && bytes >= miss.bytes) continue;
+          const wait = this.freeInSeconds(h, this.waiters[h]!) + bytes / speed[h]!;
+          if (wait < bestWait || (wait === bestWait && h < best)) {
+            bestWait = wait;
+            best = h;
+          }
+        }
+      }
+    }
+    if (best < 0 || bestWait > limit) return false;
+    this.waiters[best]!++;
+    return true;
+  }
+}

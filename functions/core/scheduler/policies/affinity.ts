@@ -1,0 +1,136 @@
+// affinity: the sum of the registered scorers (registry.ts, plus any an experiment adds), highest total wins, ties by
+// machine input order.
+//
+// Candidates, exact but cheap: the policy does not score every machine for every job. It scores the machines that hold
+// or are receiving one of the job's less common LoRAs, the HRW homes of its cold LoRAs (candidates.ts), and then walks
+// the machines with a free slot from the least loaded up, stopping as soon as the sum of the scorers' upper bounds for
+// a machine not yet scored falls below the best score. So the pick is the one an exhaustive pass makes (a test compares
+// both on random inputs), at the cost of a handful of scores per job.
+import type { CandidateIndex } from '../candidates.js';
+import type { Fit, ScoreContext, Scorer } from '../scorers/scorer.js';
+import { USER, type Choice, type JobView, type PassState, type PoolState } from '../state.js';
+
+const clean = (x: number): number => (x === 0 ? 0 : x); // no -0 in breakdowns
+
+export class AffinityPolicy {
+  private readonly ctx: ScoreContext;
+  private readonly fit: Fit = { userHits: 0, sharedHits: 0, missingBytes: 0, homeShare: 0, speed: 0 };
+  private readonly best: Fit = { userHits: 0, sharedHits: 0, missingBytes: 0, homeShare: 0, speed: 0 };
+
+  constructor(
+    private readonly s: PassState,
+    private readonly index: CandidateIndex,
+    private readonly scorers: readonly Scorer[],
+    /** Test entry point only (testkit): score every machine of the pool instead of pruning. */
+    private readonly exhaustive: boolean,
+  ) {
+    this.ctx = { w: s.w, state: s, index, view: null as unknown as JobView };
+  }
+
+  choose(v: JobView, pool: PoolState): Choice {
+    const { index, s } = this;
+    const w = s.w;
+    const stamp = index.begin();
+    index.boundFactor = (w.loadBound * (pool.busy + 1)) / pool.slots;
+    index.collectHolders(v, pool, stamp, true);
+    index.collectHomes(v, pool, stamp);
+    this.ctx.view = v;
+    // The walk below is in load order; without a load term it has no order to prune with: score the whole pool.
+    const walk = !this.exhaustive && w.load * s.expectedJobSeconds > 0;
+    if (!walk) for (const m of pool.members) index.addCandidate(m, stamp);
+
+    let best = -1;
+    let bestScore = -Infinity;
+    for (const m of index.cands) {
+      const score = this.score(v, m, null);
+      if (score > bestScore || (score === bestScore && m < best)) {
+        best = m;
+        bestScore = score;
+      }
+    }
+
+    if (walk) {
+      // Any machine that is not a candidate yet holds none of the enumerated LoRAs and is no LoRA's home. Its most
+      // favourable fit: every widespread LoRA a hit, the enumerated LoRAs' bytes at the pool's best download speed.
+      // Walk the machines with a free slot from the least loaded up and stop once the summed bound cannot beat (or tie
+      // with a lower index) the best so far.
+      const bf = this.best;
+      bf.userHits = 0;
+      bf.sharedHits = 0;
+      bf.missingBytes = 0;
+      bf.homeShare = 0;
+      bf.speed = pool.maxSpeed;
+      for (let i = 0; i < v.loras.length; i++) {
+        if (index.direct[i]) {
+          if (v.kinds[i] === USER) bf.userHits++;
+          else bf.sharedHits++;
+        } else if (v.loras[i]!.sizeBytes > 0) {
+          bf.missingBytes += v.loras[i]!.sizeBytes;
+        }
+      }
+      const { scorers, ctx } = this;
+      pool.byLoad!.walk((m) => {
+        let bound = 0;
+        for (const scorer of scorers) bound += scorer.upperBound(ctx, m, bf);
+        // Heap order is (load, index): past this point nothing can beat or tie with a lower index.
+        if (bound < bestScore || (bound === bestScore && m > best)) return false;
+        if (index.mark[m] !== stamp) {
+          index.addCandidate(m, stamp);
+          const score = this.score(v, m, null);
+          if (score > bestScore || (score === bestScore && m < best)) {
+            best = m;
+            bestScore = score;
+          }
+        }
+        return true;
+      });
+    }
+
+    const breakdown: Record<string, number> = {};
+    const score = this.score(v, best, breakdown);
+    return { machine: best, score, breakdown };
+  }
+
+  /** The job's fit on machine `m` (after `choose` set up the candidate index for this job). */
+  private fitOn(v: JobView, m: number): Fit {
+    const { index } = this;
+    let userHits = 0;
+    let sharedHits = 0;
+    let missingBytes = 0;
+    let homeShare = 0;
+    for (let i = 0; i < v.loras.length; i++) {
+      if (index.holds(v, m, i)) {
+        if (v.kinds[i] === USER) userHits++;
+        else sharedHits++;
+        continue;
+      }
+      const size = v.loras[i]!.sizeBytes;
+      if (size > 0) missingBytes += size;
+      if (index.targets[i] === m) homeShare += v.shares[i]!;
+    }
+    const fit = this.fit;
+    fit.userHits = userHits;
+    fit.sharedHits = sharedHits;
+    fit.missingBytes = missingBytes;
+    fit.homeShare = homeShare;
+    fit.speed = this.s.speed[m]!;
+    return fit;
+  }
+
+  /** Machine `m`'s total; fills `out` with each scorer's points when given. */
+  private score(v: JobView, m: number, out: Record<string, number> | null): number {
+    const fit = this.fitOn(v, m);
+    const { scorers, ctx } = this;
+    let total = 0;
+    if (out) {
+      for (const scorer of scorers) {
+        const points = scorer.score(ctx, m, fit);
+        out[scorer.name] = clean(points);
+        total += points;
+      }
+    } else {
+      for (const scorer of scorers) total += scorer.score(ctx, m, fit);
+    }
+    return clean(total);
+  }
+}

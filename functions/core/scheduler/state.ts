@@ -1,0 +1,214 @@
+// The state of one scheduling pass: the machines' slots and speeds as the pass consumes them, the pools, and the
+// assignments made so far (which LoRAs each one sends where). Policies, the candidate index, the scorers and the delay
+// rule all read it; only `assign` changes it.
+import type { IndexedHeap } from './heap.js';
+import type { Assignment, LoraRef, MachineState, PendingJob, SchedulerInput } from './types.js';
+import {
+  DEFAULT_DOWNLOAD_BYTES_PER_SECOND,
+  DEFAULT_EXPECTED_JOB_SECONDS,
+  type PolicyName,
+  type Weights,
+} from './weights.js';
+
+export const USER = 0;
+export const SHARED = 1;
+export type Kind = typeof USER | typeof SHARED;
+export const kindOf = (l: LoraRef): Kind => (l.kind === 'user' ? USER : SHARED);
+
+export interface PoolState {
+  /** Live, non-draining machines of the pool, in input order. */
+  members: number[];
+  slots: number;
+  busy: number;
+  free: number;
+  /** fifo/adr010: position in `members` before which no machine has a free slot. */
+  cursor: number;
+  /** LoRA key → machines (with a free slot at pass start) holding it; affinity adds machines it is sent to. */
+  holders: [Map<string, number[]>, Map<string, number[]>];
+  /** affinity with `delay`: LoRA key → machines without a free slot at pass start holding it. */
+  busyHolders: [Map<string, number[]>, Map<string, number[]>];
+  /** LoRA key → first HRW ranks over `members`. */
+  homes: [Map<string, number[]>, Map<string, number[]>];
+  /** affinity: machines with a free slot by load (busy/slots), then input order. */
+  byLoad: IndexedHeap | null;
+  /** affinity: the best download speed among the members. */
+  maxSpeed: number;
+  /** affinity: holder count above which a LoRA is widespread. */
+  widespread: number;
+  /** Indices of the pass's routable jobs for this pool. */
+  queue: number[] | null;
+}
+
+export interface JobView {
+  job: PendingJob;
+  /** The job's LoRAs without duplicates. */
+  loras: LoraRef[];
+  kinds: Kind[];
+  /** Weight of each LoRA in the HRW term: its share of the job's bytes (equal shares if sizes are unknown). */
+  shares: number[];
+  avoid: number[];
+}
+
+export interface Choice {
+  machine: number;
+  score: number;
+  breakdown: Record<string, number>;
+}
+
+export class PassState {
+  readonly ms: readonly MachineState[];
+  readonly slots: Int32Array;
+  readonly busy: Int32Array;
+  readonly free: Int32Array;
+  readonly speed: Float64Array;
+  readonly seeds: Uint32Array;
+  readonly pools = new Map<string, PoolState>();
+  readonly idIndex = new Map<string, number>();
+  /** Per machine: LoRA keys an earlier assignment of this pass sends there (by kind). */
+  readonly arriving: [(Set<string> | undefined)[], (Set<string> | undefined)[]];
+  /** Bytes an earlier assignment of this pass already sends to each machine. */
+  readonly incoming: Float64Array;
+  readonly expectedJobSeconds: number;
+
+  constructor(
+    readonly input: SchedulerInput,
+    readonly policy: PolicyName,
+    readonly w: Weights,
+  ) {
+    const ms = input.machines;
+    const n = ms.length;
+    this.ms = ms;
+    this.slots = new Int32Array(n);
+    this.busy = new Int32Array(n);
+    this.free = new Int32Array(n);
+    this.speed = new Float64Array(n);
+    this.seeds = new Uint32Array(n);
+    this.arriving = [new Array(n), new Array(n)];
+    this.incoming = new Float64Array(n);
+    this.expectedJobSeconds =
+      input.expectedJobSeconds !== undefined && input.expectedJobSeconds >= 0
+        ? input.expectedJobSeconds
+        : DEFAULT_EXPECTED_JOB_SECONDS;
+    const defaultSpeed =
+      input.defaultDownloadBytesPerSecond !== undefined && input.defaultDownloadBytesPerSecond > 0
+        ? input.defaultDownloadBytesPerSecond
+        : DEFAULT_DOWNLOAD_BYTES_PER_SECOND;
+
+    // Filters that do not depend on the job: live, not draining. Pool membership is by machine.pool.
+    for (let i = 0; i < n; i++) {
+      const m = ms[i]!;
+      if (this.idIndex.has(m.id)) continue; // a duplicated machine id keeps its first entry only
+      this.idIndex.set(m.id, i);
+      if (!m.live || m.draining) continue;
+      const slots = Math.max(0, Math.floor(m.slots) || 0);
+      const busy = Math.min(slots, Math.max(0, Math.floor(m.busySlots) || 0));
+      this.slots[i] = slots;
+      this.busy[i] = busy;
+      this.free[i] = slots - busy;
+      this.speed[i] = m.downloadBytesPerSecond > 0 ? m.downloadBytesPerSecond : defaultSpeed;
+      let pool = this.pools.get(m.pool);
+      if (!pool) {
+        pool = {
+          members: [],
+          slots: 0,
+          busy: 0,
+          free: 0,
+          cursor: 0,
+          holders: [new Map(), new Map()],
+          busyHolders: [new Map(), new Map()],
+          homes: [new Map(), new Map()],
+          byLoad: null,
+          maxSpeed: 0,
+          widespread: 0,
+          queue: null,
+        };
+        this.pools.set(m.pool, pool);
+      }
+      pool.members.push(i);
+      pool.slots += slots;
+      pool.busy += busy;
+      pool.free += slots - busy;
+    }
+  }
+
+  view(job: PendingJob): JobView {
+    const loras: LoraRef[] = [];
+    for (const l of job.loras) {
+      if (!loras.some((o) => o.kind === l.kind && o.key === l.key)) loras.push(l);
+    }
+    let total = 0;
+    for (const l of loras) total += l.sizeBytes > 0 ? l.sizeBytes : 0;
+    const shares = loras.map((l) => (total > 0 ? (l.sizeBytes > 0 ? l.sizeBytes : 0) / total : 1 / loras.length));
+    const avoid: number[] = [];
+    for (const id of job.avoidMachines ?? []) {
+      const i = this.idIndex.get(id);
+      if (i !== undefined && !avoid.includes(i)) avoid.push(i);
+    }
+    return { job, loras, kinds: loras.map(kindOf), shares, avoid };
+  }
+
+  cachedOn(m: number, kind: Kind, key: string): boolean {
+    const machine = this.ms[m]!;
+    return kind === USER ? machine.cachedUser.has(key) : machine.cachedShared.has(key);
+  }
+
+  /** Whether LoRA `i` of the job is cached on machine `m` or on its way there (any machine; no candidate masks). */
+  holdsAny(v: JobView, m: number, i: number): boolean {
+    const kind = v.kinds[i]!;
+    const key = v.loras[i]!.key;
+    return this.cachedOn(m, kind, key) || this.arriving[kind][m]?.has(key) === true;
+  }
+
+  /** Records the choice: takes the slot, notes the LoRAs it sends to the machine, returns the assignment. */
+  assign(v: JobView, pool: PoolState, choice: Choice): Assignment {
+    const m = choice.machine;
+    const hitLoras: string[] = [];
+    const missingLoras: string[] = [];
+    const arrivingLoras: string[] = [];
+    for (let i = 0; i < v.loras.length; i++) {
+      const kind = v.kinds[i]!;
+      const key = v.loras[i]!.key;
+      if (this.cachedOn(m, kind, key)) {
+        hitLoras.push(key);
+        continue;
+      }
+      missingLoras.push(key);
+      let set = this.arriving[kind][m];
+      if (set?.has(key)) {
+        arrivingLoras.push(key);
+        continue;
+      }
+      if (!set) set = this.arriving[kind][m] = new Set();
+      set.add(key);
+      if (v.loras[i]!.sizeBytes > 0) this.incoming[m]! += v.loras[i]!.sizeBytes;
+      // Only affinity routes later jobs after LoRAs that are on their way; the baselines see the reported cache only.
+      if (this.policy === 'affinity') {
+        const holders = pool.holders[kind];
+        const list = holders.get(key);
+        if (list) list.push(m);
+        else holders.set(key, [m]);
+      }
+    }
+    this.busy[m]!++;
+    this.free[m]!--;
+    pool.busy++;
+    pool.free--;
+    if (pool.byLoad) {
+      if (this.free[m] === 0) {
+        pool.byLoad.remove(m);
+      } else {
+        pool.byLoad.update(m);
+      }
+    }
+    return {
+      jobId: v.job.id,
+      machineId: this.ms[m]!.id,
+      score: choice.score,
+      breakdown: choice.breakdown,
+      hitLoras,
+      missingLoras,
+      arrivingLoras,
+      policy: this.policy,
+    };
+  }
+}

@@ -1,0 +1,150 @@
+// Every agent setting once: its environment name, default, parser and help line. config.ts parses from this table,
+// `lora-router agent --help` prints it (SETTINGS_HELP), and README / agent.env.sample list the same names.
+import { z } from 'zod';
+import { DEFAULT_POOL } from '../../contract/ids.js';
+import { parseBytes } from './env-file.js';
+
+export interface SettingSpec {
+  /** The environment variable. */
+  name: string;
+  help: string;
+  /** Raw value used when the variable is unset (parsed like a set value); shown in the help. */
+  default?: string;
+  /** Shown instead of the default in the help, e.g. "required" or where the value otherwise comes from. */
+  note?: string;
+  /** Only read for this dispatch transport. */
+  transport?: 'servicebus' | 'storage-queue';
+  /** Parses the raw (trimmed, non-empty) value. Settings without one are read by their own code in config.ts. */
+  parse?: z.ZodType;
+}
+
+const seconds = (min: number, max: number) => z.coerce.number().min(min).max(max);
+
+const bytes = z.string().transform((v, ctx) => {
+  const n = parseBytes(v);
+  if (n === undefined) ctx.addIssue({ code: 'custom', message: 'expected bytes or a size such as 50GB or 300MB' });
+  return n ?? 0;
+});
+
+export const SETTINGS = {
+  api: {
+    name: 'LORA_ROUTER_API',
+    help: 'API base URL, e.g. https://<app host>/api',
+    note: 'required',
+    parse: z.string().url('must be the API base URL, e.g. https://func-api-xxxx.azurewebsites.net/api'),
+  },
+  machineId: {
+    name: 'MACHINE_ID',
+    help: "this machine's registered id",
+    note: 'required',
+    parse: z.string().regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){1,46}$/, 'must be 2-47 chars of a-z, 0-9 and single hyphens (as registered)'),
+  },
+  machineTokenFile: { name: 'MACHINE_TOKEN_FILE', help: 'file holding the machine token; or systemd LoadCredential=machine-token:<path>' },
+  machineToken: { name: 'MACHINE_TOKEN', help: 'the machine token itself (development only)' },
+  pool: {
+    name: 'POOL',
+    help: 'pool registered for this machine',
+    default: DEFAULT_POOL,
+    parse: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a lower-case pool name such as standard'),
+  },
+  slots: { name: 'SLOTS', help: 'jobs run at once', default: '1', parse: z.coerce.number().int().min(1).max(64) },
+  cacheDir: { name: 'CACHE_DIR', help: 'LoRA cache directory', note: 'required, or $CACHE_DIRECTORY' },
+  cacheBudget: { name: 'CACHE_BUDGET', help: 'cache size: bytes or 50GB / 300MB (binary units)', default: '50GB', parse: bytes },
+  cacheTtlDays: { name: 'CACHE_TTL_DAYS', help: 'delete LoRAs unused this long', default: '7', parse: seconds(0.000001, 3650) },
+  pinnedLoras: { name: 'PINNED_LORAS', help: 'comma list of shared LoRA file names never evicted' },
+  stateDir: { name: 'STATE_DIR', help: 'run dirs + outcome outbox', note: '$STATE_DIRECTORY, else CACHE_DIR/agent-state' },
+  executor: { name: 'EXECUTOR', help: 'how jobs run', default: 'command', parse: z.enum(['command']) },
+  executorCommand: { name: 'EXECUTOR_COMMAND', help: 'program + args, JSON array or words (no shell)', note: 'required' },
+  executorArgs: { name: 'EXECUTOR_ARGS', help: 'extra args, JSON array' },
+  cancelGraceSeconds: {
+    name: 'CANCEL_GRACE_SECONDS',
+    help: 'SIGTERM → SIGKILL delay when a job is cancelled',
+    default: '10',
+    parse: seconds(0, 3600),
+  },
+  drainGraceSeconds: {
+    name: 'DRAIN_GRACE_SECONDS',
+    help: 'on SIGTERM, how long running jobs may finish',
+    default: '120',
+    parse: seconds(0, 86_400),
+  },
+  heartbeatSeconds: { name: 'HEARTBEAT_SECONDS', help: 'heartbeat interval', default: '5', parse: seconds(0.2, 60) },
+  ttlSweepMinutes: { name: 'TTL_SWEEP_MINUTES', help: 'cache TTL sweep interval', default: '60', parse: seconds(0.01, 24 * 60) },
+  lockRenewSeconds: {
+    name: 'LOCK_RENEW_SECONDS',
+    help: 'dispatch message lock renewal interval',
+    default: '20',
+    parse: seconds(0.5, 3600),
+  },
+  keepRunDirs: {
+    name: 'KEEP_RUN_DIRS',
+    help: "keep each run's job file and output dir",
+    default: 'false',
+    parse: z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => ['true', '1', 'yes'].includes(v)),
+  },
+  logLevel: {
+    name: 'LOG_LEVEL',
+    help: 'pino level',
+    default: 'info',
+    parse: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  },
+  transport: {
+    name: 'DISPATCH_TRANSPORT',
+    help: 'servicebus | storage-queue',
+    default: 'servicebus',
+    parse: z.enum(['storage-queue', 'servicebus']),
+  },
+  serviceBusNamespace: { name: 'ServiceBus__fullyQualifiedNamespace', help: 'namespace host (managed identity)', transport: 'servicebus' },
+  serviceBusClientId: { name: 'ServiceBus__clientId', help: 'user-assigned identity client id', transport: 'servicebus' },
+  serviceBusConnection: { name: 'ServiceBus', help: 'connection string, instead of the namespace', transport: 'servicebus' },
+  serviceBusQueue: {
+    name: 'SERVICEBUS_QUEUE',
+    help: 'dispatch queue',
+    default: 'jobs',
+    transport: 'servicebus',
+    parse: z.string().min(1),
+  },
+  storageQueueServiceUri: { name: 'LoraStorage__queueServiceUri', help: 'queue service URL (managed identity)', transport: 'storage-queue' },
+  storageClientId: { name: 'LoraStorage__clientId', help: 'user-assigned identity client id', transport: 'storage-queue' },
+  storageConnection: { name: 'LoraStorage', help: 'connection string, instead of the URL (local)', transport: 'storage-queue' },
+  storageQueuePrefix: {
+    name: 'DISPATCH_QUEUE_PREFIX',
+    help: "per-machine queue name prefix",
+    default: 'machine-',
+    transport: 'storage-queue',
+    parse: z.string().regex(/^[a-z0-9-]{1,15}$/, 'must be 1-15 chars of a-z, 0-9 and hyphens'),
+  },
+  dispatchLockSeconds: {
+    name: 'DISPATCH_LOCK_SECONDS',
+    help: 'visibility timeout per renewal',
+    default: '60',
+    transport: 'storage-queue',
+    parse: z.coerce.number().int().min(5).max(7 * 24 * 3600),
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+export type SettingKey = keyof typeof SETTINGS;
+
+/** key → environment name, for code that writes an agent's environment (local/agents.ts). */
+export const AGENT_SETTINGS = Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, s.name])) as {
+  [K in SettingKey]: (typeof SETTINGS)[K]['name'];
+};
+
+function helpText(): string {
+  const specs: SettingSpec[] = Object.values(SETTINGS);
+  const width = Math.max(...specs.map((s) => s.name.length + (s.transport ? 4 : 2))) + 2;
+  const line = (s: SettingSpec, indent: string): string => {
+    const tail = s.note ?? s.default;
+    return `${(indent + s.name).padEnd(width)}${s.help}${tail ? ` (${tail})` : ''}`;
+  };
+  const out = ['', 'Settings (environment or --env-file; the environment wins):'];
+  for (const s of specs) if (!s.transport) out.push(line(s, '  '));
+  for (const transport of ['servicebus', 'storage-queue'] as const) {
+    out.push(`  with DISPATCH_TRANSPORT=${transport}:`);
+    for (const s of specs) if (s.transport === transport) out.push(line(s, '    '));
+  }
+  return `${out.join('\n')}\n`;
+}
+
+/** Help text for `lora-router agent --help`, generated from SETTINGS. */
+export const SETTINGS_HELP = helpText();
