@@ -58,7 +58,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.fatal({ err: (err as Error).message, cache_dir: config.cacheDir }, 'cannot open the LoRA cache');
     return 1;
   }
-  const receiver = createReceiver(config.transport, config.machineId);
+  const receiver = createReceiver(config.transport, config.machineId, log.child({ component: 'dispatch' }));
   const agent = new Agent({
     config,
     api: new HttpControlPlane({ baseUrl: config.apiBaseUrl, token: config.machineToken, machineId: config.machineId, log: log.child({ component: 'api' }) }),

@@ -2,8 +2,9 @@
 // Azure, or this machine's Storage queue locally. Both come from dispatch/createDispatchReceiver.
 import { createDispatchReceiver, type DispatchReceiver } from '../../dispatch/index.js';
 import type { TransportConfig } from './config.js';
+import type { Logger } from './logger.js';
 
-export function createReceiver(transport: TransportConfig, machineId: string): DispatchReceiver {
+export function createReceiver(transport: TransportConfig, machineId: string, log?: Logger): DispatchReceiver {
   if (transport.kind === 'storage-queue') {
     const c = transport.connection;
     return createDispatchReceiver({
@@ -11,6 +12,7 @@ export function createReceiver(transport: TransportConfig, machineId: string): D
       machineId,
       queuePrefix: transport.prefix,
       lockSeconds: transport.lockSeconds,
+      simulateSessionBusyFile: transport.simulateSessionBusyFile,
       ...(c.kind === 'connectionString' ? { connectionString: c.connectionString } : { queueServiceUri: c.queueServiceUri, clientId: c.clientId }),
     });
   }
@@ -19,6 +21,7 @@ export function createReceiver(transport: TransportConfig, machineId: string): D
     transport: 'servicebus',
     machineId,
     queue: transport.queue,
+    warn: log ? (fields, msg) => log.warn(fields, msg) : undefined,
     ...(c.kind === 'connectionString'
       ? { connectionString: c.connectionString }
       : { fullyQualifiedNamespace: c.fullyQualifiedNamespace, clientId: c.clientId }),
