@@ -12,6 +12,7 @@ import type { DispatchReceiver, DispatchSender } from './types.js';
 export type { DispatchReceiver, DispatchSender, ReceivedDispatch } from './types.js';
 export { DispatchLockLostError, SessionBusyError, isDispatchLockLost, isSessionBusy } from './types.js';
 export { queueNameFor } from './storage-queue.js';
+export { SENDER_RETRY_OPTIONS, SEND_TIMEOUT_MS } from './servicebus.js';
 
 /** What a sender needs: plain settings and SDK clients, built by the caller (the Functions app, a test). */
 export type DispatchSenderOptions =

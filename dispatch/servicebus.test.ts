@@ -238,3 +238,18 @@ describe('bounded sends (item 2)', () => {
     expect(() => new ServiceBusDispatchSender(() => new FakeServiceBusClient().asClient(), Q, { sendTimeoutMs: Infinity })).toThrow(RangeError);
   });
 });
+
+describe("the Functions app's Service Bus client (item 2)", () => {
+  it('is built with the short sender retry options, not the SDK defaults', async () => {
+    const { AzureClients } = await import('../functions/adapters/azure-clients.js');
+    const { loadConfig } = await import('../functions/core/config.js');
+    const { sampleSettings } = await import('../local/settings.js');
+    const clients = new AzureClients(
+      loadConfig({ ...sampleSettings(), DISPATCH_TRANSPORT: 'servicebus', ServiceBus: 'Endpoint=sb://unit.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=a2V5' }),
+    );
+    // No connection is made by building the client. `_clientOptions` is the SDK's own field (serviceBusClient.js).
+    const options = (clients.serviceBusClient as unknown as { _clientOptions: { retryOptions?: unknown } })._clientOptions;
+    expect(options.retryOptions).toEqual(SENDER_RETRY_OPTIONS);
+    await clients.close();
+  });
+});
