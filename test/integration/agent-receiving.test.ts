@@ -15,6 +15,8 @@ import { startTestHost, type TestHost } from '../support/stack.js';
 import { getJob, machineView, seedRealLora, spawnAgent, until, type AgentProcess, type SeededLora } from './agent.fixtures.js';
 
 const MiB = 1024 * 1024;
+/** Waits are generous (not timed assertions): the machine is shared and can be very slow. */
+const WAIT = 120_000;
 const TENANT = 'receiving-tenant';
 
 let t: TestHost;
@@ -86,45 +88,46 @@ afterAll(async () => {
 describe('a machine that cannot receive (local transport, simulated busy session)', () => {
   it('gets work while it receives, none from the first heartbeat that says it cannot, and work again once it can', async () => {
     // 1. Receiving: the job runs here, and the machine now caches L.
+    await agent.ready;
     await until('agent live and receiving', async () => {
       const v = await machineView(admin, busy);
       return v.live && v.receiving;
-    });
+    }, WAIT);
     const first = await submit();
-    await until('first job done', async () => (await getJob(user, first)).status === 'succeeded', 30_000);
+    await until('first job done', async () => (await getJob(user, first)).status === 'succeeded', WAIT);
     expect((await getJob(user, first)).machine_id).toBe(busy);
-    await until('L in the heartbeat', async () => (await machineView(admin, busy)).cached_user_loras === 1);
+    await until('L in the heartbeat', async () => (await machineView(admin, busy)).cached_user_loras === 1, WAIT);
 
     // 2. The session is taken: the agent says so in its log and in its very next heartbeat.
     writeFileSync(busyFile, 'held by another receiver\n');
-    await until('session busy logged', () => agent.hasLog('session busy: cannot receive dispatches'));
+    await until('session busy logged', () => agent.hasLog('session busy: cannot receive dispatches'), WAIT);
     const firstBusy = agent.logs.findIndex((l) => l.msg === 'session busy: cannot receive dispatches');
-    await until('a heartbeat after it', () => agent.logs.slice(firstBusy).some((l) => l.msg === 'heartbeat sent'));
+    await until('a heartbeat after it', () => agent.logs.slice(firstBusy).some((l) => l.msg === 'heartbeat sent'), WAIT);
     const nextBeat = agent.logs.slice(firstBusy).find((l) => l.msg === 'heartbeat sent')!;
     expect(nextBeat.receiving).toBe(false);
-    await until('the machine shown as not receiving', async () => (await machineView(admin, busy)).receiving === false);
+    await until('the machine shown as not receiving', async () => (await machineView(admin, busy)).receiving === false, WAIT);
     expect((await machineView(admin, busy)).live).toBe(true); // still live: only its dispatches are stopped
 
     // 3. A job that would score best here (its LoRA is cached here only) goes to the spare machine instead.
     await beatSpare();
     spareBeats = setInterval(() => void beatSpare().catch(() => undefined), 2_000);
-    await until('spare live', async () => (await machineView(admin, spare)).live);
+    await until('spare live', async () => (await machineView(admin, spare)).live, WAIT);
     const second = await submit();
     const placed = await until('second job assigned', async () => {
       const j = await getJob(user, second);
       return j.machine_id ? j : undefined;
-    });
+    }, WAIT);
     expect(placed.machine_id).toBe(spare);
     expect(placed.status).toBe('assigned');
 
     // 4. The session is free again: the agent receives and the next job comes back here (the spare is full now).
     rmSync(busyFile);
     expect(existsSync(busyFile)).toBe(false);
-    await until('receiving again', () => agent.hasLog('dispatch session acquired; receiving again'));
-    await until('the machine shown as receiving', async () => (await machineView(admin, busy)).receiving === true);
+    await until('receiving again', () => agent.hasLog('dispatch session acquired; receiving again'), WAIT);
+    await until('the machine shown as receiving', async () => (await machineView(admin, busy)).receiving === true, WAIT);
     const third = await submit();
-    await until('third job done', async () => (await getJob(user, third)).status === 'succeeded', 30_000);
+    await until('third job done', async () => (await getJob(user, third)).status === 'succeeded', WAIT);
     expect((await getJob(user, third)).machine_id).toBe(busy);
     await user.delete(`jobs/${second}`);
-  }, 120_000);
+  }, 900_000);
 });
