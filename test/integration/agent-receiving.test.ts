@@ -102,8 +102,9 @@ describe('a machine that cannot receive (local transport, simulated busy session
     writeFileSync(busyFile, 'held by another receiver\n');
     await until('session busy logged', () => agent.hasLog('session busy: cannot receive dispatches'), WAIT);
     const firstBusy = agent.logs.findIndex((l) => l.msg === 'session busy: cannot receive dispatches');
-    await until('a heartbeat after it', () => agent.logs.slice(firstBusy).some((l) => l.msg === 'heartbeat sent'), WAIT);
-    const nextBeat = agent.logs.slice(firstBusy).find((l) => l.msg === 'heartbeat sent')!;
+    // (A heartbeat already in flight carries the old state; the agent sends another as soon as it is back.)
+    await until('a heartbeat built after it', () => agent.logs.slice(firstBusy).some((l) => l.msg === 'sending heartbeat'), WAIT);
+    const nextBeat = agent.logs.slice(firstBusy).find((l) => l.msg === 'sending heartbeat')!;
     expect(nextBeat.receiving).toBe(false);
     await until('the machine shown as not receiving', async () => (await machineView(admin, busy)).receiving === false, WAIT);
     expect((await machineView(admin, busy)).live).toBe(true); // still live: only its dispatches are stopped

@@ -307,6 +307,7 @@ export class Agent {
     const { log } = this.deps;
     try {
       const hb = this.buildHeartbeat();
+      log.debug({ receiving: hb.receiving, draining: hb.draining, running: hb.running_jobs.length }, 'sending heartbeat');
       const answer = await this.deps.api.heartbeat(hb, {
         retries: opts.retries ?? 1,
         maxDelayMs: 1_000,
@@ -317,7 +318,6 @@ export class Agent {
         return;
       }
       this.stats.heartbeats++;
-      log.debug({ receiving: hb.receiving, draining: hb.draining, running: hb.running_jobs.length }, 'heartbeat sent');
       for (const s of answer.value.stop_jobs) {
         for (const r of this.runs) {
           if (r.jobId === s.job_id && r.epoch === s.epoch) r.cancel('server', 'the control plane asked to stop this job (cancelled or re-routed)');
