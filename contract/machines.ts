@@ -49,6 +49,11 @@ export const heartbeatSchema = z
     /** Measured download speed, used to estimate how long missing LoRAs take on this machine. */
     download_bytes_per_second: z.number().nonnegative().optional(),
     draining: z.boolean().default(false),
+    /**
+     * False while the agent cannot receive its dispatches (another receiver holds its Service Bus session, or the
+     * transport is down): the scheduler sends it nothing until a heartbeat says true again. Older agents omit it.
+     */
+    receiving: z.boolean().default(true),
     agent_version: z.string().max(64).optional(),
   })
   .strict()
@@ -73,6 +78,8 @@ export const machineViewSchema = z
     slots: z.number().int(),
     live: z.boolean(),
     draining: z.boolean(),
+    /** False while the agent reports that it cannot receive dispatches (see the runbook, "session busy"). */
+    receiving: z.boolean(),
     last_heartbeat_at: z.string().nullable(),
     running_jobs: z.number().int(),
     cached_user_loras: z.number().int(),

@@ -2,9 +2,10 @@
 // Visibility timeout plays the role of Service Bus's message lock. Storage queues have no dead-letter queue, so this
 // transport keeps one like Service Bus does: a message that is malformed or comes back a MAX_DELIVERIES + 1st time
 // moves to `dl-<prefix>` (one per prefix, its name outside the machine queues' `<prefix>...` namespace).
+import { existsSync } from 'node:fs';
 import type { QueueClient, QueueServiceClient } from '@azure/storage-queue';
 import { dispatchMessageId, dispatchMessageSchema, type DispatchMessage } from '../contract/dispatch.js';
-import { MAX_DELIVERIES, type DeadLetter, type DispatchReceiver, type DispatchSender, type ReceivedDispatch } from './types.js';
+import { DispatchLockLostError, MAX_DELIVERIES, SessionBusyError, type DeadLetter, type DispatchReceiver, type DispatchSender, type ReceivedDispatch } from './types.js';
 
 export const queueNameFor = (prefix: string, machineId: string): string => `${prefix}${machineId}`;
 export const deadLetterQueueNameFor = (prefix: string): string => `dl-${prefix.replace(/-+$/, '')}`;
@@ -118,6 +119,24 @@ interface QueueHandle extends ReceivedDispatch {
   storageMessageId: string;
 }
 
+/**
+ * The message is no longer ours: 404 MessageNotFound (deleted), or 400 PopReceiptMismatch (it became visible and was
+ * received again, so our pop receipt is stale), as Azure Storage and Azurite answer.
+ */
+const notOurs = (err: unknown): boolean => {
+  const e = err as { statusCode?: number; code?: string };
+  return e.statusCode === 404 || e.code === 'PopReceiptMismatch';
+};
+
+export interface StorageQueueReceiverOptions {
+  /**
+   * Local development and tests only: while this file exists, receive() throws SessionBusyError, as the Service Bus
+   * receiver does while another receiver holds the machine's session. Storage queues have no exclusive receiver, so
+   * this is how the local stack shows what the agent and the scheduler do when a machine cannot receive.
+   */
+  simulateSessionBusyFile?: string;
+}
+
 export class StorageQueueReceiver implements DispatchReceiver {
   private readonly queue: QueueClient;
   private readonly deadLetterQueue: QueueClient;
@@ -129,6 +148,7 @@ export class StorageQueueReceiver implements DispatchReceiver {
     /** How long a received message stays invisible before redelivery unless renewed. */
     private readonly lockSeconds = 60,
     private readonly maxDeliveries = MAX_DELIVERIES,
+    private readonly options: StorageQueueReceiverOptions = {},
   ) {
     this.queue = service.getQueueClient(queueNameFor(prefix, machineId));
     this.deadLetterQueue = service.getQueueClient(deadLetterQueueNameFor(prefix));
@@ -144,6 +164,10 @@ export class StorageQueueReceiver implements DispatchReceiver {
   }
 
   async receive(max: number, maxWaitMs: number): Promise<ReceivedDispatch[]> {
+    const busyFile = this.options.simulateSessionBusyFile;
+    if (busyFile && existsSync(busyFile)) {
+      throw new SessionBusyError(this.machineId, `session ${this.machineId} is held by another receiver (simulated: ${busyFile} exists)`);
+    }
     if (!this.ready) {
       await this.queue.createIfNotExists();
       this.ready = true;
@@ -182,20 +206,30 @@ export class StorageQueueReceiver implements DispatchReceiver {
     try {
       await this.queue.deleteMessage(h.storageMessageId, h.popReceipt);
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode !== 404) throw err; // already gone: fine
+      if (!notOurs(err)) throw err; // already gone, or received again by someone else: fine
     }
   }
 
   async abandon(m: ReceivedDispatch): Promise<void> {
     const h = m as QueueHandle;
-    const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, 0);
-    if (r.popReceipt) h.popReceipt = r.popReceipt;
+    try {
+      const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, 0);
+      if (r.popReceipt) h.popReceipt = r.popReceipt;
+    } catch (err) {
+      // Received again by someone else, or gone: no longer ours to give back, as with a lost Service Bus lock.
+      if (!notOurs(err)) throw err;
+    }
   }
 
   async renew(m: ReceivedDispatch): Promise<void> {
     const h = m as QueueHandle;
-    const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, this.lockSeconds);
-    if (r.popReceipt) h.popReceipt = r.popReceipt;
+    try {
+      const r = await this.queue.updateMessage(h.storageMessageId, h.popReceipt, undefined, this.lockSeconds);
+      if (r.popReceipt) h.popReceipt = r.popReceipt;
+    } catch (err) {
+      if (notOurs(err)) throw new DispatchLockLostError(`the dispatch message ${h.messageId} is no longer held (its pop receipt is stale)`, { cause: err });
+      throw err;
+    }
   }
 
   async close(): Promise<void> {}

@@ -45,13 +45,47 @@ export interface DispatchReceiver {
   /**
    * Waits up to maxWaitMs for at most `max` messages. Malformed messages, and messages already delivered
    * MAX_DELIVERIES times, are dead-lettered, never returned.
+   * Throws SessionBusyError while another receiver holds this machine's channel.
    */
   receive(max: number, maxWaitMs: number): Promise<ReceivedDispatch[]>;
   /** The outcome is recorded: the message is gone for good. */
   complete(m: ReceivedDispatch): Promise<void>;
   /** Give it back for redelivery (e.g. draining before it started). */
   abandon(m: ReceivedDispatch): Promise<void>;
-  /** Keeps the message (and session) locked while a long job runs. */
+  /** Keeps the message (and session) locked while a long job runs. Throws DispatchLockLostError when the lock is gone
+   *  for good; any other error is transient (try again at the next renewal). */
   renew(m: ReceivedDispatch): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * This machine's dispatch channel is held by another receiver (Service Bus: `SessionCannotBeLocked`/`ServiceTimeout`
+ * on accepting the machine's session — a stale agent with the same machine id, or the broker still holding the lock
+ * of a connection that dropped, until the queue's lockDuration lapses). Nothing can be received until it is free:
+ * the agent backs off, logs it and heartbeats `receiving: false` so the scheduler sends it nothing meanwhile.
+ */
+export class SessionBusyError extends Error {
+  override readonly name = 'SessionBusyError';
+  constructor(
+    readonly machineId: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * The lock on a received message is gone for good (Service Bus: the session lock was lost or its receiver closed;
+ * Storage: the message became visible again and someone else holds it now). The broker redelivers the message and
+ * the claim's epoch fence makes that harmless; renewing it again is pointless. Any other renew failure is transient.
+ */
+export class DispatchLockLostError extends Error {
+  override readonly name = 'DispatchLockLostError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export const isSessionBusy = (err: unknown): err is SessionBusyError => (err as Error | undefined)?.name === 'SessionBusyError';
+export const isDispatchLockLost = (err: unknown): err is DispatchLockLostError => (err as Error | undefined)?.name === 'DispatchLockLostError';

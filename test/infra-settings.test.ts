@@ -438,7 +438,7 @@ describe('identity only', () => {
 
   it('the jobs queue has sessions and duplicate detection', () => {
     const sb = read('infra/app/servicebus.bicep');
-    for (const p of [/requiresSession:\s*true/, /lockDuration:\s*'PT5M'/, /maxDeliveryCount:\s*10/, /requiresDuplicateDetection:\s*true/, /duplicateDetectionHistoryTimeWindow:\s*'PT10M'/, /deadLetteringOnMessageExpiration:\s*true/]) {
+    for (const p of [/requiresSession:\s*true/, /lockDuration:\s*'PT1M'/, /maxDeliveryCount:\s*10/, /requiresDuplicateDetection:\s*true/, /duplicateDetectionHistoryTimeWindow:\s*'PT10M'/, /deadLetteringOnMessageExpiration:\s*true/]) {
       expect(sb).toMatch(p);
     }
   });

@@ -51,7 +51,7 @@ export function register(program: Command, ctx: CliContext): void {
         rows.push([
           m.machine_id,
           m.pool,
-          m.live ? (m.draining ? 'draining' : 'yes') : 'no',
+          m.live ? (m.draining ? 'draining' : m.receiving === false ? 'not receiving' : 'yes') : 'no',
           String(m.slots),
           String(m.running_jobs),
           `${m.cached_user_loras}/${m.cached_shared_loras}`,

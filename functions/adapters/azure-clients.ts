@@ -7,6 +7,7 @@ import { ServiceBusClient } from '@azure/service-bus';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
 import { getCredential } from '../../dispatch/credential.js';
+import { SENDER_RETRY_OPTIONS } from '../../dispatch/index.js';
 import type { Config } from '../core/config.js';
 import { BlobSas } from './blob-sas.js';
 
@@ -97,14 +98,15 @@ export class AzureClients {
     return this.containers;
   }
 
+  /** The app only sends dispatches with it: short retries (each send is also bounded by dispatch's abort signal). */
   get serviceBusClient(): ServiceBusClient {
     if (!this.serviceBus) {
       const sb = this.config.serviceBus;
       if (!sb) throw new Error('Service Bus is not configured (set ServiceBus__fullyQualifiedNamespace)');
       this.serviceBus =
         sb.kind === 'connectionString'
-          ? new ServiceBusClient(sb.connectionString)
-          : new ServiceBusClient(sb.fullyQualifiedNamespace, getCredential(sb.clientId));
+          ? new ServiceBusClient(sb.connectionString, { retryOptions: SENDER_RETRY_OPTIONS })
+          : new ServiceBusClient(sb.fullyQualifiedNamespace, getCredential(sb.clientId), { retryOptions: SENDER_RETRY_OPTIONS });
     }
     return this.serviceBus;
   }

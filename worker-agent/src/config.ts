@@ -22,6 +22,8 @@ export type StorageQueueTransport = {
   kind: 'storage-queue';
   prefix: string;
   lockSeconds: number;
+  /** Local tests/demos only: while this file exists, receive() fails as a busy Service Bus session does. */
+  simulateSessionBusyFile?: string;
   connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; queueServiceUri: string; credential: AgentCredentialConfig };
 };
 export type ServiceBusTransport = {
@@ -132,6 +134,10 @@ function identity(env: Env, transportClientId: string | undefined): AgentCredent
 }
 
 function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed): TransportConfig {
+  const busyFile = env[AGENT_SETTINGS.simulateSessionBusyFile]?.trim() || undefined;
+  if (busyFile && kind !== 'storage-queue') {
+    throw new AgentConfigError(`${AGENT_SETTINGS.simulateSessionBusyFile} is for the local storage-queue transport only (tests and demos).`);
+  }
   if (kind === 'storage-queue') {
     const cs = env[AGENT_SETTINGS.storageConnection]?.trim();
     const uri = env[AGENT_SETTINGS.storageQueueServiceUri]?.trim();
@@ -141,6 +147,7 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed
         kind,
         prefix: s.storageQueuePrefix,
         lockSeconds: s.dispatchLockSeconds,
+        ...(busyFile ? { simulateSessionBusyFile: busyFile } : {}),
         connection: { kind: 'identity', queueServiceUri: uri, credential: identity(env, env[AGENT_SETTINGS.storageClientId]?.trim() || undefined) },
       };
     }
@@ -148,7 +155,13 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed
       if (!/QueueEndpoint=|UseDevelopmentStorage=true|AccountName=/i.test(cs)) {
         throw new AgentConfigError(`Invalid setting ${AGENT_SETTINGS.storageConnection}: expected a storage connection string.`);
       }
-      return { kind, prefix: s.storageQueuePrefix, lockSeconds: s.dispatchLockSeconds, connection: { kind: 'connectionString', connectionString: cs } };
+      return {
+        kind,
+        prefix: s.storageQueuePrefix,
+        lockSeconds: s.dispatchLockSeconds,
+        ...(busyFile ? { simulateSessionBusyFile: busyFile } : {}),
+        connection: { kind: 'connectionString', connectionString: cs },
+      };
     }
     throw new AgentConfigError(
       `Missing setting ${AGENT_SETTINGS.storageQueueServiceUri} (identity) or ${AGENT_SETTINGS.storageConnection} (connection string, local) for DISPATCH_TRANSPORT=storage-queue.`,

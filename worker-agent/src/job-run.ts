@@ -22,7 +22,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClaimResponse, JobEventInput } from '../../contract/jobs.js';
-import type { DispatchReceiver, ReceivedDispatch } from '../../dispatch/types.js';
+import { isDispatchLockLost, type DispatchReceiver, type ReceivedDispatch } from '../../dispatch/types.js';
 import type { AcquireResult, LoraCache } from './cache/lora-cache.js';
 import type { ControlPlaneApi } from './api.js';
 import type { Execution, ExecutionOutcome, Executor } from './executor/types.js';
@@ -52,7 +52,7 @@ export interface RunEnvironment {
   hardStop: AbortSignal;
   /** True once the agent is draining: a run that has not claimed yet gives its message back. */
   isStopping(): boolean;
-  /** Whether another run of this agent holds this attempt (a duplicate delivery). */
+  /** Whether another run of this agent holds this attempt, in any phase (a duplicate delivery). */
   isRunningElsewhere(run: JobRun): boolean;
 }
 
@@ -76,6 +76,7 @@ export class JobRun {
   private settling = false;
   private lockLost = false;
   private outputs: JobOutput[] = [];
+  private renewFailures = 0;
   private readonly log: Logger;
 
   constructor(
@@ -208,17 +209,32 @@ export class JobRun {
       if (this.lockLost || this.renewing || this.settling) return;
       this.renewing = this.env.receiver
         .renew(this.message)
+        .then(() => {
+          this.renewFailures = 0;
+        })
         .catch((err: unknown) => {
           if (this.settling) return; // settled meanwhile: the message is gone on purpose
-          // The message will be delivered again; the claim's epoch fence makes that second delivery a no-op (409).
-          this.lockLost = true;
-          this.log.warn({ err: (err as Error)?.message }, 'dispatch lock lost; the run continues (fenced by its epoch)');
+          if (isDispatchLockLost(err)) {
+            // The message will be delivered again; the claim's epoch fence makes that second delivery a no-op (409).
+            this.lockLost = true;
+            this.log.warn({ err: (err as Error)?.message }, 'dispatch lock lost; the run continues (fenced by its epoch)');
+            return;
+          }
+          // A transient failure (timeout, connection trouble): the lock still runs for the rest of its duration, so
+          // try again at the next interval rather than giving the lock up.
+          this.renewFailures++;
+          this.log.warn({ err: (err as Error)?.message, failures: this.renewFailures }, 'dispatch lock renewal failed; retrying');
         })
         .finally(() => {
           this.renewing = undefined;
         });
     }, this.env.lockRenewMs);
     this.renewTimer.unref();
+  }
+
+  /** Renewal state, for the agent's tests: whether the lock is known lost and how many renewals failed in a row. */
+  get lockState(): { lost: boolean; failuresInARow: number } {
+    return { lost: this.lockLost, failuresInARow: this.renewFailures };
   }
 
   /**

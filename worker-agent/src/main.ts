@@ -59,7 +59,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.fatal({ err: (err as Error).message, cache_dir: config.cacheDir }, 'cannot open the LoRA cache');
     return 1;
   }
-  const receiver = createReceiver(config.transport, config.machineId);
+  const receiver = createReceiver(config.transport, config.machineId, log.child({ component: 'dispatch' }));
   const tokens = new TokenStore(config.stateDir);
   const agent = new Agent({
     config,

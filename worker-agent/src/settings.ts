@@ -155,6 +155,11 @@ export const SETTINGS = {
     transport: 'storage-queue',
     parse: z.coerce.number().int().min(5).max(7 * 24 * 3600),
   },
+  simulateSessionBusyFile: {
+    name: 'DISPATCH_SIMULATE_SESSION_BUSY_FILE',
+    help: 'tests/demos: while this file exists, act as if another receiver held the session',
+    transport: 'storage-queue',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingKey = keyof typeof SETTINGS;

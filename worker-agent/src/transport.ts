@@ -3,8 +3,9 @@
 import { createDispatchReceiver, type DispatchReceiver } from '../../dispatch/index.js';
 import type { TransportConfig } from './config.js';
 import { buildCredential } from './identity.js';
+import type { Logger } from './logger.js';
 
-export function createReceiver(transport: TransportConfig, machineId: string): DispatchReceiver {
+export function createReceiver(transport: TransportConfig, machineId: string, log?: Logger): DispatchReceiver {
   if (transport.kind === 'storage-queue') {
     const c = transport.connection;
     return createDispatchReceiver({
@@ -12,6 +13,7 @@ export function createReceiver(transport: TransportConfig, machineId: string): D
       machineId,
       queuePrefix: transport.prefix,
       lockSeconds: transport.lockSeconds,
+      simulateSessionBusyFile: transport.simulateSessionBusyFile,
       ...(c.kind === 'connectionString' ? { connectionString: c.connectionString } : { queueServiceUri: c.queueServiceUri, credential: buildCredential(c.credential) }),
     });
   }
@@ -20,6 +22,7 @@ export function createReceiver(transport: TransportConfig, machineId: string): D
     transport: 'servicebus',
     machineId,
     queue: transport.queue,
+    warn: log ? (fields, msg) => log.warn(fields, msg) : undefined,
     ...(c.kind === 'connectionString'
       ? { connectionString: c.connectionString }
       : { fullyQualifiedNamespace: c.fullyQualifiedNamespace, credential: buildCredential(c.credential) }),

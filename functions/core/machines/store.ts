@@ -143,6 +143,7 @@ export async function recordHeartbeat(deps: CoreDeps, principal: Principal, mach
       last_heartbeat_at: at,
       updated_at: at,
       draining: hb.draining,
+      receiving: hb.receiving,
       agent_version: hb.agent_version ?? null,
       cached_user: hb.cached_loras.user,
       cached_shared: hb.cached_loras.shared,

@@ -39,6 +39,8 @@ export interface MachineState {
   busySlots: number;
   live: boolean;
   draining: boolean;
+  /** False when the agent's heartbeat says it cannot receive dispatches (filters/receiving.ts). Absent = receiving. */
+  receiving?: boolean;
   /** flat_file_ids of the user LoRAs in the machine's cache. */
   cachedUser: ReadonlySet<string>;
   /** File names of the shared LoRAs in the machine's cache. */
@@ -88,7 +90,7 @@ export interface Assignment {
 }
 
 export type UnassignedReason =
-  /** No live, non-draining machine serves the job's pool. */
+  /** No machine of the job's pool passes the machine filters (live, not draining, receiving). */
   | 'no_machine_in_pool'
   /** The pool has machines, but no free slot was left for this job in this pass. */
   | 'no_capacity'
