@@ -39,8 +39,14 @@ export interface WorkloadSpec {
   hours: number;
   /** W2: at this share of `hours` the popularity ranking rotates by half (yesterday's hot LoRAs go cold). */
   shiftAt?: number;
-  /** Scheduler timer period. */
+  /** Scheduler timer period (with `placement: 'events'` the timer is only the safety net). */
   tickMs: number;
+  /**
+   * When the scheduler runs: 'tick' = only on the timer (the design before issue 14); 'events' = also when a job
+   * arrives (a pass over that job) and when a job ends (a pass over all pending jobs), as intake and the completion
+   * event do by default.
+   */
+  placement: 'tick' | 'events';
   /** Heartbeat period: the scheduler sees a machine's cache as of its last heartbeat. 0 = the live cache. */
   heartbeatMs: number;
 }
@@ -68,6 +74,7 @@ const W1: WorkloadSpec = {
   utilisation: 0.8,
   hours: 24,
   tickMs: 2000,
+  placement: 'tick',
   heartbeatMs: 5000,
 };
 

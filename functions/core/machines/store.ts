@@ -117,7 +117,14 @@ export async function jobsToStop(deps: CoreDeps, machineId: string, running: { j
   });
 }
 
-export async function recordHeartbeat(deps: CoreDeps, principal: Principal, machineId: string, hb: Heartbeat): Promise<HeartbeatResponse> {
+export async function recordHeartbeat(
+  deps: CoreDeps,
+  principal: Principal,
+  machineId: string,
+  hb: Heartbeat,
+  /** Called once the beat is stored, with the document before and after (placement on events uses it). */
+  onRecorded?: (before: MachineDoc, after: MachineDoc) => Promise<void>,
+): Promise<HeartbeatResponse> {
   for (let attempt = 0; attempt < 8; attempt++) {
     const doc = await authorizeMachine(deps, principal, machineId);
     if (hb.pool !== doc.pool) {
@@ -146,7 +153,8 @@ export async function recordHeartbeat(deps: CoreDeps, principal: Principal, mach
       if ((err as { code?: number }).code === 413) throw new ApiError('too_large', 'heartbeat inventory is too large to store');
       throw err;
     }
-    return { ok: true, stop_jobs: await jobsToStop(deps, machineId, hb.running_jobs) };
+    const [stop_jobs] = await Promise.all([jobsToStop(deps, machineId, hb.running_jobs), onRecorded?.(doc, next)]);
+    return { ok: true, stop_jobs };
   }
   throw conflict(`machine ${machineId} is changing too fast; send the next heartbeat`);
 }
