@@ -274,7 +274,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         `gpu-${String(i).padStart(3, '0')}`,
         spec.slotsPerMachine,
         spec.cacheBudgetBytes,
-        spec.downloadBytesPerSecond,
+        spec.downloadBytesPerSecondMax !== undefined && spec.machines > 1
+          ? spec.downloadBytesPerSecond + ((spec.downloadBytesPerSecondMax - spec.downloadBytesPerSecond) * i) / (spec.machines - 1)
+          : spec.downloadBytesPerSecond,
         spec.heartbeatMs,
         phase,
         options.pinned ?? [],
