@@ -213,7 +213,8 @@ function main(argv: string[]): void {
           if (cur > max) max = cur;
         }
         while (backlog.length < samples) backlog.push(cur);
-        const row = { label, p50: m.startLatency.p50, p95: m.startLatency.p95, p99: m.startLatency.p99, xBound: m.bytesRatio, backlog, maxBacklog: max };
+        const r1 = (x: number) => Math.round(x * 10) / 10;
+        const row = { label, p50: r1(m.startLatency.p50), p95: r1(m.startLatency.p95), p99: r1(m.startLatency.p99), xBound: m.bytesRatio, backlog, maxBacklog: max };
         rows.push(row);
         process.stdout.write(`| ${label} | ${row.p50} | ${row.p95} | ${row.p99} | ${row.xBound.toFixed(2)} | ${backlog.join(' · ')} | ${max} |\n`);
       }
