@@ -53,6 +53,7 @@ export const SETTINGS = {
   schedulerSchedule: 'SCHEDULER_SCHEDULE',
   reaperSchedule: 'REAPER_SCHEDULE',
   schedulerWeights: 'SCHEDULER_WEIGHTS',
+  placementOnEvents: 'PLACEMENT_ON_EVENTS',
   machineLivenessSeconds: 'MACHINE_LIVENESS_SECONDS',
   claimTimeoutSeconds: 'CLAIM_TIMEOUT_SECONDS',
   maxAttempts: 'JOB_MAX_ATTEMPTS',
@@ -104,6 +105,11 @@ const baseSchema = z.object({
         return z.NEVER;
       }
     }),
+  /** Place a job at intake and after a job ends (tick/placement.ts); false = only the timer places (before issue 14). */
+  placementOnEvents: z
+    .enum(['true', 'false'], { message: 'must be "true" or "false"' })
+    .default('true')
+    .transform((v) => v === 'true'),
   machineLivenessSeconds: intSetting(2, 600).default(10),
   claimTimeoutSeconds: intSetting(2, 3600).default(30),
   maxAttempts: intSetting(1, 20).default(3),

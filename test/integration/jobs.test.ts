@@ -17,7 +17,7 @@ let admin: ApiClient;
 const machines: TestMachine[] = [];
 
 beforeAll(async () => {
-  t = await startTestHost({ SCHEDULER_POLICY: 'adr010', TENANT_MAX_ACTIVE_JOBS: '10' }, { timers: false });
+  t = await startTestHost({ SCHEDULER_POLICY: 'adr010', TENANT_MAX_ACTIVE_JOBS: '10', PLACEMENT_ON_EVENTS: 'false' }, { timers: false });
   admin = await t.as('ops', 'admin');
 });
 afterAll(async () => {

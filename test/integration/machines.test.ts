@@ -23,6 +23,8 @@ beforeAll(async () => {
       REAPER_SCHEDULE: `*/${TICK_SECONDS} * * * * *`,
       MACHINE_LIVENESS_SECONDS: '10',
       CLAIM_TIMEOUT_SECONDS: '3',
+      // These tests pin the timer's and reaper's behaviour; placement on events has its own (placement.test.ts).
+      PLACEMENT_ON_EVENTS: 'false',
     },
     { timers: true },
   );

@@ -128,7 +128,14 @@ async function refreshedToken(deps: CoreDeps, principal: Principal, doc: Machine
   return { machine_token: await issueMachineToken(deps.config.auth.machineTokenSecret, doc.machine_id, doc.token_version, ttl, deps.now()) };
 }
 
-export async function recordHeartbeat(deps: CoreDeps, principal: Principal, machineId: string, hb: Heartbeat): Promise<HeartbeatResponse> {
+export async function recordHeartbeat(
+  deps: CoreDeps,
+  principal: Principal,
+  machineId: string,
+  hb: Heartbeat,
+  /** Called once the beat is stored, with the document before and after (placement on events uses it). */
+  onRecorded?: (before: MachineDoc, after: MachineDoc) => Promise<void>,
+): Promise<HeartbeatResponse> {
   for (let attempt = 0; attempt < 8; attempt++) {
     const doc = await authorizeMachine(deps, principal, machineId);
     if (hb.pool !== doc.pool) {
@@ -158,7 +165,7 @@ export async function recordHeartbeat(deps: CoreDeps, principal: Principal, mach
       if ((err as { code?: number }).code === 413) throw new ApiError('too_large', 'heartbeat inventory is too large to store');
       throw err;
     }
-    const stop_jobs = await jobsToStop(deps, machineId, hb.running_jobs);
+    const [stop_jobs] = await Promise.all([jobsToStop(deps, machineId, hb.running_jobs), onRecorded?.(doc, next)]);
     return { ok: true, stop_jobs, ...(await refreshedToken(deps, principal, doc)) };
   }
   throw conflict(`machine ${machineId} is changing too fast; send the next heartbeat`);

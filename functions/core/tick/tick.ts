@@ -10,7 +10,7 @@ import { casReplaceJob } from '../jobs/store.js';
 import { isLive, isReceiving, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
-import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob } from '../machines/ledger.js';
+import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
 export const MAX_PENDING_PER_TICK = 5_000;
@@ -29,7 +29,7 @@ export interface TickResult {
   policy: string;
 }
 
-interface BusyRow {
+export interface BusyRow {
   id: string;
   machine_id: string | null;
   status: JobDoc['status'];
@@ -116,16 +116,43 @@ export function assignedDoc(doc: JobDoc, a: Assignment, nowMs: number): JobDoc {
   };
 }
 
-export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
+/** What a pass reads about the fleet besides the pending jobs: busy jobs, machines, slot ledgers. */
+export interface FleetSnapshot {
+  readAtMs: number;
+  busy: BusyRow[];
+  machines: MachineDoc[];
+  ledgers: Map<string, LedgerDoc>;
+}
+
+export async function readFleetSnapshot(deps: CoreDeps): Promise<FleetSnapshot> {
+  const readAtMs = deps.now();
+  const [busy, machines, ledgers] = await Promise.all([readBusyJobs(deps), listMachineDocs(deps.machines), readAllLedgers(deps.machines)]);
+  return { readAtMs, busy, machines, ledgers };
+}
+
+export interface PassOptions {
+  /** Place only these pending jobs (intake: the job just stored) instead of reading the oldest pending ones. */
+  jobs?: JobDoc[];
+  /** A recent snapshot to plan from instead of reading one (placement.ts caches one per instance). */
+  snapshot?: FleetSnapshot;
+  /** Called with the snapshot the pass planned from, after its own assignments were added to it. */
+  onSnapshot?: (snapshot: FleetSnapshot) => void;
+}
+
+/**
+ * One scheduler pass: the timer's (all pending jobs, a fresh snapshot) or an event's (placement.ts). A stale snapshot
+ * is safe: the ledger CAS re-reads the machine's holders before a slot is taken, and the job CAS fences the job.
+ */
+export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): Promise<TickResult> {
   const nowMs = deps.now();
   const { config } = deps;
   const { policy, weights } = schedulerSettings(config);
-  const [pendingDocs, busy, machines, ledgers] = await Promise.all([
-    readPendingJobs(deps, new Date(nowMs).toISOString()),
-    readBusyJobs(deps),
-    listMachineDocs(deps.machines),
-    readAllLedgers(deps.machines),
+  const [pendingDocs, snapshot] = await Promise.all([
+    opts.jobs ?? readPendingJobs(deps, new Date(nowMs).toISOString()),
+    opts.snapshot ?? readFleetSnapshot(deps),
   ]);
+  const { busy, ledgers } = snapshot;
+  const machines = [...snapshot.machines];
 
   const known = new Map<string, KnownJob>();
   const busyByMachine = new Map<string, number>();
@@ -202,6 +229,7 @@ export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
           return;
         }
         out.assigned++;
+        snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, started_at: null });
         try {
           await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch });
         } catch (err) {
@@ -212,5 +240,6 @@ export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
       },
     );
   });
+  opts.onSnapshot?.(snapshot);
   return out;
 }
