@@ -86,3 +86,14 @@ describe('HTTP routes', () => {
     }
   });
 });
+
+describe('web app address', () => {
+  it('sends /app/… to the app under the route prefix, query kept; other paths stay 404', async () => {
+    const res = await fetch(`${host.url}/app/jobs/job_1?x=1`, { redirect: 'manual', signal: guard() });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe('/api/app/jobs/job_1?x=1');
+    const bare = await fetch(`${host.url}/app`, { redirect: 'manual', signal: guard() });
+    expect(bare.headers.get('location')).toBe('/api/app');
+    expect((await fetch(`${host.url}/apple`, { redirect: 'manual', signal: guard() })).status).toBe(404);
+  });
+});

@@ -239,6 +239,11 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
       return;
     }
     const path = url.pathname.replace(/^\/+/, '');
+    // The web app lives under the route prefix (/api/app/); the short local address /app/ points there.
+    if (prefix && (path === 'app' || path.startsWith('app/')) && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(302, { Location: `/${prefix}/${path}${url.search}` }).end();
+      return;
+    }
     if (prefix && !(path === prefix || path.startsWith(`${prefix}/`))) {
       return sendJson(res, 404, { error: { code: 'not_found', message: `no route ${url.pathname}` } });
     }
