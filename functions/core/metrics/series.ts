@@ -106,7 +106,7 @@ export interface MetricsSeries {
   jobs: { t: string; started: number; succeeded: number; failed: number; retried: number }[];
   score_histogram: { le: number | null; count: number }[];
   top_loras: { by_requests: { key: string; requests: number; bytes: number }[]; by_bytes: { key: string; requests: number; bytes: number }[] };
-  evictions: { t: string; evictions: number; thrash: number; bytes_downloaded: number }[];
+  evictions: { t: string; evictions: number; thrash: number; downloads: number; bytes_downloaded: number }[];
   egress_per_day: { day: string; bytes: number; target_bytes: number; within_target: boolean }[];
   machines: {
     machine_id: string;
@@ -121,7 +121,18 @@ export interface MetricsSeries {
     evictions: number;
     thrash: number;
   }[];
-  totals: { hits: number; misses: number; hit_rate: number | null; bytes_downloaded: number; evictions: number; thrash: number; started: number };
+  totals: {
+    hits: number;
+    misses: number;
+    hit_rate: number | null;
+    bytes_downloaded: number;
+    downloads: number;
+    evictions: number;
+    thrash: number;
+    started: number;
+    /** Started jobs whose placement scored above 0 (ADR-010: 70 %). */
+    scored_above_zero: number;
+  };
 }
 
 /** Folds rollups into series. `tenantId` null = the fleet view (admins); else that tenant's own jobs only. */
@@ -219,6 +230,7 @@ export async function computeSeries(deps: CoreDeps, q: SeriesQuery & { resolutio
       t: tOf(i),
       evictions: sum(ds, (d) => d.machine.evictions),
       thrash: sum(ds, (d) => d.machine.thrash),
+      downloads: sum(ds, (d) => d.machine.downloads),
       bytes_downloaded: sum(ds, (d) => (tenantId === null ? d.machine.bytes_downloaded : d.job_bytes_downloaded)),
     })),
     egress_per_day: [...egress]
@@ -230,8 +242,10 @@ export async function computeSeries(deps: CoreDeps, q: SeriesQuery & { resolutio
       misses,
       hit_rate: ratio(hits, hits + misses),
       bytes_downloaded: sum(docs, (d) => (tenantId === null ? d.machine.bytes_downloaded : d.job_bytes_downloaded)),
+      downloads: sum(docs, (d) => d.machine.downloads),
       evictions: sum(docs, (d) => d.machine.evictions),
       thrash: sum(docs, (d) => d.machine.thrash),
+      scored_above_zero: score.reduce((a, c, i) => a + (i >= SCORE_BOUNDS.indexOf(0) + 1 ? c : 0), 0),
       started: sum(docs, (d) => Object.values(d.started).reduce((a, b) => a + b, 0)),
     },
   };
