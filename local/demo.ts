@@ -207,7 +207,7 @@ const checks = (s: Series) => [
   ['bytes = agents\' counters', s.totals.bytes_downloaded === agentBytes, `${fmtBytes(s.totals.bytes_downloaded)} vs ${fmtBytes(agentBytes)}`],
 ] as const;
 for (let i = 0; i < 20; i++) {
-  series = (await admin.get<{ series: Series }>(`metrics?since=${encodeURIComponent(since)}&step=1m`)).series;
+  series = (await admin.get<{ timeseries: Series }>(`metrics?since=${encodeURIComponent(since)}&step=1m`)).timeseries;
   agentBytes = (await admin.get<{ machines: MachineView[] }>('machines')).machines.reduce((a, m) => a + delta(m, 'bytes_downloaded'), 0);
   if (checks(series).every((c) => c[1])) break;
   await new Promise((r) => setTimeout(r, 1000)); // the last heartbeat deltas land within a heartbeat

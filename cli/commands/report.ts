@@ -18,17 +18,17 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (opts: { since: string; step?: string; format: 'md' | 'html'; out?: string }) => {
       const api = ctx.api();
       const q = new URLSearchParams({ since: opts.since, ...(opts.step ? { step: opts.step } : {}) });
-      const res = await api.get<{ series: MetricsSeries }>(`metrics?${q}`);
-      const pools = res.series.scope === 'fleet' ? ((await api.get<{ pools: PoolLine[] }>('pools').catch(() => ({ pools: [] }))).pools ?? []) : [];
+      const res = await api.get<{ timeseries: MetricsSeries }>(`metrics?${q}`);
+      const pools = res.timeseries.scope === 'fleet' ? ((await api.get<{ pools: PoolLine[] }>('pools').catch(() => ({ pools: [] }))).pools ?? []) : [];
       const out = opts.out ?? `lora-router-report-${new Date().toISOString().slice(0, 10)}.${opts.format}`;
       mkdirSync(dirname(out) || '.', { recursive: true });
       if (opts.format === 'html') {
-        writeFileSync(out, renderHtml(res.series, pools));
+        writeFileSync(out, renderHtml(res.timeseries, pools));
         process.stdout.write(`wrote ${out} (charts inline)\n`);
         return;
       }
       const chartDir = `${basename(out, extname(out))}-charts`;
-      const { text, charts } = renderMarkdown(res.series, pools, chartDir);
+      const { text, charts } = renderMarkdown(res.timeseries, pools, chartDir);
       mkdirSync(join(dirname(out), chartDir), { recursive: true });
       for (const c of charts) writeFileSync(join(dirname(out), chartDir, c.file), c.svg);
       writeFileSync(out, text);

@@ -4,7 +4,7 @@ import { z } from '../../contract/zod.js';
 import { intQuery, json, jsonContent, route } from '../core/http.js';
 import { coreDeps } from '../core/deps.js';
 import { computeMetrics } from '../core/machines/fleet.js';
-import { computeSeries, seriesQuery } from '../core/metrics/series.js';
+import { computeSeries, flatSeries, seriesQuery } from '../core/metrics/series.js';
 import { describeRoute } from '../core/openapi.js';
 
 const metricsSchema = z
@@ -24,7 +24,8 @@ const metricsSchema = z
       thrash: z.number().int(),
     }),
     machines: z.object({ registered: z.number().int(), live: z.number().int() }),
-    series: z.lazy(() => seriesSchema),
+    timeseries: z.lazy(() => seriesSchema),
+    series: z.lazy(() => flatSeriesSchema),
   })
   .openapi('Metrics');
 
@@ -47,13 +48,15 @@ const seriesSchema = z
     totals: z.record(z.string(), z.number().nullable()),
   })
   .openapi('MetricsSeries');
-const tenantMetricsSchema = z.object({ scope: z.literal('tenant'), series: seriesSchema }).openapi('TenantMetrics');
+/** The same numbers as plain line series (name → points), for simple line charts (the web app's Fleet page). */
+const flatSeriesSchema = z.record(z.string(), z.array(z.object({ at: z.string(), value: z.number() }))).openapi('MetricsLineSeries');
+const tenantMetricsSchema = z.object({ scope: z.literal('tenant'), timeseries: seriesSchema, series: flatSeriesSchema }).openapi('TenantMetrics');
 
 describeRoute({
   method: 'get',
   path: '/metrics',
   summary:
-    'Admins: jobs by status, assignments by policy, mean affinity score and re-dispatches over jobs created in the window (default 24 h); cache hit rate from the machines\' heartbeat counters; and `series`, the fleet time series (hit rate, start latency p50/p95 by cache state, score histogram, top LoRAs, evictions/thrash, egress per day, per-machine cache) from `since` (duration such as 7d or an ISO time; default 24h) in steps of `step`. Users: `{scope: "tenant", series}` over their own jobs only.',
+    'Admins: jobs by status, assignments by policy, mean affinity score and re-dispatches over jobs created in the window (default 24 h); cache hit rate from the machines\' heartbeat counters; and `timeseries`, the fleet time series (hit rate, start latency p50/p95 by cache state, score histogram, top LoRAs, evictions/thrash, egress per day, per-machine cache) from `since` (duration such as 7d or an ISO time; default 24h) in steps of `step`. `series` has the same numbers as plain line series (name → [{at, value}]). Users: `{scope: "tenant", timeseries, series}` over their own jobs only.',
   request: {
     query: z.object({
       window_hours: z.number().int().min(1).max(720).optional(),
@@ -74,9 +77,12 @@ app.http('metrics', {
     handler: async ({ query, services, principal }) => {
       const deps = coreDeps(services);
       const q = seriesQuery(query, deps.now());
-      if (principal.role !== 'admin') return json(200, { scope: 'tenant', series: await computeSeries(deps, q, principal.tenantId) });
+      if (principal.role !== 'admin') {
+        const timeseries = await computeSeries(deps, q, principal.tenantId);
+        return json(200, { scope: 'tenant', timeseries, series: flatSeries(timeseries) });
+      }
       const [metrics, series] = await Promise.all([computeMetrics(deps, intQuery(query, 'window_hours', 24, 1, 720)), computeSeries(deps, q, null)]);
-      return json(200, { ...metrics, series });
+      return json(200, { ...metrics, timeseries: series, series: flatSeries(series) });
     },
   }),
 });

@@ -241,10 +241,14 @@ describe('one job, one trace; the metrics move', () => {
     };
     const startsIn = (s: Series, state: string) => s.start_latency.reduce((a, p) => a + ((p[state] as { count: number }).count ?? 0), 0);
     let fleetSeries: Series | undefined;
+    let flat: Record<string, { at: string; value: number }[]> = {};
     await until(
       'the heartbeat delta reaching the fleet rollup',
       async () => {
-        fleetSeries = (await admin.get<{ series: Series }>('metrics?since=15m&step=1m')).series;
+        const body = await admin.get<{ timeseries: Series; series: Record<string, { at: string; value: number }[]>; jobs_by_status: Record<string, number> }>('metrics?since=15m&step=1m');
+        fleetSeries = body.timeseries;
+        flat = body.series;
+        expect(body.jobs_by_status.succeeded).toBe(2); // today's fields stay
         const m = fleetSeries.machines.find((x) => x.machine_id === 'otel-1');
         return fleetSeries.totals.bytes_downloaded === content.length && m?.bytes_downloaded === content.length;
       },
@@ -263,6 +267,10 @@ describe('one job, one trace; the metrics move', () => {
     expect(s.egress_per_day.reduce((a, d) => a + d.bytes, 0)).toBe(content.length);
     expect(s.egress_per_day[0]!.target_bytes).toBe(100 * 1000 ** 3);
     expect(s.score_histogram.reduce((a, b) => a + b.count, 0)).toBe(2);
+    // The plain line view (the web app's Fleet page draws these): the same numbers.
+    expect(flat.jobs_started!.reduce((a, p) => a + p.value, 0)).toBe(2);
+    expect(flat.bytes_downloaded!.reduce((a, p) => a + p.value, 0)).toBe(content.length);
+    expect(flat.start_latency_p95_all_hits_s!.length).toBe(1);
 
     // The agent's exported cache metrics agree with its heartbeat counters.
     await until('agent OTLP metrics', () => agentMetrics.get('lora_router.lora.bytes_downloaded') === content.length, 20_000, 150, () =>
@@ -271,13 +279,13 @@ describe('one job, one trace; the metrics move', () => {
     expect(agentMetrics.get('lora_router.lora.lookups')).toBe(2);
 
     // Tenant views: alice sees her two starts; bob sees none of them.
-    const mine = await alice.get<{ scope: string; series: Series }>('metrics?since=15m&step=1m');
+    const mine = await alice.get<{ scope: string; timeseries: Series }>('metrics?since=15m&step=1m');
     expect(mine.scope).toBe('tenant');
-    expect(mine.series.totals.started).toBe(2);
-    expect(mine.series.machines).toEqual([]);
-    const theirs = await bob.get<{ series: Series }>('metrics?since=15m&step=1m');
-    expect(theirs.series.totals.started).toBe(0);
-    expect(theirs.series.top_loras.by_requests).toEqual([]);
+    expect(mine.timeseries.totals.started).toBe(2);
+    expect(mine.timeseries.machines).toEqual([]);
+    const theirs = await bob.get<{ timeseries: Series }>('metrics?since=15m&step=1m');
+    expect(theirs.timeseries.totals.started).toBe(0);
+    expect(theirs.timeseries.top_loras.by_requests).toEqual([]);
   });
 
   it('answers bad since/step with a 400 naming the problem', async () => {

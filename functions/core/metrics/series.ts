@@ -250,3 +250,25 @@ export async function computeSeries(deps: CoreDeps, q: SeriesQuery & { resolutio
     },
   };
 }
+
+/** The series as plain lines (name → points; a step without data has no point): what a simple line chart needs. */
+export function flatSeries(s: MetricsSeries): Record<string, { at: string; value: number }[]> {
+  const line = <T extends { t: string }>(rows: T[], f: (r: T) => number | null | undefined) =>
+    rows.flatMap((r) => {
+      const v = f(r);
+      return typeof v === 'number' && Number.isFinite(v) ? [{ at: r.t, value: v }] : [];
+    });
+  const lat = (state: string) => (r: { t: string } & Record<string, unknown>) => {
+    const p = r[state] as LatencyPoint | undefined;
+    return p && p.count > 0 ? p.p95_s : null;
+  };
+  return {
+    hit_rate: line(s.hit_rate, (r) => r.hit_rate),
+    start_latency_p95_all_hits_s: line(s.start_latency, lat('all_hits')),
+    start_latency_p95_all_misses_s: line(s.start_latency, lat('all_misses')),
+    jobs_started: line(s.jobs, (r) => r.started),
+    evictions: line(s.evictions, (r) => r.evictions),
+    thrash: line(s.evictions, (r) => r.thrash),
+    bytes_downloaded: line(s.evictions, (r) => r.bytes_downloaded),
+  };
+}
