@@ -11,7 +11,7 @@ import {
   type ServiceBusSessionReceiver,
 } from '@azure/service-bus';
 import { dispatchMessageId, dispatchMessageSchema, type DispatchMessage } from '../contract/dispatch.js';
-import type { DispatchReceiver, DispatchSender, ReceivedDispatch } from './types.js';
+import type { DeadLetter, DispatchReceiver, DispatchSender, ReceivedDispatch } from './types.js';
 
 export class ServiceBusDispatchSender implements DispatchSender {
   readonly kind = 'servicebus' as const;
@@ -48,10 +48,61 @@ export class ServiceBusDispatchSender implements DispatchSender {
     await this.link.createMessageBatch();
   }
 
+  // The dead-letter sub-queue (`jobs/$DeadLetterQueue`) has no sessions: the broker moves a message there after
+  // maxDeliveryCount deliveries or when its time to live runs out; the receiver puts malformed ones there.
+  // Reading it needs Service Bus Data Receiver on the queue (infra/app/rbac.bicep).
+  async deadLetters(max: number): Promise<DeadLetter[]> {
+    const receiver = this.client().createReceiver(this.queue, { subQueueType: 'deadLetter' });
+    try {
+      const peeked = await receiver.peekMessages(Math.max(1, max));
+      return peeked.map(toDeadLetter);
+    } finally {
+      await receiver.close();
+    }
+  }
+
+  async removeDeadLetters(messageIds: readonly string[]): Promise<string[]> {
+    const wanted = new Set(messageIds);
+    if (wanted.size === 0) return [];
+    const receiver = this.client().createReceiver(this.queue, { subQueueType: 'deadLetter', receiveMode: 'peekLock' });
+    const removed: string[] = [];
+    const others: ServiceBusReceivedMessage[] = [];
+    try {
+      for (let round = 0; round < 100 && removed.length < wanted.size; round++) {
+        const batch = await receiver.receiveMessages(50, { maxWaitTimeInMs: 2000 });
+        if (batch.length === 0) break;
+        for (const m of batch) {
+          const id = toDeadLetter(m).messageId;
+          if (wanted.has(id) && !removed.includes(id)) {
+            await receiver.completeMessage(m);
+            removed.push(id);
+          } else others.push(m);
+        }
+      }
+      for (const m of others) await receiver.abandonMessage(m).catch(() => undefined);
+    } finally {
+      await receiver.close();
+    }
+    return removed;
+  }
+
   async close(): Promise<void> {
     await this.sender?.close();
     this.sender = undefined;
   }
+}
+
+function toDeadLetter(m: ServiceBusReceivedMessage): DeadLetter {
+  const parsed = dispatchMessageSchema.safeParse(m.body);
+  return {
+    messageId: parsed.success ? dispatchMessageId(parsed.data) : String(m.messageId ?? m.sequenceNumber ?? 'unknown'),
+    message: parsed.success ? parsed.data : null,
+    machineId: m.sessionId ?? null,
+    reason: m.deadLetterReason ?? 'Unknown',
+    description: m.deadLetterErrorDescription ?? null,
+    deliveryCount: m.deliveryCount ?? 0,
+    deadLetteredAt: null, // Service Bus keeps the original enqueue time only
+  };
 }
 
 interface SbHandle extends ReceivedDispatch {

@@ -8,8 +8,8 @@ import { newJobId } from '../contract/ids.js';
 import { dispatchMessageId } from '../contract/dispatch.js';
 import { createDispatchReceiver } from './index.js';
 import { ServiceBusDispatchSender } from './servicebus.js';
-import { queueNameFor, StorageQueueSender } from './storage-queue.js';
-import type { DispatchReceiver, DispatchSender, ReceivedDispatch } from './types.js';
+import { deadLetterQueueNameFor, queueNameFor, StorageQueueSender } from './storage-queue.js';
+import { MAX_DELIVERIES, type DispatchReceiver, type DispatchSender, type ReceivedDispatch } from './types.js';
 
 interface Harness {
   sender: DispatchSender;
@@ -132,6 +132,29 @@ function transportContract(name: string, timing: Timing, make: () => Promise<Har
       await holder.complete(m!);
     });
 
+    it('dead-letters a message given back MAX_DELIVERIES times; the sender lists it and removes it', slow, async () => {
+      await setup();
+      const a = machine('dlq');
+      const job_id = newJobId();
+      await h.sender.send(a, { job_id, epoch: 2 });
+      const r = open(a);
+      for (let i = 1; i <= MAX_DELIVERIES; i++) {
+        const [m] = await receiveN(r, 1, 4000);
+        expect(m?.deliveryCount).toBe(i);
+        await r.abandon(m!);
+      }
+      expect(await r.receive(1, 1500)).toEqual([]);
+      await r.close();
+      const id = `${job_id}:2`;
+      const mine = async () => (await h.sender.deadLetters(100)).filter((d) => d.messageId === id);
+      let found = await mine();
+      for (let i = 0; i < 20 && found.length === 0; i++) found = (await sleep(250), await mine()); // the broker moves it asynchronously
+      expect(found).toHaveLength(1);
+      expect(found[0]).toMatchObject({ message: { job_id, epoch: 2 }, machineId: a, reason: 'MaxDeliveryCountExceeded' });
+      expect(await h.sender.removeDeadLetters([id])).toEqual([id]);
+      expect(await mine()).toEqual([]);
+    });
+
     it('never returns a malformed message, and keeps delivering the good ones', slow, async () => {
       await setup();
       const a = machine('bad');
@@ -169,6 +192,7 @@ transportContract('storage-queue transport (Azurite)', { lockMs: STORAGE_LOCK_SE
     },
     close: async () => {
       for await (const q of service.listQueues({ prefix })) await service.deleteQueue(q.name);
+      await service.getQueueClient(deadLetterQueueNameFor(prefix)).deleteIfExists();
     },
   };
 });

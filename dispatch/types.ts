@@ -3,6 +3,22 @@
 // one Storage queue per machine locally.
 import type { DispatchMessage } from '../contract/dispatch.js';
 
+/** A dispatch the transport gave up on: delivered too often, malformed, or expired (Service Bus). */
+export interface DeadLetter {
+  /** `${job_id}:${epoch}` for a well-formed message; the transport's own id otherwise. */
+  messageId: string;
+  /** null when the body was not a dispatch message. */
+  message: DispatchMessage | null;
+  machineId: string | null;
+  reason: string;
+  description: string | null;
+  deliveryCount: number;
+  deadLetteredAt: string | null;
+}
+
+/** Same as Service Bus's maxDeliveryCount on the jobs queue (infra/app/servicebus.bicep). */
+export const MAX_DELIVERIES = 10;
+
 export interface DispatchSender {
   readonly kind: 'servicebus' | 'storage-queue';
   /** Idempotent: prepares whatever a machine needs to receive (a Storage queue; nothing for Service Bus). */
@@ -11,6 +27,10 @@ export interface DispatchSender {
   send(machineId: string, message: DispatchMessage): Promise<void>;
   /** Cheap reachability probe for /api/health; throws when down. */
   health(): Promise<void>;
+  /** Up to `max` dead-lettered dispatches, oldest first, without removing them. */
+  deadLetters(max: number): Promise<DeadLetter[]>;
+  /** Removes these dead letters (by messageId); returns the ids it found and removed. */
+  removeDeadLetters(messageIds: readonly string[]): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -22,7 +42,10 @@ export interface ReceivedDispatch {
 
 /** The agent's side: it receives only its own machine's messages. */
 export interface DispatchReceiver {
-  /** Waits up to maxWaitMs for at most `max` messages. Malformed messages are dead-lettered/deleted, never returned. */
+  /**
+   * Waits up to maxWaitMs for at most `max` messages. Malformed messages, and messages already delivered
+   * MAX_DELIVERIES times, are dead-lettered, never returned.
+   */
   receive(max: number, maxWaitMs: number): Promise<ReceivedDispatch[]>;
   /** The outcome is recorded: the message is gone for good. */
   complete(m: ReceivedDispatch): Promise<void>;

@@ -16,9 +16,16 @@ import type { BlobServiceClient } from '@azure/storage-blob';
 import { Cron } from 'croner';
 import type { Logger } from '../functions/core/logger.js';
 
-// The CommonJS module object itself: the same instance the trigger files' `import { app }` binds to, so patching
-// its `app` methods captures their registrations (ESM named-export detection misses some of its classes).
-const functions = createRequire(import.meta.url)('@azure/functions') as typeof FunctionsTypes;
+type FunctionsModule = typeof FunctionsTypes;
+
+/**
+ * The CommonJS module object the trigger files' `import { app }` binds to: patching its `app` methods captures their
+ * registrations (ESM named-export detection misses some of its classes). Resolved from the triggers folder, so a
+ * deploy package with its own node_modules (test/deploy) gets its own copy patched, not ours.
+ */
+function functionsModuleFor(triggersDir: string): FunctionsModule {
+  return createRequire(join(triggersDir, 'index.js'))('@azure/functions') as FunctionsModule;
+}
 
 type AnyHandler = (trigger: unknown, context: FunctionsTypes.InvocationContext) => unknown;
 
@@ -42,6 +49,8 @@ interface EventGridRegistration {
 }
 
 export interface Registrations {
+  /** The @azure/functions instance the triggers registered with (its HttpRequest/HttpResponse classes are used). */
+  sdk: FunctionsModule;
   http: HttpRegistration[];
   timers: TimerRegistration[];
   eventGrid: EventGridRegistration[];
@@ -73,7 +82,8 @@ export function compileRoute(template: string): { matcher: RegExp; paramNames: s
 
 /** Imports the trigger files with the `app` registration methods captured instead of sent to a host. */
 export async function loadRegistrations(triggersDir: string): Promise<Registrations> {
-  const regs: Registrations = { http: [], timers: [], eventGrid: [] };
+  const functions = functionsModuleFor(triggersDir);
+  const regs: Registrations = { sdk: functions, http: [], timers: [], eventGrid: [] };
   const app = functions.app as unknown as Record<string, unknown>;
   app.http = (name: string, opts: { route?: string; methods?: string[]; handler: AnyHandler }) => {
     const route = opts.route ?? name;
@@ -95,7 +105,7 @@ export async function loadRegistrations(triggersDir: string): Promise<Registrati
   return regs;
 }
 
-function context(name: string, log: Logger): FunctionsTypes.InvocationContext {
+function context(functions: FunctionsModule, name: string, log: Logger): FunctionsTypes.InvocationContext {
   const child = log.child({ fn: name });
   return new functions.InvocationContext({
     invocationId: randomUUID(),
@@ -144,7 +154,7 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
     if (current) return current;
     const p = (async () => {
       try {
-        await handler(trigger, context(name, log));
+        await handler(trigger, context(registrations.sdk, name, log));
       } catch (err) {
         log.error({ err, fn: name }, 'function failed');
       } finally {
@@ -205,9 +215,9 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
         body: hasBody ? (Readable.toWeb(req) as ReadableStream) : undefined,
         duplex: 'half', // Node's fetch needs this for a streamed request body
       } as RequestInit & { duplex: 'half' });
-      const request = new functions.HttpRequest({ nativeRequest, params, method, url: url.toString() } as unknown as FunctionsTypes.HttpRequestInit);
-      const result = (await reg.handler(request, context(reg.name, log))) as FunctionsTypes.HttpResponseInit | FunctionsTypes.HttpResponse | undefined;
-      const response = result instanceof functions.HttpResponse ? result : new functions.HttpResponse(result ?? { status: 204 });
+      const request = new registrations.sdk.HttpRequest({ nativeRequest, params, method, url: url.toString() } as unknown as FunctionsTypes.HttpRequestInit);
+      const result = (await reg.handler(request, context(registrations.sdk, reg.name, log))) as FunctionsTypes.HttpResponseInit | FunctionsTypes.HttpResponse | undefined;
+      const response = result instanceof registrations.sdk.HttpResponse ? result : new registrations.sdk.HttpResponse(result ?? { status: 204 });
       const outHeaders: Record<string, string> = {};
       response.headers.forEach((v, k) => (outHeaders[k] = v));
       res.writeHead(response.status, outHeaders);
@@ -267,7 +277,7 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
       // Event Grid delivers events concurrently; each invocation is independent.
       const p = (async () => {
         try {
-          await reg.handler(event, context(reg.name, log));
+          await reg.handler(event, context(registrations.sdk, reg.name, log));
         } catch (err) {
           log.error({ err, fn: reg.name }, 'event grid function failed');
         }

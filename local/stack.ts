@@ -55,16 +55,17 @@ export interface DevHostProcess extends Started {
 /** Starts the dev Functions host from dist/ as a child process and waits until it listens. */
 export async function startDevHostProcess(
   settings: Record<string, string>,
-  opts: { port?: number; timers?: boolean; logLevel?: string; root?: string } = {},
+  opts: { port?: number; timers?: boolean; logLevel?: string; root?: string; /** Serve this built app folder instead of root's dist/. */ appRoot?: string } = {},
 ): Promise<DevHostProcess> {
   const root = opts.root ?? repoRoot();
   const port = opts.port || (await freePort());
   const proc = startProcess('dev-host', process.execPath, ['--enable-source-maps', join(root, 'dist/local/dev-host-main.js')], {
-    cwd: root,
+    cwd: opts.appRoot ?? root, // the Functions host runs in the app folder (/home/site/wwwroot)
     env: {
       ...process.env,
       ...settings,
       LORA_ROUTER_ROOT: root,
+      DEV_HOST_APP_ROOT: opts.appRoot ?? root,
       DEV_HOST_PORT: String(port),
       DEV_HOST_TIMERS: opts.timers === false ? 'off' : 'on',
       LOG_LEVEL: opts.logLevel ?? process.env.LOG_LEVEL ?? 'info',
@@ -80,7 +81,7 @@ export async function startDevHostProcess(
     proc.child.stdout?.on('data', (d: Buffer) => {
       keep(d);
       buf += d.toString();
-      const m = /\{"event":"listening","url":"([^"]+)"\}/.exec(buf);
+      const m = /\{"event":"listening","url":"([^"]+)"/.exec(buf);
       if (m) resolve(m[1]!);
     });
     void proc.exited.then((code) => reject(new Error(`dev host exited with ${code}:\n${out.slice(-3000)}`)));

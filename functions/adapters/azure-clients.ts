@@ -58,7 +58,7 @@ export class AzureClients {
       this.queue =
         s.kind === 'connectionString'
           ? QueueServiceClient.fromConnectionString(s.connectionString)
-          : new QueueServiceClient(s.queueServiceUri, getCredential(s.clientId));
+          : new QueueServiceClient(requireQueueUri(s.queueServiceUri), getCredential(s.clientId));
     }
     return this.queue;
   }
@@ -130,3 +130,9 @@ export async function ensureLocalResources(clients: AzureClients): Promise<void>
 }
 
 export type { Config };
+
+function requireQueueUri(uri: string | undefined): string {
+  // loadConfig requires it for the storage-queue transport, the only user of queues.
+  if (!uri) throw new Error(`Missing app setting LoraStorage__queueServiceUri (queues are used only by DISPATCH_TRANSPORT=storage-queue).`);
+  return uri;
+}

@@ -106,7 +106,8 @@ const baseSchema = z.object({
 
 export type StorageConnection =
   | { kind: 'connectionString'; connectionString: string }
-  | { kind: 'identity'; blobServiceUri: string; queueServiceUri: string; clientId?: string };
+  /** queueServiceUri: only with DISPATCH_TRANSPORT=storage-queue (Azure dispatches over Service Bus). */
+  | { kind: 'identity'; blobServiceUri: string; queueServiceUri?: string; clientId?: string };
 export type CosmosConnection =
   | { kind: 'connectionString'; endpoint: string; key: string; emulatorCertPath?: string }
   | { kind: 'identity'; endpoint: string; clientId?: string };
@@ -150,8 +151,28 @@ function parseCosmosConnectionString(value: string): { endpoint: string; key: st
   return { endpoint: parts.accountendpoint, key: parts.accountkey };
 }
 
+/**
+ * A Key Vault / App Configuration reference the platform could not resolve stays in the setting as its literal text
+ * (documented App Service behaviour). That text is public (it names the vault), so it must never pass for a secret:
+ * `@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/...)` is longer than 32 characters.
+ */
+const UNRESOLVED_REFERENCE = /^\s*@Microsoft\.(KeyVault|AppConfiguration)\s*\(/i;
+
+/** Throws ConfigError naming every app setting the code reads whose value is still an unresolved reference. */
+export function assertNoUnresolvedReferences(env: Env): void {
+  const names = Object.values(SETTINGS).filter((name) => UNRESOLVED_REFERENCE.test(env[name] ?? ''));
+  if (names.length > 0) {
+    throw new ConfigError(
+      `App setting ${names.join(', ')} is an unresolved ${/AppConfiguration/i.test(env[names[0]!]!) ? 'App Configuration' : 'Key Vault'} reference: ` +
+        'the platform could not read the secret (check the Key Vault Secrets User role of the keyVaultReferenceIdentity and the ' +
+        'secret URI; the portal shows the reference status under Environment variables). Refusing to run with it.',
+    );
+  }
+}
+
 /** Reads and validates every setting. Throws ConfigError naming the first bad one. */
 export function loadConfig(env: Env = process.env): Config {
+  assertNoUnresolvedReferences(env);
   const raw: Record<string, string | undefined> = {};
   for (const key of Object.keys(baseSchema.shape)) raw[key] = env[SETTINGS[key as keyof typeof SETTINGS]]?.trim() || undefined;
   raw.mode ??= 'local';
@@ -172,7 +193,10 @@ export function loadConfig(env: Env = process.env): Config {
     storage = {
       kind: 'identity',
       blobServiceUri: env[SETTINGS.storageBlobServiceUri]!,
-      queueServiceUri: required(env, SETTINGS.storageQueueServiceUri, 'queue endpoint of the LoRA storage account'),
+      queueServiceUri:
+        base.transport === 'storage-queue'
+          ? required(env, SETTINGS.storageQueueServiceUri, 'queue endpoint of the LoRA storage account, for DISPATCH_TRANSPORT=storage-queue')
+          : env[SETTINGS.storageQueueServiceUri] || undefined,
       clientId: env[SETTINGS.storageClientId] || undefined,
     };
   } else if (local) {

@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import { AgentConfigError, splitCommand, type Env } from './env-file.js';
 import { AGENT_SETTINGS, SETTINGS, type SettingKey } from './settings.js';
 import { SHARED_LORA_FILENAME } from '../../contract/ids.js';
+import { AgentIdentityError, describeCredential, readAgentCredential, type AgentCredentialConfig } from './identity.js';
 
 export { AgentConfigError, parseBytes, parseEnvFile, readAgentEnv, splitCommand } from './env-file.js';
 export { AGENT_SETTINGS, SETTINGS_HELP } from './settings.js';
@@ -21,12 +22,12 @@ export type StorageQueueTransport = {
   kind: 'storage-queue';
   prefix: string;
   lockSeconds: number;
-  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; queueServiceUri: string; clientId?: string };
+  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; queueServiceUri: string; credential: AgentCredentialConfig };
 };
 export type ServiceBusTransport = {
   kind: 'servicebus';
   queue: string;
-  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; fullyQualifiedNamespace: string; clientId?: string };
+  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; fullyQualifiedNamespace: string; credential: AgentCredentialConfig };
 };
 export type TransportConfig = StorageQueueTransport | ServiceBusTransport;
 
@@ -112,6 +113,15 @@ function readToken(env: Env): { token: string; source: AgentConfig['machineToken
   return { token, source };
 }
 
+function identity(env: Env, transportClientId: string | undefined): AgentCredentialConfig {
+  try {
+    return readAgentCredential(env, transportClientId);
+  } catch (err) {
+    if (err instanceof AgentIdentityError) throw new AgentConfigError(err.message);
+    throw err;
+  }
+}
+
 function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed): TransportConfig {
   if (kind === 'storage-queue') {
     const cs = env[AGENT_SETTINGS.storageConnection]?.trim();
@@ -122,7 +132,7 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed
         kind,
         prefix: s.storageQueuePrefix,
         lockSeconds: s.dispatchLockSeconds,
-        connection: { kind: 'identity', queueServiceUri: uri, clientId: env[AGENT_SETTINGS.storageClientId]?.trim() || undefined },
+        connection: { kind: 'identity', queueServiceUri: uri, credential: identity(env, env[AGENT_SETTINGS.storageClientId]?.trim() || undefined) },
       };
     }
     if (cs) {
@@ -144,7 +154,7 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed
     return {
       kind,
       queue: s.serviceBusQueue,
-      connection: { kind: 'identity', fullyQualifiedNamespace: ns, clientId: env[AGENT_SETTINGS.serviceBusClientId]?.trim() || undefined },
+      connection: { kind: 'identity', fullyQualifiedNamespace: ns, credential: identity(env, env[AGENT_SETTINGS.serviceBusClientId]?.trim() || undefined) },
     };
   }
   if (cs) {
@@ -253,7 +263,11 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     heartbeat_s: c.heartbeatMs / 1000,
     transport:
       c.transport.kind === 'storage-queue'
-        ? { kind: c.transport.kind, prefix: c.transport.prefix, auth: c.transport.connection.kind }
-        : { kind: c.transport.kind, queue: c.transport.queue, auth: c.transport.connection.kind },
+        ? { kind: c.transport.kind, prefix: c.transport.prefix, auth: c.transport.connection.kind, ...credentialOf(c.transport) }
+        : { kind: c.transport.kind, queue: c.transport.queue, auth: c.transport.connection.kind, ...credentialOf(c.transport) },
   };
+}
+
+function credentialOf(t: TransportConfig): { credential?: Record<string, string> } {
+  return t.connection.kind === 'identity' ? { credential: describeCredential(t.connection.credential) } : {};
 }

@@ -114,6 +114,21 @@ export const SETTINGS = {
     transport: 'storage-queue',
     parse: z.string().regex(/^[a-z0-9-]{1,15}$/, 'must be 1-15 chars of a-z, 0-9 and hyphens'),
   },
+  // How an identity-based transport logs in (worker-agent/src/identity.ts; docs/agent-runbook.md "Logging in to Azure").
+  azureCredential: {
+    name: 'AZURE_CREDENTIAL',
+    help: 'identity login for the transport: managed-identity | arc | certificate | workload-identity | default',
+    note: 'managed-identity if a client id is set, else default',
+  },
+  azureTenantId: { name: 'AZURE_TENANT_ID', help: 'tenant (certificate, workload-identity)' },
+  azureClientId: { name: 'AZURE_CLIENT_ID', help: 'client id (managed-identity, certificate, workload-identity); else the transport clientId' },
+  azureClientCertificatePath: {
+    name: 'AZURE_CLIENT_CERTIFICATE_PATH',
+    help: 'PEM certificate + key (certificate)',
+    note: 'or LoadCredential=azure-client-certificate:<path>',
+  },
+  azureFederatedTokenFile: { name: 'AZURE_FEDERATED_TOKEN_FILE', help: 'OIDC token file kept fresh by its issuer (workload-identity)' },
+  azureAuthorityHost: { name: 'AZURE_AUTHORITY_HOST', help: 'sovereign clouds', note: 'https://login.microsoftonline.com' },
   dispatchLockSeconds: {
     name: 'DISPATCH_LOCK_SECONDS',
     help: 'visibility timeout per renewal',

@@ -2,6 +2,7 @@
 // Azure, or this machine's Storage queue locally. Both come from dispatch/createDispatchReceiver.
 import { createDispatchReceiver, type DispatchReceiver } from '../../dispatch/index.js';
 import type { TransportConfig } from './config.js';
+import { buildCredential } from './identity.js';
 
 export function createReceiver(transport: TransportConfig, machineId: string): DispatchReceiver {
   if (transport.kind === 'storage-queue') {
@@ -11,7 +12,7 @@ export function createReceiver(transport: TransportConfig, machineId: string): D
       machineId,
       queuePrefix: transport.prefix,
       lockSeconds: transport.lockSeconds,
-      ...(c.kind === 'connectionString' ? { connectionString: c.connectionString } : { queueServiceUri: c.queueServiceUri, clientId: c.clientId }),
+      ...(c.kind === 'connectionString' ? { connectionString: c.connectionString } : { queueServiceUri: c.queueServiceUri, credential: buildCredential(c.credential) }),
     });
   }
   const c = transport.connection;
@@ -21,6 +22,6 @@ export function createReceiver(transport: TransportConfig, machineId: string): D
     queue: transport.queue,
     ...(c.kind === 'connectionString'
       ? { connectionString: c.connectionString }
-      : { fullyQualifiedNamespace: c.fullyQualifiedNamespace, clientId: c.clientId }),
+      : { fullyQualifiedNamespace: c.fullyQualifiedNamespace, credential: buildCredential(c.credential) }),
   });
 }
