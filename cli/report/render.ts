@@ -35,19 +35,10 @@ const secs = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(1)} s`);
 const label = (iso: string, stepSeconds: number) => (stepSeconds >= 86_400 ? iso.slice(5, 10) : stepSeconds >= 3600 ? iso.slice(5, 13).replace('T', ' ') + 'h' : iso.slice(11, 16));
 type Lat = { count: number; p50_s: number | null; p95_s: number | null };
 
-/** p95 of one cache state over the whole period: the largest of the bucket p95s weighted by presence (an upper bound). */
+/** One cache state's submit → start over the whole period (the API merges the buckets' histograms). */
 function periodLatency(s: MetricsSeries, state: string): { count: number; p50: number | null; p95: number | null } {
-  let count = 0;
-  let p50: number | null = null;
-  let p95: number | null = null;
-  for (const p of s.start_latency) {
-    const l = p[state] as Lat | undefined;
-    if (!l || l.count === 0) continue;
-    count += l.count;
-    p50 = Math.max(p50 ?? 0, l.p50_s ?? 0);
-    p95 = Math.max(p95 ?? 0, l.p95_s ?? 0);
-  }
-  return { count, p50, p95 };
+  const l = s.totals.start_latency?.[state];
+  return { count: l?.count ?? 0, p50: l?.p50_s ?? null, p95: l?.p95_s ?? null };
 }
 
 export function opportunities(s: MetricsSeries, pools: PoolLine[]): Opportunity[] {

@@ -56,7 +56,10 @@ function series(over: Partial<MetricsSeries> = {}): MetricsSeries {
       { machine_id: 'gpu-1', pool: 'standard', live: true, used_bytes: 90, budget_bytes: 100, hits: 2, misses: 2, hit_rate: 0.5, bytes_downloaded: 200, evictions: 4, thrash: 2 },
       { machine_id: 'gpu-2', pool: 'standard', live: true, used_bytes: 10, budget_bytes: 100, hits: 0, misses: 2, hit_rate: 0, bytes_downloaded: 100, evictions: 0, thrash: 0 },
     ],
-    totals: { hits: 2, misses: 4, hit_rate: 2 / 6, bytes_downloaded: 300, downloads: 4, evictions: 4, thrash: 2, started: 6, scored_above_zero: 2 },
+    totals: {
+      hits: 2, misses: 4, hit_rate: 2 / 6, bytes_downloaded: 300, downloads: 4, evictions: 4, thrash: 2, started: 6, scored_above_zero: 2,
+      start_latency: { all_hits: lat(2, 12), some_misses: lat(0, null), all_misses: lat(4, 40), no_loras: lat(0, null) },
+    },
     ...over,
   };
 }
@@ -81,7 +84,10 @@ describe('the weekly report', () => {
   it('says so when there is nothing to improve, and renders HTML with the charts inline', () => {
     const calm = series({
       machines: [],
-      totals: { hits: 10, misses: 0, hit_rate: 1, bytes_downloaded: 0, downloads: 0, evictions: 0, thrash: 0, started: 10, scored_above_zero: 10 },
+      totals: {
+        hits: 10, misses: 0, hit_rate: 1, bytes_downloaded: 0, downloads: 0, evictions: 0, thrash: 0, started: 10, scored_above_zero: 10,
+        start_latency: { all_hits: { count: 10, p50_s: 1, p95_s: 2 } },
+      },
       start_latency: [{ t: '2026-11-30T08:00:00.000Z', all_hits: { count: 10, p50_s: 1, p95_s: 2 } }],
       egress_per_day: [],
     });

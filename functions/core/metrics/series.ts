@@ -132,6 +132,8 @@ export interface MetricsSeries {
     started: number;
     /** Started jobs whose placement scored above 0 (ADR-010: 70 %). */
     scored_above_zero: number;
+    /** Submit → start over the whole period, per cache state (from the merged histograms). */
+    start_latency: Record<string, LatencyPoint>;
   };
 }
 
@@ -245,6 +247,18 @@ export async function computeSeries(deps: CoreDeps, q: SeriesQuery & { resolutio
       downloads: sum(docs, (d) => d.machine.downloads),
       evictions: sum(docs, (d) => d.machine.evictions),
       thrash: sum(docs, (d) => d.machine.thrash),
+      start_latency: Object.fromEntries(
+        CACHE_STATES.map((st) => {
+          const counts = new Array<number>(LATENCY_BOUNDS_S.length + 1).fill(0);
+          for (const d of docs) addInto(counts, d.latency[st]);
+          const point: LatencyPoint = {
+            count: counts.reduce((a, b) => a + b, 0),
+            p50_s: histogramQuantile(LATENCY_BOUNDS_S, counts, 0.5),
+            p95_s: histogramQuantile(LATENCY_BOUNDS_S, counts, 0.95),
+          };
+          return [st, point];
+        }),
+      ),
       scored_above_zero: score.reduce((a, c, i) => a + (i >= SCORE_BOUNDS.indexOf(0) + 1 ? c : 0), 0),
       started: sum(docs, (d) => Object.values(d.started).reduce((a, b) => a + b, 0)),
     },
