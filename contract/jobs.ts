@@ -1,5 +1,5 @@
 // Job intake, state and the machine-facing claim/events bodies.
-import { jobIdSchema, loraIdSchema, machineIdSchema, poolSchema, sharedFilenameSchema, DEFAULT_POOL } from './ids.js';
+import { jobIdSchema, loraIdSchema, machineIdSchema, poolSchema, sharedFilenameSchema, traceparentSchema, DEFAULT_POOL } from './ids.js';
 import { jobOutputSchema } from './outputs.js';
 import { z } from './zod.js';
 
@@ -75,7 +75,12 @@ export type JobView = z.infer<typeof jobViewSchema>;
 export const jobListSchema = z.object({ jobs: z.array(jobViewSchema) }).openapi('JobList');
 
 export const claimRequestSchema = z
-  .object({ machine_id: machineIdSchema, epoch: z.number().int().positive() })
+  .object({
+    machine_id: machineIdSchema,
+    epoch: z.number().int().positive(),
+    /** The agent's claim span, so the server's claim span joins the job's trace (optional). */
+    traceparent: traceparentSchema.optional(),
+  })
   .strict()
   .openapi('ClaimRequest');
 export type ClaimRequest = z.infer<typeof claimRequestSchema>;

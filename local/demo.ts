@@ -215,4 +215,26 @@ if (sample) {
 }
 process.stdout.write('\n');
 console.table(rows);
-process.exit(done === jobs.length ? 0 : 1);
+
+// The same run as GET /api/metrics sees it (rollups written as jobs start and heartbeats arrive): the numbers must agree.
+type Series = { totals: { started: number; hits: number; misses: number; bytes_downloaded: number }; start_latency: Record<string, unknown>[] };
+const since = new Date(Math.floor(startedAt / 60_000) * 60_000).toISOString();
+const allHitJobs = jobs.filter((j) => j.started_at && j.cache.hit_loras.length > 0 && j.cache.missing_loras.length === 0).length;
+const inBucket = (s: Series, state: string) => s.start_latency.reduce((a, p) => a + ((p[state] as { count: number } | undefined)?.count ?? 0), 0);
+let series: Series | undefined;
+let agentBytes = totalDownloaded;
+const checks = (s: Series) => [
+  ['jobs started', s.totals.started >= jobs.filter((j) => j.started_at).length, `${s.totals.started} ≥ ${jobs.filter((j) => j.started_at).length}`],
+  ['"all hits" bucket', inBucket(s, 'all_hits') >= allHitJobs, `${inBucket(s, 'all_hits')} ≥ ${allHitJobs} jobs whose LoRAs were all cached`],
+  ['bytes = agents\' counters', s.totals.bytes_downloaded === agentBytes, `${fmtBytes(s.totals.bytes_downloaded)} vs ${fmtBytes(agentBytes)}`],
+] as const;
+for (let i = 0; i < 20; i++) {
+  series = (await admin.get<{ timeseries: Series }>(`metrics?since=${encodeURIComponent(since)}&step=1m`)).timeseries;
+  agentBytes = (await admin.get<{ machines: MachineView[] }>('machines')).machines.reduce((a, m) => a + delta(m, 'bytes_downloaded'), 0);
+  if (checks(series).every((c) => c[1])) break;
+  await new Promise((r) => setTimeout(r, 1000)); // the last heartbeat deltas land within a heartbeat
+}
+process.stdout.write('\nGET /api/metrics for this run\n');
+for (const [what, ok, detail] of checks(series!)) process.stdout.write(`  ${ok ? 'ok  ' : 'FAIL'} ${what.padEnd(26)} ${detail}\n`);
+const metricsOk = checks(series!).every((c) => c[1]);
+process.exit(done === jobs.length && metricsOk ? 0 : 1);

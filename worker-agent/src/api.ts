@@ -37,7 +37,8 @@ export interface RetryPolicy {
 
 /** What the agent needs from the control plane (a fake in tests). */
 export interface ControlPlaneApi {
-  claim(jobId: string, epoch: number, policy: RetryPolicy): Promise<Answer<ClaimResponse>>;
+  /** `traceparent`: the agent's claim span, so the server's span joins the job's trace. */
+  claim(jobId: string, epoch: number, policy: RetryPolicy, traceparent?: string): Promise<Answer<ClaimResponse>>;
   event(jobId: string, event: JobEventInput, policy: RetryPolicy): Promise<Answer<JobEventResponse>>;
   heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>>;
   /** Write-only upload URLs for this attempt's output files (409: the attempt moved on; 413: over the limits). */
@@ -62,8 +63,9 @@ export class HttpControlPlane implements ControlPlaneApi {
     this.client = new ApiClient({ baseUrl: opts.baseUrl, token: opts.token });
   }
 
-  claim(jobId: string, epoch: number, policy: RetryPolicy): Promise<Answer<ClaimResponse>> {
-    return this.call('claim', `jobs/${encodeURIComponent(jobId)}/claim`, { machine_id: this.opts.machineId, epoch }, policy, (v) =>
+  claim(jobId: string, epoch: number, policy: RetryPolicy, traceparent?: string): Promise<Answer<ClaimResponse>> {
+    const body = { machine_id: this.opts.machineId, epoch, ...(traceparent ? { traceparent } : {}) };
+    return this.call('claim', `jobs/${encodeURIComponent(jobId)}/claim`, body, policy, (v) =>
       claimResponseSchema.parse(v),
     );
   }

@@ -31,6 +31,7 @@ import type { Outbox } from './outbox.js';
 import { deliverOutputs } from './outputs.js';
 import type { JobOutput } from '../../contract/outputs.js';
 import { RunReporter, type StopKind } from './reporter.js';
+import { RunTrace } from './run-trace.js';
 
 export type RunPhase = 'claiming' | 'preparing' | 'running' | 'reporting' | 'done';
 export type CancelKind = 'server' | 'stale' | 'shutdown';
@@ -103,6 +104,13 @@ export class JobRun {
   }
 
   async run(): Promise<RunResult> {
+    const tr = new RunTrace(this.jobId, this.epoch, undefined, this.message.message.traceparent);
+    const result = await this.runTraced(tr);
+    tr.end(result.kind, 'why' in result ? result.why : undefined);
+    return result;
+  }
+
+  private async runTraced(tr: RunTrace): Promise<RunResult> {
     this.startLockRenewal();
     let acquired: AcquireResult | undefined;
     let runDir: string | undefined;
@@ -111,8 +119,9 @@ export class JobRun {
 
       // 1. claim
       const claimAnswer = await this.env.api
-        .claim(this.jobId, this.epoch, { retries: 6, maxDelayMs: 10_000, signal: this.env.hardStop })
+        .claim(this.jobId, this.epoch, { retries: 6, maxDelayMs: 10_000, signal: this.env.hardStop }, tr.begin('job.claim'))
         .catch((err: unknown) => err as Error);
+      tr.done({}, claimAnswer instanceof Error || !claimAnswer.ok ? claimAnswer.message : undefined);
       if (claimAnswer instanceof Error) return await this.giveBack(`claim failed: ${claimAnswer.message}`);
       if (!claimAnswer.ok) {
         if (claimAnswer.status === 401 || claimAnswer.status === 403) {
@@ -140,8 +149,11 @@ export class JobRun {
       this.phase = 'preparing';
       let outcome: ExecutionOutcome | undefined;
       try {
+        tr.begin('lora.acquire', { 'lora_router.job.loras': claim.loras.length });
         acquired = await this.acquire(claim, reporter);
+        tr.cache(claim.loras, acquired);
       } catch (err) {
+        tr.done({}, (err as Error)?.message ?? String(err));
         outcome = this.cancelKind ? this.cancelledOutcome() : failureFromCacheError(err);
         this.log.warn({ err: (err as Error)?.message, error_type: (err as Error)?.name }, 'could not prepare LoRAs');
         reporter.line('agent', `[agent] could not prepare LoRAs: ${(err as Error)?.message ?? String(err)}`);
@@ -155,6 +167,7 @@ export class JobRun {
       }
       if (acquired && !this.cancelKind) {
         this.phase = 'running';
+        tr.begin('job.execute', { 'lora_router.job.service': claim.service_required });
         runDir = join(this.env.stateDir, 'runs', `${this.jobId}.${this.epoch}`);
         rmSync(runDir, { recursive: true, force: true });
         const outputDir = join(runDir, 'output');
@@ -177,6 +190,7 @@ export class JobRun {
         if (outcome.status === 'succeeded' && !this.cancelKind) outcome = await this.deliver(outputDir, reporter, outcome);
         this.log.info({ status: outcome.status, ...(outcome.status === 'failed' ? { reason: outcome.reason.slice(0, 300) } : {}) }, 'executor finished');
       }
+      tr.done(outcome ? { 'lora_router.execution.status': outcome.status } : {}, outcome?.status === 'failed' ? outcome.reason.slice(0, 300) : undefined);
       outcome ??= this.cancelledOutcome();
 
       // 4. outcome
@@ -188,7 +202,10 @@ export class JobRun {
         await this.settle();
         return { kind: 'unreported', why: this.cancelReason };
       }
+      tr.outcome(event);
+      tr.begin('job.report', { 'lora_router.job.outcome': event.type });
       const accepted = await this.report(event);
+      tr.done({ 'lora_router.report.accepted': accepted ?? false });
       if (accepted === undefined) return { kind: 'unreported', why: 'agent stopped before the outcome was accepted (kept in the outbox)' };
       await this.settle();
       return { kind: 'reported', event: event.type, accepted };

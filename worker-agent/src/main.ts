@@ -14,6 +14,7 @@ import { TokenStore } from './token-store.js';
 import { createAgentLogger } from './logger.js';
 import { createReceiver } from './transport.js';
 import { agentVersion } from './version.js';
+import { registerCacheMetrics, setupAgentTelemetry, type AgentTelemetry } from './telemetry.js';
 
 export const EX_CONFIG = 78;
 const EX_USAGE = 64;
@@ -28,8 +29,11 @@ export interface AgentMainOptions {
 /** Runs the agent until it is stopped by a signal. Resolves with the process exit code. */
 export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number> {
   let config;
+  let telemetry: AgentTelemetry;
   try {
-    config = loadAgentConfig(readAgentEnv(opts.envFile, opts.env ?? process.env));
+    const env = readAgentEnv(opts.envFile, opts.env ?? process.env);
+    config = loadAgentConfig(env);
+    telemetry = setupAgentTelemetry(env, config.machineId);
   } catch (err) {
     if (err instanceof AgentConfigError) {
       process.stderr.write(`lora-router agent: configuration error: ${err.message}\n`);
@@ -59,6 +63,13 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.fatal({ err: (err as Error).message, cache_dir: config.cacheDir }, 'cannot open the LoRA cache');
     return 1;
   }
+  registerCacheMetrics(() => {
+    try {
+      return cache.inventory();
+    } catch {
+      return undefined; // closed
+    }
+  });
   const receiver = createReceiver(config.transport, config.machineId, log.child({ component: 'dispatch' }));
   const tokens = new TokenStore(config.stateDir);
   const agent = new Agent({
@@ -90,9 +101,11 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     process.stderr.write(`lora-router agent: ${(err as Error).message}\n`);
     await receiver.close().catch(() => undefined);
     await cache.close().catch(() => undefined);
+    await telemetry.shutdown();
     return start ? EX_CONFIG : 1;
   }
   await agent.finished;
+  await telemetry.shutdown();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   return 0;

@@ -14,6 +14,8 @@ import { appendEvent } from './events.js';
 import { afterLostAttempt, type JobDoc } from './model.js';
 import { findJobById, updateJob } from './store.js';
 import { outputsExpireAt, verifyReportedOutputs } from '../outputs/outputs.js';
+import { observeOutcome, observeStarted } from './observe.js';
+import { inSpan, SpanKind } from '../telemetry.js';
 
 function describeHolder(job: JobDoc): string {
   return `job ${job.id} is ${job.status} at epoch ${job.epoch}${job.machine_id ? ` on ${job.machine_id}` : ''}`;
@@ -51,6 +53,20 @@ export async function claimJob(deps: CoreDeps, principal: Principal, jobId: stri
   await authorizeMachine(deps, principal, req.machine_id);
   const job = await findJobById(deps.jobs, jobId);
   if (!job) throw notFound(`job ${jobId}`);
+  // The agent's claim span is the parent when it sent one; else the job's own trace.
+  return inSpan(
+    'job.claim.accept',
+    {
+      parent: req.traceparent ?? job.trace_parent ?? null,
+      kind: SpanKind.SERVER,
+      attributes: { 'lora_router.job.id': job.id, 'lora_router.job.epoch': req.epoch, 'lora_router.machine.id': req.machine_id },
+    },
+    () => acceptClaim(deps, job, req),
+  );
+}
+
+async function acceptClaim(deps: CoreDeps, job: JobDoc, req: ClaimRequest): Promise<ClaimResponse> {
+  const jobId = job.id;
   fenceClaim(job, req);
 
   // Resolve the files before the transition: a job whose LoRA has gone since intake never becomes running.
@@ -187,6 +203,9 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
     // Attributed to the attempt that reported it (the document may already be at the next epoch).
     const data = ev.type === 'failed' ? { ...eventData(ev), outcome: doc.status === 'pending' ? 'retrying' : 'failed', not_before: doc.not_before } : eventData(ev);
     await appendEvent(deps, job, ev.type, data);
+    if (ev.type === 'started') await observeStarted(deps, job, ev.cache, machineId);
+    else if (ev.type === 'succeeded') await observeOutcome(deps, job, 'succeeded');
+    else await observeOutcome(deps, job, doc.status === 'pending' ? 'retried' : 'failed', ev.reason);
   }
   return { accepted: true, cancel_requested: doc.status === 'cancelled' };
 }

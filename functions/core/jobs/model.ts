@@ -80,6 +80,8 @@ export interface JobDoc {
   started_at: string | null;
   finished_at: string | null;
   not_before: string | null;
+  /** W3C traceparent of the job's `job.submit` span: every later span of the job joins this trace. */
+  trace_parent?: string | null;
   _etag?: string;
 }
 

@@ -7,6 +7,8 @@ import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
 import { ensureLedger } from './ledger.js';
 import { newMachineDoc, type MachineDoc } from './model.js';
+import { addMachineDelta, addToRollups, FLEET_SCOPE } from '../metrics/rollups.js';
+import { emptyCounters, type CacheCounters } from '../../../contract/machines.js';
 
 export async function readMachine(machines: Container, machineId: string): Promise<MachineDoc | null> {
   try {
@@ -165,8 +167,30 @@ export async function recordHeartbeat(
       if ((err as { code?: number }).code === 413) throw new ApiError('too_large', 'heartbeat inventory is too large to store');
       throw err;
     }
+    await rollupCounterDelta(deps, machineId, doc.cache?.counters, hb.cache.counters);
     const [stop_jobs] = await Promise.all([jobsToStop(deps, machineId, hb.running_jobs), onRecorded?.(doc, next)]);
     return { ok: true, stop_jobs, ...(await refreshedToken(deps, principal, doc)) };
   }
   throw conflict(`machine ${machineId} is changing too fast; send the next heartbeat`);
+}
+
+/**
+ * Adds what a machine's cumulative cache counters moved since its last stored heartbeat to the fleet's rollup buckets
+ * (evictions, thrash, bytes downloaded over time). Runs after the heartbeat's CAS, so each delta is added once. A
+ * counter that went down (a new cache database) counts from zero.
+ */
+async function rollupCounterDelta(deps: CoreDeps, machineId: string, before: CacheCounters | undefined, after: CacheCounters): Promise<void> {
+  const delta = emptyCounters();
+  let moved = false;
+  for (const k of Object.keys(delta) as (keyof CacheCounters)[]) {
+    const prev = before?.[k] ?? 0;
+    delta[k] = after[k] >= prev ? after[k] - prev : after[k];
+    if (delta[k] > 0) moved = true;
+  }
+  if (!moved) return;
+  try {
+    await addToRollups(deps.events, [FLEET_SCOPE], deps.now(), (d) => addMachineDelta(d, delta));
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message, machine_id: machineId }, 'metrics rollup (heartbeat) not written');
+  }
 }

@@ -11,6 +11,7 @@ import { isLive, isReceiving, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
+import { recordBacklog, tracePlacement } from './trace.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
 export const MAX_PENDING_PER_TICK = 5_000;
@@ -195,6 +196,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     policy,
   };
   for (const u of result.unassigned) out.unassigned[u.reason] = (out.unassigned[u.reason] ?? 0) + 1;
+  recordBacklog(pendingDocs);
 
   const docs = new Map(pendingDocs.map((d) => [d.id, d]));
   const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots]));
@@ -230,13 +232,17 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
         }
         out.assigned++;
         snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, started_at: null });
-        try {
-          await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch });
-        } catch (err) {
-          // The job stays assigned; unclaimed, the reaper re-routes it after CLAIM_TIMEOUT_SECONDS.
-          out.send_failures++;
-          deps.log.warn({ err: (err as Error).message, job_id: stored.id, machine_id: machineId }, 'dispatch send failed');
-        }
+        await tracePlacement(doc, stored, a, async (traceparent) => {
+          try {
+            await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch, ...(traceparent ? { traceparent } : {}) });
+            return true;
+          } catch (err) {
+            // The job stays assigned; unclaimed, the reaper re-routes it after CLAIM_TIMEOUT_SECONDS.
+            out.send_failures++;
+            deps.log.warn({ err: (err as Error).message, job_id: stored.id, machine_id: machineId }, 'dispatch send failed');
+            return false;
+          }
+        });
       },
     );
   });
