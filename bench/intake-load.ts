@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { AzureClients } from '../functions/adapters/azure-clients.js';
 import { loadConfig } from '../functions/core/config.js';
 import { startStack } from '../local/stack.js';
-import { runIntakeLoad } from '../test/support/intake-load.js';
+import { runIntakeLoad } from '../testkit/intake-load.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

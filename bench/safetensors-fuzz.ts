@@ -2,7 +2,7 @@
 //   npm run bench:fuzz [-- --count 100000 --seed 18 --module path/to/other/validate.js]
 // Prints inputs tried, accepted, rejected, disagreements with the oracle, the slowest input and total validator time.
 import { pathToFileURL } from 'node:url';
-import { runFuzz } from '../test/support/safetensors-fuzz.js';
+import { runFuzz } from '../testkit/safetensors-fuzz.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

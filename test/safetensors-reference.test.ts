@@ -3,8 +3,8 @@
 // 100 000 inputs: `npm run bench:fuzz`; here a smaller count keeps the suite quick on two cores.
 import { describe, expect, it } from 'vitest';
 import { validateSafetensors, type ValidationResult } from '../functions/core/safetensors/validate.js';
-import { runFuzz } from './support/safetensors-fuzz.js';
-import { oracleValidate } from './support/safetensors-oracle.js';
+import { runFuzz } from '../testkit/safetensors-fuzz.js';
+import { oracleValidate } from '../testkit/safetensors-oracle.js';
 
 const LIMITS = { maxHeaderBytes: 16 * 1024 * 1024, maxTensors: 100_000, maxMetadataEntries: 10_000 };
 

@@ -2,7 +2,7 @@
 // Idempotency-Key) or a quota 429 with numbers; the jobs in Cosmos are exactly the 201s; racing retries of one key
 // never create two jobs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runIntakeLoad } from '../support/intake-load.js';
+import { runIntakeLoad } from '../../testkit/intake-load.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 
 let t: TestHost;

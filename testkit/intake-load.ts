@@ -4,7 +4,7 @@
 // integration test.
 import { randomBytes } from 'node:crypto';
 import type { Container } from '@azure/cosmos';
-import { issueDevToken } from '../../functions/core/auth.js';
+import { issueDevToken } from '../functions/core/auth.js';
 
 export interface IntakeLoadOptions {
   apiUrl: string;

@@ -3,7 +3,7 @@
 // maps or 3-item lists, dtype as "F16" or {"F16": null}, metadata absent/null/object, escapes, duplicate names,
 // extra fields, whitespace) and are then mutated at the token, text and byte level, with the length prefix usually
 // recomputed so the mutation reaches the JSON parser. Used by the test (small count) and bench/safetensors-fuzz.ts.
-import { validateSafetensors } from '../../functions/core/safetensors/validate.js';
+import { validateSafetensors } from '../functions/core/safetensors/validate.js';
 import { oracleValidate, type OracleLimits, type OracleVerdict } from './safetensors-oracle.js';
 
 export interface FuzzStats {
