@@ -34,6 +34,8 @@ beforeAll(async () => {
     MACHINE_LIVENESS_SECONDS: '600', // no heartbeat loop needed while the passes run
     CLAIM_TIMEOUT_SECONDS: '3600', // no agent claims here; the reaper must not re-route (it is not running anyway)
     SCHEDULER_POLICY: 'affinity',
+    // The race under test is between scheduler passes; intake placement has its own test (test/integration/placement.test.ts).
+    PLACEMENT_ON_EVENTS: 'false',
   });
   await provisionLocal(settings);
   hosts = await Promise.all([0, 1].map(() => startDevHostProcess(settings, { timers: false, logLevel: 'info' })));

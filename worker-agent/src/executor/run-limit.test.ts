@@ -13,7 +13,7 @@ function run(script: string, maxRunMs: number) {
   const dir = mkdtempSync(join(tmpdir(), 'run-limit-'));
   const ex = createExecutor({ kind: 'command', command: process.execPath, args: ['-e', script] }, { cancelGraceMs: 200, maxRunMs });
   const lines: string[] = [];
-  const execution = ex.start({ jobId: 'j1', epoch: 1, attempt: 1, serviceRequired: 'x', payload: {}, loras: [], runDir: dir }, sink(lines));
+  const execution = ex.start({ jobId: 'j1', epoch: 1, attempt: 1, serviceRequired: 'x', payload: {}, loras: [], runDir: dir, outputDir: join(dir, 'out') }, sink(lines));
   return { lines, done: execution.done.finally(() => rmSync(dir, { recursive: true, force: true })), execution };
 }
 
