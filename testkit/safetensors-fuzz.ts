@@ -5,6 +5,7 @@
 // recomputed so the mutation reaches the JSON parser. Used by the test (small count) and bench/safetensors-fuzz.ts.
 import { validateSafetensors } from '../functions/core/safetensors/validate.js';
 import { oracleValidate, type OracleLimits, type OracleVerdict } from './safetensors-oracle.js';
+import { seededRandom } from './scheduler-inputs.js';
 
 export interface FuzzStats {
   seed: number;
@@ -21,17 +22,6 @@ export interface FuzzStats {
 }
 
 type Validate = typeof validateSafetensors;
-
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const DTYPES: Array<[string, number]> = [
   ['BOOL', 8], ['F4', 4], ['F6_E2M3', 6], ['U8', 8], ['F8_E4M3', 8], ['F8_E5M2FNUZ', 8], ['F16', 16], ['BF16', 16], ['F32', 32], ['I64', 64], ['C64', 64],
@@ -164,7 +154,7 @@ function describe(v: OracleVerdict | { ok: boolean; code?: string; tensorCount?:
 }
 
 export async function runFuzz(seed: number, count: number, limits: OracleLimits, validate: Validate = validateSafetensors): Promise<FuzzStats> {
-  const r = prng(seed);
+  const r = seededRandom(seed);
   const stats: FuzzStats = { seed, tried: 0, accepted: 0, rejected: 0, disagreements: 0, firstDisagreements: [], slowestMs: 0, slowestInput: '', validatorMs: 0, rejectReasons: {} };
   for (let i = 0; i < count; i++) {
     const file = fuzzInput(r);
