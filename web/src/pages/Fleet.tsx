@@ -7,19 +7,10 @@ import type { Api } from '../api.js';
 import { ChartView, PALETTE } from '../chart.js';
 import { Badge, ErrorNote, Meter, usePoll } from '../components.js';
 import { ago, bytes, duration } from '../format.js';
+import type { Metrics as FleetMetrics } from '../../../functions/core/machines/fleet.js';
 
-/** GET /api/metrics (functions/triggers/metrics.ts). */
-interface Metrics {
-  window_hours: number;
-  jobs_by_status: Record<string, number>;
-  assignments_by_policy: Record<string, number>;
-  mean_affinity_score: number | null;
-  redispatches: number;
-  cache: { hits: number; misses: number; hit_rate: number | null; downloads: number; bytes_downloaded: number; evictions: number; thrash: number };
-  machines: { registered: number; live: number };
-  /** Time series, when the observability work provides them: name → points. */
-  series?: Record<string, { at: string; value: number }[]>;
-}
+/** GET /api/metrics (functions/triggers/metrics.ts): the API's own type, plus the time series when present. */
+type Metrics = FleetMetrics & { series?: Record<string, { at: string; value: number }[]> };
 interface Pool {
   pool: string;
   machines_live: number;
