@@ -50,7 +50,7 @@ export async function seedLora(
 
 export const zeroCounters = (): CacheCounters => ({ hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 });
 
-export function heartbeat(pool: string, slots: number, opts: Partial<{ user: string[]; shared: string[]; running: { job_id: string; epoch: number }[]; counters: CacheCounters; draining: boolean }> = {}): Heartbeat {
+export function heartbeat(pool: string, slots: number, opts: Partial<{ user: string[]; shared: string[]; running: { job_id: string; epoch: number }[]; counters: CacheCounters; draining: boolean; receiving: boolean }> = {}): Heartbeat {
   return {
     pool,
     slots,
@@ -58,6 +58,7 @@ export function heartbeat(pool: string, slots: number, opts: Partial<{ user: str
     cached_loras: { user: opts.user ?? [], shared: opts.shared ?? [] },
     cache: { budget_bytes: 50 * 1024 ** 3, used_bytes: 0, free_disk_bytes: 100 * 1024 ** 3, counters: opts.counters ?? zeroCounters() },
     draining: opts.draining ?? false,
+    ...(opts.receiving === undefined ? {} : { receiving: opts.receiving }),
     agent_version: 'test',
   };
 }

@@ -57,6 +57,20 @@ describe('placement on events (no timer runs)', () => {
     expect(await m.drain()).toEqual([{ job_id: second.job_id, epoch: 1 }]);
   });
 
+  it('intake never plans from a cached view older than a heartbeat that took the machine out of service', async () => {
+    const user = await t.as(`xia-${suffix()}`);
+    const pool = `evpool${suffix()}`;
+    const m = await machine(pool, 4);
+    await m.beat();
+    const first = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool)); // caches the fleet view
+    expect(first.status).toBe('assigned');
+    await m.beat({ receiving: false });
+    const second = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    expect(second.status).toBe('pending'); // planned from the cached view it would go to m (3 free slots)
+    await m.beat({ receiving: true, draining: true });
+    expect((await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool))).status).toBe('pending');
+  });
+
   it('a job for a pool with no machine stays pending (for the timer), and intake still answers 201', async () => {
     const user = await t.as(`wes-${suffix()}`);
     const res = await user.raw('POST', 'jobs', { body: jobBody(`nopool${suffix()}`) });

@@ -5,18 +5,21 @@
 //   submits costs at most one snapshot read (3 queries) per 200 ms, plus per placed job one ledger read + CAS, one job
 //   CAS and one dispatch send.
 // - placeIfSlotFreed: a heartbeat that reports fewer running jobs than the one before freed a slot (the agent beats at
-//   once after every run): one full pass (pending jobs + a fresh snapshot, which also refreshes the cache).
+//   once after every run): one full pass (pending jobs + a fresh snapshot, which also refreshes the cache). A heartbeat
+//   that takes the machine out of service (not receiving, draining) drops the cached snapshot.
 // Both are safe against each other and the timer (ledger CAS + job CAS, see ledger.ts) and never throw: a job they
 // cannot place stays pending for the next event or timer pass.
 import type { CoreDeps } from '../deps.js';
 import type { JobDoc } from '../jobs/model.js';
-import type { MachineDoc } from '../machines/model.js';
+import { isReceiving, type MachineDoc } from '../machines/model.js';
 import { readFleetSnapshot, runSchedulerTick, type FleetSnapshot, type TickResult } from './tick.js';
 
 /** How long intake trusts a cached fleet snapshot. */
 export const SNAPSHOT_TTL_MS = 1_000;
 
 const cached = new WeakMap<object, FleetSnapshot>();
+/** When a heartbeat last took a machine out of service: snapshots read before then are never cached again. */
+const outOfServiceAt = new WeakMap<object, number>();
 
 /** A cached snapshot that could not place the job is re-read when older than this (a machine may have come or freed). */
 export const SNAPSHOT_RECHECK_MS = 200;
@@ -30,6 +33,7 @@ async function recentSnapshot(deps: CoreDeps, maxAgeMs = SNAPSHOT_TTL_MS): Promi
 }
 
 const remember = (deps: CoreDeps) => (s: FleetSnapshot) => {
+  if (s.readAtMs < (outOfServiceAt.get(deps.machines) ?? -Infinity)) return;
   const hit = cached.get(deps.machines);
   if (!hit || hit.readAtMs <= s.readAtMs) cached.set(deps.machines, s);
 };
@@ -56,7 +60,18 @@ export function freedSlot(before: MachineDoc, after: MachineDoc): boolean {
   return !after.draining && after.running_jobs.length < before.running_jobs.length;
 }
 
+/** A heartbeat took the machine out of service: it stopped receiving dispatches or started draining. */
+export function leftService(before: MachineDoc, after: MachineDoc): boolean {
+  return (isReceiving(before) && !isReceiving(after)) || (!before.draining && after.draining);
+}
+
 export async function placeIfSlotFreed(deps: CoreDeps, before: MachineDoc, after: MachineDoc): Promise<void> {
+  // Intake must not plan from a view older than this heartbeat: the machine would get work it cannot take. (Other
+  // instances' cached views are at most SNAPSHOT_TTL_MS old; the reaper re-routes what they send meanwhile.)
+  if (leftService(before, after)) {
+    outOfServiceAt.set(deps.machines, deps.now());
+    cached.delete(deps.machines);
+  }
   if (freedSlot(before, after)) await placeAfterSlotFreed(deps, after.machine_id);
 }
 
