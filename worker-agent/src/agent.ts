@@ -16,6 +16,8 @@ import type { AgentConfig } from './config.js';
 import type { Executor } from './executor/types.js';
 import { JobRun, SHUTDOWN_REASON, type RunResult } from './job-run.js';
 import type { Logger } from './logger.js';
+import { MachineHealth } from './health.js';
+import { OperatorOrders } from './operator-orders.js';
 import { Outbox } from './outbox.js';
 import { agentVersion } from './version.js';
 import { join } from 'node:path';
@@ -29,7 +31,11 @@ export class AgentStartError extends Error {
   override readonly name = 'AgentStartError';
 }
 
-export type AgentCache = Pick<LoraCache, 'acquire' | 'inventory' | 'sweepTtl' | 'close'>;
+export type AgentCache = Pick<LoraCache, 'acquire' | 'inventory' | 'sweepTtl' | 'close'> & Partial<Pick<LoraCache, 'evictUnused'>>;
+
+/** Exit code after the control plane refused the machine token for good (deregistered, or re-registered with a token
+ * the agent does not have): EX_CONFIG, which the systemd unit does not restart. */
+export const EXIT_TOKEN_REFUSED = 78;
 
 export interface AgentDeps {
   config: Pick<
@@ -44,7 +50,10 @@ export interface AgentDeps {
     | 'ttlSweepMs'
     | 'drainGraceMs'
     | 'cancelGraceMs'
-  >;
+  > &
+    Partial<Pick<AgentConfig, 'pinnedLoras'>>;
+  /** Re-reads the machine token from its file (null when it does not come from a file). Used after a 401. */
+  reloadToken?: () => string | null;
   api: ControlPlaneApi;
   receiver: DispatchReceiver;
   cache: AgentCache;
@@ -75,9 +84,26 @@ export class Agent {
   /** Resolves when the agent has shut down completely. */
   readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
   readonly stats: AgentStats = { received: 0, runs: [], heartbeats: 0 };
+  /** The process exit code once finished: 0, or EXIT_TOKEN_REFUSED. */
+  exitCode = 0;
+  readonly health: MachineHealth;
+  readonly orders: OperatorOrders;
+  private tokenRefused = false;
 
   constructor(private readonly deps: AgentDeps) {
     this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
+    this.health = new MachineHealth({
+      preflight: deps.executor.preflight?.bind(deps.executor),
+      freeDiskBytes: () => {
+        try {
+          return deps.cache.inventory().freeDiskBytes;
+        } catch {
+          return undefined;
+        }
+      },
+      log: deps.log,
+    });
+    this.orders = new OperatorOrders({ cache: deps.cache, log: deps.log.child({ component: 'orders' }), signal: this.hardStop.signal });
   }
 
   get isDraining(): boolean {
@@ -190,6 +216,10 @@ export class Agent {
       hardStop: this.hardStop.signal,
       isStopping: () => this.stopping,
       isRunningElsewhere: (r) => [...this.runs].some((o) => o !== r && o.jobId === r.jobId && o.epoch === r.epoch && o.phase !== 'claiming'),
+      markUnhealthy: (reason) => {
+        this.health.mark(reason);
+        this.beatSoon();
+      },
     });
     this.runs.add(run);
     log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');
@@ -235,7 +265,9 @@ export class Agent {
       },
       draining: this.draining,
       agent_version: agentVersion(),
+      unhealthy_reason: this.health.recheck(),
     };
+    if (config.pinnedLoras?.length) hb.pinned = config.pinnedLoras.slice(0, 1000);
     if (inv?.downloadBytesPerSecond !== undefined) hb.download_bytes_per_second = Math.max(0, inv.downloadBytesPerSecond);
     return hb;
   }
@@ -273,9 +305,11 @@ export class Agent {
       });
       if (!answer.ok) {
         log.error({ status: answer.status, code: answer.code, err: answer.message }, 'heartbeat refused');
+        if (answer.status === 401) await this.tokenRejected(answer.message);
         return;
       }
       this.stats.heartbeats++;
+      this.orders.apply(answer.value);
       for (const s of answer.value.stop_jobs) {
         for (const r of this.runs) {
           if (r.jobId === s.job_id && r.epoch === s.epoch) r.cancel('server', 'the control plane asked to stop this job (cancelled or re-routed)');
@@ -284,6 +318,43 @@ export class Agent {
     } catch (err) {
       log.warn({ err: (err as Error)?.message }, 'heartbeat failed');
     }
+  }
+
+  /**
+   * A 401: the machine was re-registered (its token rotated) or deregistered. Re-read the token file once; a new token
+   * there is used at once (the agent recovers by itself). Still refused, or no new token: drain and exit
+   * EXIT_TOKEN_REFUSED, so systemd does not restart an agent that cannot authenticate.
+   */
+  private async tokenRejected(message: string): Promise<void> {
+    if (this.tokenRefused || this.stopping) return;
+    const { log, api } = this.deps;
+    const fresh = this.deps.reloadToken?.() ?? null;
+    if (fresh && fresh !== this.currentToken && api.setToken) {
+      this.currentToken = fresh;
+      api.setToken(fresh);
+      const retry = await api.heartbeat(this.buildHeartbeat(), { retries: 2, maxDelayMs: 1_000, signal: this.hardStop.signal }).catch((err: unknown) => err as Error);
+      if (retry instanceof Error || retry.ok) {
+        log.warn({}, 'machine token was replaced; using the new token from the token file');
+        if (!(retry instanceof Error) && retry.ok) this.orders.apply(retry.value);
+        return;
+      }
+      message = retry.message;
+    }
+    this.tokenRefused = true;
+    this.exitCode = EXIT_TOKEN_REFUSED;
+    log.fatal(
+      { err: message },
+      'the control plane refuses this machine token (deregistered, or re-registered with a token not in the token file); stopping. Put the token from the latest registration in the token file and start the agent again',
+    );
+    void this.shutdown('machine token refused');
+  }
+
+  /** The token in use, as last read (to notice whether the file changed). Set by main via reloadToken's first read. */
+  private currentToken: string | null = null;
+
+  /** Tells the agent which token it started with (so a re-read can tell a new one from the same one). */
+  setInitialToken(token: string): void {
+    this.currentToken = token;
   }
 
   // ------------------------------------------------------------------ outbox

@@ -39,16 +39,23 @@ export interface ControlPlaneApi {
   claim(jobId: string, epoch: number, policy: RetryPolicy): Promise<Answer<ClaimResponse>>;
   event(jobId: string, event: JobEventInput, policy: RetryPolicy): Promise<Answer<JobEventResponse>>;
   heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>>;
+  /** Swaps the machine token (optional: fakes in tests need not). */
+  setToken?(token: string): void;
 }
 
 export const isRetryableStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429;
 
 export class HttpControlPlane implements ControlPlaneApi {
-  private readonly client: ApiClient;
+  private client: ApiClient;
   constructor(
     private readonly opts: { baseUrl: string; token: string; machineId: string; log: Logger; requestTimeoutMs?: number },
   ) {
     this.client = new ApiClient({ baseUrl: opts.baseUrl, token: opts.token });
+  }
+
+  /** Uses a new machine token from now on (re-read from its file after a 401). */
+  setToken(token: string): void {
+    this.client = this.client.withToken(token);
   }
 
   claim(jobId: string, epoch: number, policy: RetryPolicy): Promise<Answer<ClaimResponse>> {

@@ -43,6 +43,8 @@ export interface AgentConfig {
   machineToken: string;
   /** Where the token came from, for the startup log (never the token itself). */
   machineTokenSource: 'MACHINE_TOKEN' | 'MACHINE_TOKEN_FILE' | 'credential';
+  /** The file the token was read from (re-read after a 401); undefined for MACHINE_TOKEN. */
+  machineTokenPath?: string;
   pool: string;
   slots: number;
   cacheDir: string;
@@ -86,7 +88,7 @@ function parseTable(env: Env): Parsed {
   return out as Parsed;
 }
 
-function readToken(env: Env): { token: string; source: AgentConfig['machineTokenSource'] } {
+function readToken(env: Env): { token: string; source: AgentConfig['machineTokenSource']; path?: string } {
   const direct = env[AGENT_SETTINGS.machineToken]?.trim();
   if (direct) return { token: direct, source: 'MACHINE_TOKEN' };
   const file = env[AGENT_SETTINGS.machineTokenFile]?.trim();
@@ -109,7 +111,7 @@ function readToken(env: Env): { token: string; source: AgentConfig['machineToken
     throw new AgentConfigError(`Invalid setting ${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
   }
   if (!token) throw new AgentConfigError(`Invalid setting ${name}: ${path} is empty.`);
-  return { token, source };
+  return { token, source, path };
 }
 
 function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed): TransportConfig {
@@ -209,12 +211,13 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     executor = { kind: 'command', command: words[0], args: words.slice(1) };
   }
 
-  const { token, source } = readToken(env);
+  const { token, source, path: tokenPath } = readToken(env);
   return {
     apiBaseUrl: s.api.replace(/\/+$/, ''),
     machineId: s.machineId,
     machineToken: token,
     machineTokenSource: source,
+    ...(tokenPath ? { machineTokenPath: tokenPath } : {}),
     pool: s.pool,
     slots: s.slots,
     cacheDir,

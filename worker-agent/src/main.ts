@@ -1,14 +1,17 @@
 // The agent process: settings → logger → cache → receiver → agent; SIGTERM/SIGINT drain it. Used by
 // `lora-router agent [--env-file path]` (cli/commands/agent.ts).
 //
-// Exit codes: 0 after a clean drain; 78 (EX_CONFIG) for a bad setting or a refused registration (the systemd unit
-// does not restart on 78: restarting cannot fix it); 1 for anything else (systemd restarts it).
-import { mkdirSync, realpathSync } from 'node:fs';
+// Exit codes: 0 after a clean drain; 78 (EX_CONFIG) for a bad setting, a missing executor, or a machine token the
+// control plane refuses even after re-reading the token file (the systemd unit does not restart on 78: restarting
+// cannot fix it); 1 for anything else (systemd restarts it).
+import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Agent, AgentStartError } from './agent.js';
 import { HttpControlPlane } from './api.js';
 import { LoraCache } from './cache/lora-cache.js';
+import { formatCheck, runCheck } from './check.js';
 import { AgentConfigError, describeConfig, loadAgentConfig, readAgentEnv } from './config.js';
+import { resolveExecutable } from './executor/preflight.js';
 import { createExecutor } from './executor/index.js';
 import { createAgentLogger } from './logger.js';
 import { createReceiver } from './transport.js';
@@ -20,12 +23,17 @@ const EX_USAGE = 64;
 export interface AgentMainOptions {
   envFile?: string;
   env?: NodeJS.ProcessEnv;
-  /** Only validate and print the settings (secrets redacted), then exit. */
+  /** Only check what can be checked (settings, executor, cache dir, API) and say what systemd provides, then exit. */
   check?: boolean;
 }
 
 /** Runs the agent until it is stopped by a signal. Resolves with the process exit code. */
 export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number> {
+  if (opts.check) {
+    const r = await runCheck({ envFile: opts.envFile, env: opts.env ?? process.env });
+    process.stdout.write(formatCheck(r));
+    return r.code;
+  }
   let config;
   try {
     config = loadAgentConfig(readAgentEnv(opts.envFile, opts.env ?? process.env));
@@ -36,9 +44,10 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     }
     throw err;
   }
-  if (opts.check) {
-    process.stdout.write(`${JSON.stringify(describeConfig(config), null, 2)}\n`);
-    return 0;
+  const exe = resolveExecutable(config.executor.command, opts.env ?? process.env);
+  if (!exe.ok) {
+    process.stderr.write(`lora-router agent: configuration error: ${exe.problem}\n`);
+    return EX_CONFIG;
   }
 
   const log = createAgentLogger({ level: config.logLevel, machineId: config.machineId });
@@ -59,8 +68,18 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     return 1;
   }
   const receiver = createReceiver(config.transport, config.machineId);
+  const tokenPath = config.machineTokenPath;
   const agent = new Agent({
     config,
+    reloadToken: tokenPath
+      ? () => {
+          try {
+            return readFileSync(tokenPath, 'utf8').trim() || null;
+          } catch {
+            return null;
+          }
+        }
+      : undefined,
     api: new HttpControlPlane({ baseUrl: config.apiBaseUrl, token: config.machineToken, machineId: config.machineId, log: log.child({ component: 'api' }) }),
     receiver,
     cache,
@@ -72,6 +91,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.info({ signal }, 'signal received');
     void agent.shutdown(`${signal} received`);
   };
+  agent.setInitialToken(config.machineToken);
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
@@ -87,7 +107,8 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
   await agent.finished;
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
-  return 0;
+  if (agent.exitCode !== 0) process.stderr.write(`lora-router agent: the control plane refuses this machine's token; exiting ${agent.exitCode}\n`);
+  return agent.exitCode;
 }
 
 /** `node dist/worker-agent/src/main.js [--env-file path] [--check]`: the same as `lora-router agent`. */
@@ -107,6 +128,10 @@ if (isEntryPoint()) {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--check') check = true;
+    else if (a === '--version') {
+      process.stdout.write(`${agentVersion()}\n`);
+      process.exit(0);
+    }
     else if (a === '--env-file' && i + 1 < args.length) envFile = args[++i];
     else if (a.startsWith('--env-file=')) envFile = a.slice('--env-file='.length);
     else {

@@ -7,7 +7,7 @@ import { mapLimit } from '../map-limit.js';
 import type { CoreDeps } from '../deps.js';
 import { BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
 import { casReplaceJob } from '../jobs/store.js';
-import { isLive, type MachineDoc } from '../machines/model.js';
+import { acceptsWork, isLive, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob } from '../machines/ledger.js';
@@ -85,7 +85,8 @@ export function toMachineState(
     slots: m.slots,
     busySlots,
     live: isLive(m, nowMs, livenessSeconds),
-    draining: m.draining,
+    // Drained by the agent or an admin, or unhealthy by the agent's own report: no new work (the scheduler's filter).
+    draining: !acceptsWork(m),
     cachedUser: new Set(m.cached_user),
     cachedShared: new Set(m.cached_shared),
     budgetBytes: m.cache?.budget_bytes ?? 0,
