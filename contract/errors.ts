@@ -10,6 +10,7 @@ export const errorCodes = [
   'invalid_lora',
   'lora_not_ready',
   'quota_exceeded',
+  'unknown_pool',
   'unavailable',
   'internal',
 ] as const;
@@ -25,6 +26,7 @@ export const errorStatus: Record<ErrorCode, number> = {
   invalid_lora: 422,
   lora_not_ready: 422,
   quota_exceeded: 429,
+  unknown_pool: 422,
   unavailable: 503,
   internal: 500,
 };
