@@ -51,7 +51,7 @@ export interface AgentDeps {
     | 'drainGraceMs'
     | 'cancelGraceMs'
   > &
-    Partial<Pick<AgentConfig, 'pinnedLoras'>>;
+    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs'>>;
   /** Re-reads the machine token from its file (null when it does not come from a file). Used after a 401. */
   reloadToken?: () => string | null;
   api: ControlPlaneApi;
@@ -88,7 +88,6 @@ export class Agent {
   exitCode = 0;
   readonly health: MachineHealth;
   readonly orders: OperatorOrders;
-  private tokenRefused = false;
 
   constructor(private readonly deps: AgentDeps) {
     this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
@@ -309,6 +308,7 @@ export class Agent {
         return;
       }
       this.stats.heartbeats++;
+      this.refusedSince = undefined;
       this.orders.apply(answer.value);
       for (const s of answer.value.stop_jobs) {
         for (const r of this.runs) {
@@ -321,26 +321,24 @@ export class Agent {
   }
 
   /**
-   * A 401: the machine was re-registered (its token rotated) or deregistered. Re-read the token file once; a new token
-   * there is used at once (the agent recovers by itself). Still refused, or no new token: drain and exit
-   * EXIT_TOKEN_REFUSED, so systemd does not restart an agent that cannot authenticate.
+   * A 401: the machine was re-registered (its token rotated) or deregistered. Every refused beat re-reads the token
+   * file; a new token there is used at once (the agent recovers by itself: write the new token to the file). Refused
+   * for longer than TOKEN_REFUSED_GRACE_SECONDS: drain and exit EXIT_TOKEN_REFUSED (systemd does not restart it).
    */
   private async tokenRejected(message: string): Promise<void> {
-    if (this.tokenRefused || this.stopping) return;
+    if (this.stopping) return;
     const { log, api } = this.deps;
     const fresh = this.deps.reloadToken?.() ?? null;
     if (fresh && fresh !== this.currentToken && api.setToken) {
       this.currentToken = fresh;
       api.setToken(fresh);
-      const retry = await api.heartbeat(this.buildHeartbeat(), { retries: 2, maxDelayMs: 1_000, signal: this.hardStop.signal }).catch((err: unknown) => err as Error);
-      if (retry instanceof Error || retry.ok) {
-        log.warn({}, 'machine token was replaced; using the new token from the token file');
-        if (!(retry instanceof Error) && retry.ok) this.orders.apply(retry.value);
-        return;
-      }
-      message = retry.message;
+      this.refusedSince = undefined;
+      log.warn({}, 'machine token was replaced; using the new token from the token file');
+      return;
     }
-    this.tokenRefused = true;
+    const now = Date.now();
+    this.refusedSince ??= now;
+    if (now - this.refusedSince < (this.deps.config.tokenRefusedGraceMs ?? 120_000)) return;
     this.exitCode = EXIT_TOKEN_REFUSED;
     log.fatal(
       { err: message },
@@ -349,10 +347,10 @@ export class Agent {
     void this.shutdown('machine token refused');
   }
 
-  /** The token in use, as last read (to notice whether the file changed). Set by main via reloadToken's first read. */
+  private refusedSince: number | undefined;
+  /** The token in use, to tell a new token in the file from the same one. */
   private currentToken: string | null = null;
 
-  /** Tells the agent which token it started with (so a re-read can tell a new one from the same one). */
   setInitialToken(token: string): void {
     this.currentToken = token;
   }

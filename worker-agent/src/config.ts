@@ -57,6 +57,8 @@ export interface AgentConfig {
   cancelGraceMs: number;
   drainGraceMs: number;
   heartbeatMs: number;
+  /** After a 401: how long to keep re-reading the token file before exiting EXIT_TOKEN_REFUSED. */
+  tokenRefusedGraceMs: number;
   ttlSweepMs: number;
   lockRenewMs: number;
   keepRunDirs: boolean;
@@ -229,6 +231,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     cancelGraceMs: Math.round(s.cancelGraceSeconds * 1000),
     drainGraceMs: Math.round(s.drainGraceSeconds * 1000),
     heartbeatMs: Math.round(s.heartbeatSeconds * 1000),
+    tokenRefusedGraceMs: Math.round(s.tokenRefusedGraceSeconds * 1000),
     ttlSweepMs: Math.round(s.ttlSweepMinutes * 60_000),
     lockRenewMs: Math.round(s.lockRenewSeconds * 1000),
     keepRunDirs: s.keepRunDirs,
