@@ -19,6 +19,7 @@ import type { Logger } from './logger.js';
 import { MachineHealth } from './health.js';
 import { OperatorOrders } from './operator-orders.js';
 import { Outbox } from './outbox.js';
+import { TokenWatch } from './token-watch.js';
 import { agentVersion } from './version.js';
 import { join } from 'node:path';
 
@@ -52,7 +53,8 @@ export interface AgentDeps {
     | 'cancelGraceMs'
   > &
     Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs'>>;
-  /** Re-reads the machine token from its file (null when it does not come from a file). Used after a 401. */
+  /** The token the agent started with, and how to re-read it from its file (absent: not from a file). */
+  initialToken?: string;
   reloadToken?: () => string | null;
   api: ControlPlaneApi;
   receiver: DispatchReceiver;
@@ -88,6 +90,7 @@ export class Agent {
   exitCode = 0;
   readonly health: MachineHealth;
   readonly orders: OperatorOrders;
+  private readonly tokens: TokenWatch;
 
   constructor(private readonly deps: AgentDeps) {
     this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
@@ -100,6 +103,12 @@ export class Agent {
           return undefined;
         }
       },
+      log: deps.log,
+    });
+    this.tokens = new TokenWatch(deps.initialToken ?? null, {
+      reload: deps.reloadToken,
+      apply: deps.api.setToken?.bind(deps.api),
+      graceMs: deps.config.tokenRefusedGraceMs ?? 120_000,
       log: deps.log,
     });
     this.orders = new OperatorOrders({ cache: deps.cache, log: deps.log.child({ component: 'orders' }), signal: this.hardStop.signal });
@@ -304,11 +313,11 @@ export class Agent {
       });
       if (!answer.ok) {
         log.error({ status: answer.status, code: answer.code, err: answer.message }, 'heartbeat refused');
-        if (answer.status === 401) await this.tokenRejected(answer.message);
+        if (answer.status === 401) this.tokenRejected(answer.message);
         return;
       }
       this.stats.heartbeats++;
-      this.refusedSince = undefined;
+      this.tokens.accepted();
       this.orders.apply(answer.value);
       for (const s of answer.value.stop_jobs) {
         for (const r of this.runs) {
@@ -320,39 +329,15 @@ export class Agent {
     }
   }
 
-  /**
-   * A 401: the machine was re-registered (its token rotated) or deregistered. Every refused beat re-reads the token
-   * file; a new token there is used at once (the agent recovers by itself: write the new token to the file). Refused
-   * for longer than TOKEN_REFUSED_GRACE_SECONDS: drain and exit EXIT_TOKEN_REFUSED (systemd does not restart it).
-   */
-  private async tokenRejected(message: string): Promise<void> {
-    if (this.stopping) return;
-    const { log, api } = this.deps;
-    const fresh = this.deps.reloadToken?.() ?? null;
-    if (fresh && fresh !== this.currentToken && api.setToken) {
-      this.currentToken = fresh;
-      api.setToken(fresh);
-      this.refusedSince = undefined;
-      log.warn({}, 'machine token was replaced; using the new token from the token file');
-      return;
-    }
-    const now = Date.now();
-    this.refusedSince ??= now;
-    if (now - this.refusedSince < (this.deps.config.tokenRefusedGraceMs ?? 120_000)) return;
+  /** A 401: re-read the token file (token-watch.ts); refused past the grace period, drain and exit 78. */
+  private tokenRejected(message: string): void {
+    if (this.stopping || this.tokens.refused() !== 'give_up') return;
     this.exitCode = EXIT_TOKEN_REFUSED;
-    log.fatal(
+    this.deps.log.fatal(
       { err: message },
       'the control plane refuses this machine token (deregistered, or re-registered with a token not in the token file); stopping. Put the token from the latest registration in the token file and start the agent again',
     );
     void this.shutdown('machine token refused');
-  }
-
-  private refusedSince: number | undefined;
-  /** The token in use, to tell a new token in the file from the same one. */
-  private currentToken: string | null = null;
-
-  setInitialToken(token: string): void {
-    this.currentToken = token;
   }
 
   // ------------------------------------------------------------------ outbox

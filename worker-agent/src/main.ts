@@ -71,6 +71,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
   const tokenPath = config.machineTokenPath;
   const agent = new Agent({
     config,
+    initialToken: config.machineToken,
     reloadToken: tokenPath
       ? () => {
           try {
@@ -91,7 +92,6 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.info({ signal }, 'signal received');
     void agent.shutdown(`${signal} received`);
   };
-  agent.setInitialToken(config.machineToken);
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
