@@ -60,7 +60,7 @@ describe.skipIf(!isRoot)('install as an unprivileged user, the documented way', 
     const prefix = join(scratch, 'prefix', 'lora-router');
     const repo = process.cwd();
     // The commit under test, cloned as the user (safe.directory: the source repository belongs to root).
-    const clone = asUser(`git -c safe.directory='*' clone --quiet ${repo} ${prefix}`);
+    const clone = asUser(`git clone --quiet ${repo} ${prefix}`, { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'safe.directory', GIT_CONFIG_VALUE_0: '*' });
     expect(clone.status, clone.out).toBe(0);
     const ci = asUser(`cd ${prefix} && npm ci --prefer-offline --no-audit --no-fund && npm run build`, { npm_config_nodedir: '/usr' });
     expect(ci.status, ci.out.slice(-4000)).toBe(0);
