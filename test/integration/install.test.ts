@@ -59,8 +59,11 @@ describe.skipIf(!isRoot)('install as an unprivileged user, the documented way', 
   it('clone, npm ci, build, --version, --check, run a job', async () => {
     const prefix = join(scratch, 'prefix', 'lora-router');
     const repo = process.cwd();
-    // The commit under test, cloned as the user (safe.directory: the source repository belongs to root).
-    const clone = asUser(`git clone --quiet ${repo} ${prefix}`, { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'safe.directory', GIT_CONFIG_VALUE_0: '*' });
+    // The commit under test, cloned as the user.
+    // The source repository belongs to root: the user's own git config must trust it (safe.directory).
+    writeFileSync(join(scratch, 'home', '.gitconfig'), '[safe]\n\tdirectory = *\n');
+    spawnSync('chown', [`${user}:`, join(scratch, 'home', '.gitconfig')]);
+    const clone = asUser(`git clone --quiet ${repo} ${prefix}`);
     expect(clone.status, clone.out).toBe(0);
     const ci = asUser(`cd ${prefix} && npm ci --prefer-offline --no-audit --no-fund && npm run build`, { npm_config_nodedir: '/usr' });
     expect(ci.status, ci.out.slice(-4000)).toBe(0);
