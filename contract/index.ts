@@ -5,3 +5,4 @@ export * from './loras.js';
 export * from './jobs.js';
 export * from './machines.js';
 export * from './dispatch.js';
+export * from './me.js';

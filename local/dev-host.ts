@@ -47,11 +47,14 @@ export interface Registrations {
   eventGrid: EventGridRegistration[];
 }
 
-/** Route templates as the Functions host reads them: `jobs/{id}`, `x/{id?}`, `{id:int}` (constraint ignored). */
+/** Route templates as the Functions host reads them: `jobs/{id}`, `x/{id?}`, `{id:int}` (constraint ignored), `app/{*path}`. */
 export function compileRoute(template: string): { matcher: RegExp; paramNames: string[] } {
   const paramNames: string[] = [];
+  // A trailing catch-all `{*rest}` matches the rest of the path, slashes included, or nothing at all.
+  const catchAll = /\/?\{\*([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(template.replace(/\/+$/, ''));
   const pattern = template
     .replace(/^\/+|\/+$/g, '')
+    .replace(/\/?\{\*[A-Za-z_][A-Za-z0-9_]*\}$/, '')
     .split('/')
     .map((segment) =>
       segment.replace(/\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]+)?(\?)?\}|([^{]+)/g, (_m, name: string, optional: string, literal: string) => {
@@ -61,6 +64,10 @@ export function compileRoute(template: string): { matcher: RegExp; paramNames: s
       }),
     )
     .join('/');
+  if (catchAll) {
+    paramNames.push(catchAll[1]!);
+    return { matcher: new RegExp(`^${pattern}(?:/(.*))?$`, 'i'), paramNames };
+  }
   return { matcher: new RegExp(`^${pattern}/?$`, 'i'), paramNames };
 }
 

@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AzureClients, ensureLocalResources } from '../functions/adapters/azure-clients.js';
 import { loadConfig } from '../functions/core/config.js';
+import { allowBrowserUploads } from './blob-cors.js';
 import { startAzurite, startCosmos, type AzuriteHandle, type CosmosHandle } from './emulators.js';
 import { freePort, isPortFree, startProcess, type Started } from './processes.js';
 import { repoRoot, stackSettings } from './settings.js';
@@ -39,6 +40,7 @@ export async function provisionLocal(settings: Record<string, string>): Promise<
   const clients = new AzureClients(loadConfig(settings));
   try {
     await ensureLocalResources(clients);
+    await allowBrowserUploads(clients.blobService);
   } finally {
     await clients.close();
   }

@@ -3,6 +3,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { issueDevToken } from '../functions/core/auth.js';
 import { ConfigError } from '../functions/core/config.js';
 import { parseBytes } from '../worker-agent/src/config.js';
 import { agentEnv, DEFAULT_FLEET_BUDGET, startFleet, type Fleet } from './agents.js';
@@ -128,12 +129,20 @@ try {
     started_at: new Date().toISOString(),
   };
   writeFileSync(stackFile, JSON.stringify(info, null, 2));
+  // Ready-to-click web app links: the token rides in the URL fragment (never sent to the server), and the page moves
+  // it into this tab's sessionStorage.
+  const appUrl = `${stack.apiUrl}/app/`;
+  const devSecret = stack.settings.AUTH_DEV_SECRET!;
+  const aliceUrl = `${appUrl}#token=${await issueDevToken(devSecret, 'alice', 'user')}`;
+  const opsUrl = `${appUrl}#token=${await issueDevToken(devSecret, 'ops', 'admin')}`;
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   process.stdout.write(
     [
       '',
       `lora-router is up in ${secs}s — health: ${health.status}`,
       `  API           ${stack.apiUrl}   (OpenAPI: ${stack.apiUrl}/openapi.json)`,
+      `  Web app       ${aliceUrl}   (as alice)`,
+      `  Fleet (admin) ${opsUrl}   (as ops)`,
       `  Azurite       ${stack.emulators.azurite.blobEndpoint}`,
       `  Cosmos        ${stack.emulators.cosmos.endpoint}`,
       `  agents        ${fleet.agents.length ? `${fleet.agents.length} × ${slots} slot(s), cache budget ${values.budget} each` : 'none (--agents 0)'}`,

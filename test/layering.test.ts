@@ -1,7 +1,7 @@
 // Imports run only downward. Every import (static, `export ... from`, dynamic `import()`, `import('x').T` types) in the
 // repository's .ts files is parsed with the TypeScript compiler and checked against the layer table in README.md:
 //
-//   contract → api-client → dispatch → functions → worker-agent → cli → testkit → simulator → local → bench
+//   contract → api-client → dispatch → functions → worker-agent → cli → testkit → simulator → local → bench → web
 //
 // (lowest first: a folder may import its own layer and any layer to its left). Tests (test/, *.test.ts) and root-level
 // tool files may import anything. Inside functions/: adapters → core → triggers (host-setup.ts sits with the
@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
-export const LAYERS = ['contract', 'api-client', 'dispatch', 'functions', 'worker-agent', 'cli', 'testkit', 'simulator', 'local', 'bench'] as const;
+export const LAYERS = ['contract', 'api-client', 'dispatch', 'functions', 'worker-agent', 'cli', 'testkit', 'simulator', 'local', 'bench', 'web'] as const;
 const FUNCTIONS_PARTS = ['adapters', 'core', 'triggers'] as const;
 
 export interface Import {

@@ -9,7 +9,7 @@ import { describeRoute } from '../core/openapi.js';
 describeRoute({
   method: 'get',
   path: '/shared-loras',
-  summary: 'Admin: the shared (system) LoRAs, keyed by filename, with their status.',
+  summary: 'The shared (system) LoRAs, keyed by filename: admins see all with their status, users the ready ones (read-only, to pick for jobs).',
   responses: { 200: jsonContent('shared LoRAs', sharedLoraListSchema) },
 });
 
@@ -18,7 +18,10 @@ app.http('sharedLorasList', {
   methods: ['GET'],
   authLevel: 'anonymous',
   handler: route({
-    auth: ['admin'],
-    handler: async ({ services }) => json(200, { loras: (await listSharedLoras(loraDeps(services))).map(toSharedLoraView) }),
+    auth: ['user'],
+    handler: async ({ principal, services }) => {
+      const all = (await listSharedLoras(loraDeps(services))).map(toSharedLoraView);
+      return json(200, { loras: principal.role === 'admin' ? all : all.filter((l) => l.status === 'ready') });
+    },
   }),
 });

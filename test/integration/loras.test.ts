@@ -309,7 +309,7 @@ describe('quotas', () => {
 });
 
 describe('shared LoRAs (/api/shared-loras)', () => {
-  it('admins upload (multipart and SAS), list, read and delete them by filename; users get 403', async () => {
+  it('admins upload (multipart and SAS), list, read and delete them by filename; users only read the ready ones (403 otherwise)', async () => {
     const bytes = valid(16 * 1024, 40);
     const up = await uploadMultipart(admin, bytes, 'detail-tweaker.safetensors', {}, 'shared-loras/upload');
     expect(up.status).toBe(201);
@@ -337,10 +337,14 @@ describe('shared LoRAs (/api/shared-loras)', () => {
     const list = await admin.get<{ loras: SharedLora[] }>('shared-loras');
     expect(list.loras.map((l) => l.filename).sort()).toEqual(['detail-tweaker.safetensors', 'style-xl.safetensors']);
 
-    // Users: no writes, no admin listing; but jobs may name ready shared LoRAs by filename (with their own LoRAs).
+    // Users: no writes; they read the ready shared LoRAs (to pick them for jobs) and may name them by filename.
+    const userList = await alice.get<{ loras: SharedLora[] }>('shared-loras');
+    expect(userList.loras.map((l) => [l.filename, l.status]).sort()).toEqual([
+      ['detail-tweaker.safetensors', 'ready'],
+      ['style-xl.safetensors', 'ready'],
+    ]);
     for (const [method, path, body] of [
       ['POST', 'shared-loras', { filename: 'mine.safetensors', size_bytes: 10 }],
-      ['GET', 'shared-loras', undefined],
       ['DELETE', 'shared-loras/detail-tweaker.safetensors', undefined],
     ] as const) {
       const r = await jsonOf(await alice.raw(method, path, body ? { body } : {}));
