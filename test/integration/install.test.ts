@@ -27,7 +27,8 @@ let tenant: ApiClient;
 
 function asUser(cmd: string, env: Record<string, string> = {}, timeoutMs = 900_000): { status: number | null; out: string } {
   const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-  const r = spawnSync('runuser', ['-u', user, '--', 'env', `HOME=${scratch}/home`, `PATH=${process.env.PATH}`, ...envArgs, 'sh', '-c', cmd], {
+  // env -i: nothing of this (root, npm-run) process leaks in, e.g. npm_config_cache=/root/.npm.
+  const r = spawnSync('runuser', ['-u', user, '--', 'env', '-i', `HOME=${scratch}/home`, `PATH=${process.env.PATH}`, ...envArgs, 'sh', '-c', cmd], {
     cwd: scratch,
     encoding: 'utf8',
     timeout: timeoutMs,
@@ -97,7 +98,7 @@ describe.skipIf(!isRoot)('install as an unprivileged user, the documented way', 
     expect(check.out).toMatch(/ok +executor: .*open-loras|ok +executor: .*node/);
     expect(check.out).toMatch(/ok +API: /);
 
-    const agent = spawn('runuser', ['-u', user, '--', 'env', `HOME=${scratch}/home`, 'node', `${prefix}/bin/lora-router.js`, 'agent', '--env-file', envFile], {
+    const agent = spawn('runuser', ['-u', user, '--', 'env', '-i', `HOME=${scratch}/home`, `PATH=${process.env.PATH}`, 'node', `${prefix}/bin/lora-router.js`, 'agent', '--env-file', envFile], {
       cwd: scratch,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
