@@ -8,7 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../api-client/index.js';
 import { getJob, until } from '../support/helpers.js';
@@ -25,10 +25,13 @@ let t: TestHost;
 let admin: ApiClient;
 let tenant: ApiClient;
 
+/** A plain login PATH with this Node first: nothing of the repository's node_modules/.bin. */
+const cleanPath = `${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`;
+
 function asUser(cmd: string, env: Record<string, string> = {}, timeoutMs = 900_000): { status: number | null; out: string } {
   const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   // env -i: nothing of this (root, npm-run) process leaks in, e.g. npm_config_cache=/root/.npm.
-  const r = spawnSync('runuser', ['-u', user, '--', 'env', '-i', `HOME=${scratch}/home`, `PATH=${process.env.PATH}`, ...envArgs, 'sh', '-c', cmd], {
+  const r = spawnSync('runuser', ['-u', user, '--', 'env', '-i', `HOME=${scratch}/home`, `PATH=${cleanPath}`, ...envArgs, 'sh', '-c', cmd], {
     cwd: scratch,
     encoding: 'utf8',
     timeout: timeoutMs,
@@ -98,7 +101,7 @@ describe.skipIf(!isRoot)('install as an unprivileged user, the documented way', 
     expect(check.out).toMatch(/ok +executor: .*open-loras|ok +executor: .*node/);
     expect(check.out).toMatch(/ok +API: /);
 
-    const agent = spawn('runuser', ['-u', user, '--', 'env', '-i', `HOME=${scratch}/home`, `PATH=${process.env.PATH}`, 'node', `${prefix}/bin/lora-router.js`, 'agent', '--env-file', envFile], {
+    const agent = spawn('runuser', ['-u', user, '--', 'env', '-i', `HOME=${scratch}/home`, `PATH=${cleanPath}`, 'node', `${prefix}/bin/lora-router.js`, 'agent', '--env-file', envFile], {
       cwd: scratch,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
