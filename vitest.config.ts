@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
-    exclude: ['node_modules/**', 'dist/**', '.local/**'],
+    // The deploy package test runs on its own after the rest (vitest.deploy.config.ts, `npm run test:deploy`).
+    exclude: ['node_modules/**', 'dist/**', '.local/**', 'test/deploy/package-fidelity.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     // Two cores: keep parallelism modest so emulator-backed tests do not starve each other.

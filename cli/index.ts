@@ -50,7 +50,7 @@ program
     process.stdout.write(`${await issueDevToken(devSecret(), subject, opts.role, Number(opts.ttl))}\n`);
   });
 
-const commandModules = ['loras', 'jobs', 'machines', 'agent'] as const;
+const commandModules = ['loras', 'jobs', 'outputs', 'machines', 'agent', 'smoke', 'report'] as const;
 for (const name of commandModules) {
   const mod = (await import(`./commands/${name}.js`).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes(`commands/${name}.js`)) return null;

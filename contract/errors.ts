@@ -11,6 +11,7 @@ export const errorCodes = [
   'lora_not_ready',
   'quota_exceeded',
   'unknown_pool',
+  'too_many_requests',
   'unavailable',
   'internal',
 ] as const;
@@ -27,6 +28,7 @@ export const errorStatus: Record<ErrorCode, number> = {
   lora_not_ready: 422,
   quota_exceeded: 429,
   unknown_pool: 422,
+  too_many_requests: 429,
   unavailable: 503,
   internal: 500,
 };

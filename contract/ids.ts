@@ -64,3 +64,12 @@ export function sanitizeOriginalName(name: string): string {
     .slice(0, 200);
   return cleaned.length > 0 ? cleaned : 'unnamed.safetensors';
 }
+
+/**
+ * W3C Trace Context `traceparent` (version-traceid-spanid-flags). Optional on the dispatch message and the claim so one
+ * trace follows a job across the Functions app and the agent; messages without it stay valid.
+ */
+export const traceparentSchema = z
+  .string()
+  .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'must be a W3C traceparent such as 00-<32 hex>-<16 hex>-01')
+  .openapi({ example: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });

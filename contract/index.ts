@@ -6,3 +6,4 @@ export * from './jobs.js';
 export * from './machines.js';
 export * from './dispatch.js';
 export * from './me.js';
+export * from './outputs.js';

@@ -1,5 +1,6 @@
 // Job intake, state and the machine-facing claim/events bodies.
-import { jobIdSchema, loraIdSchema, machineIdSchema, poolSchema, sharedFilenameSchema, DEFAULT_POOL } from './ids.js';
+import { jobIdSchema, loraIdSchema, machineIdSchema, poolSchema, sharedFilenameSchema, traceparentSchema, DEFAULT_POOL } from './ids.js';
+import { jobOutputSchema } from './outputs.js';
 import { z } from './zod.js';
 
 export const MAX_LORAS_PER_JOB = 8;
@@ -59,6 +60,9 @@ export const jobViewSchema = z
     cache: z.object({ hit_loras: z.array(z.string()), missing_loras: z.array(z.string()) }),
     error: z.string().nullable(),
     result: z.unknown().nullable(),
+    /** Files the succeeded attempt delivered (GET /jobs/{id}/outputs for read URLs); empty until then. */
+    outputs: z.array(jobOutputSchema),
+    outputs_expire_at: z.string().nullable(),
     created_at: z.string(),
     assigned_at: z.string().nullable(),
     started_at: z.string().nullable(),
@@ -71,7 +75,12 @@ export type JobView = z.infer<typeof jobViewSchema>;
 export const jobListSchema = z.object({ jobs: z.array(jobViewSchema) }).openapi('JobList');
 
 export const claimRequestSchema = z
-  .object({ machine_id: machineIdSchema, epoch: z.number().int().positive() })
+  .object({
+    machine_id: machineIdSchema,
+    epoch: z.number().int().positive(),
+    /** The agent's claim span, so the server's claim span joins the job's trace (optional). */
+    traceparent: traceparentSchema.optional(),
+  })
   .strict()
   .openapi('ClaimRequest');
 export type ClaimRequest = z.infer<typeof claimRequestSchema>;
@@ -129,7 +138,13 @@ export const jobEventInputSchema = z
       })
       .strict(),
     z
-      .object({ type: z.literal('succeeded'), epoch: z.number().int().positive(), result: z.unknown().optional() })
+      .object({
+        type: z.literal('succeeded'),
+        epoch: z.number().int().positive(),
+        result: z.unknown().optional(),
+        /** The files uploaded for this epoch (POST /jobs/{id}/outputs/uploads); recorded with the outcome, atomically. */
+        outputs: z.array(jobOutputSchema).max(1000).optional(),
+      })
       .strict(),
     z
       .object({

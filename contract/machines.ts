@@ -36,7 +36,7 @@ export const registerMachineRequestSchema = z
 export type RegisterMachineRequest = z.infer<typeof registerMachineRequestSchema>;
 
 export const registerMachineResponseSchema = z
-  .object({ machine_id: machineIdSchema, pool: z.string(), token: z.string(), token_version: z.number().int() })
+  .object({ machine_id: machineIdSchema, pool: z.string(), token: z.string(), token_version: z.number().int(), token_expires_at: z.string() })
   .openapi('RegisterMachineResponse');
 
 export const cacheCountersSchema = z
@@ -70,6 +70,11 @@ export const heartbeatSchema = z
     /** Measured download speed, used to estimate how long missing LoRAs take on this machine. */
     download_bytes_per_second: z.number().nonnegative().optional(),
     draining: z.boolean().default(false),
+    /**
+     * False while the agent cannot receive its dispatches (another receiver holds its Service Bus session, or the
+     * transport is down): the scheduler sends it nothing until a heartbeat says true again. Older agents omit it.
+     */
+    receiving: z.boolean().default(true),
     agent_version: z.string().max(64).optional(),
     /**
      * Set while the machine itself is broken (executor missing, disk full, executor backend down): the scheduler sends
@@ -98,6 +103,8 @@ export const heartbeatResponseSchema = z
     prewarm: z.array(prewarmItemSchema).max(100).optional(),
     /** Things the operator should know, e.g. the agent's SLOTS above the admin's limit. The agent logs each one. */
     warnings: z.array(z.string()).max(20).optional(),
+    /** Present once half of the calling token's lifetime has passed: use it from now on (and keep it for restarts). */
+    machine_token: z.object({ token: z.string(), expires_at: z.string() }).optional(),
   })
   // The agent ignores answer fields it does not know (a newer control plane): see the version-skew rule.
   .openapi('HeartbeatResponse');
@@ -110,6 +117,8 @@ export const machineViewSchema = z
     slots: z.number().int(),
     live: z.boolean(),
     draining: z.boolean(),
+    /** False while the agent reports that it cannot receive dispatches (see the runbook, "session busy"). */
+    receiving: z.boolean(),
     last_heartbeat_at: z.string().nullable(),
     running_jobs: z.number().int(),
     cached_user_loras: z.number().int(),

@@ -5,12 +5,14 @@ import { ServiceBusClient } from '@azure/service-bus';
 import { QueueServiceClient } from '@azure/storage-queue';
 import { machineIdSchema } from '../contract/ids.js';
 import { credentialFor, type IdentityOptions } from './credential.js';
-import { ServiceBusDispatchReceiver, ServiceBusDispatchSender } from './servicebus.js';
-import { StorageQueueReceiver, StorageQueueSender } from './storage-queue.js';
-import type { DispatchReceiver, DispatchSender } from './types.js';
+import { RECEIVER_RETRY_OPTIONS, ServiceBusDispatchReceiver, ServiceBusDispatchSender, type ServiceBusReceiverOptions } from './servicebus.js';
+import { StorageQueueReceiver, StorageQueueSender, type StorageQueueReceiverOptions } from './storage-queue.js';
+import { MAX_DELIVERIES, type DispatchReceiver, type DispatchSender } from './types.js';
 
 export type { DispatchReceiver, DispatchSender, ReceivedDispatch } from './types.js';
+export { DispatchLockLostError, SessionBusyError, isDispatchLockLost, isSessionBusy } from './types.js';
 export { queueNameFor } from './storage-queue.js';
+export { SENDER_RETRY_OPTIONS, SEND_TIMEOUT_MS } from './servicebus.js';
 
 /** What a sender needs: plain settings and SDK clients, built by the caller (the Functions app, a test). */
 export type DispatchSenderOptions =
@@ -44,14 +46,15 @@ export type DispatchReceiverOptions = {
       transport: 'storage-queue';
       /** DISPATCH_QUEUE_PREFIX, as the app uses it (default `machine-`). */
       queuePrefix: string;
-    } & ({ connectionString: string } | ({ queueServiceUri: string } & IdentityOptions)))
+    } & StorageQueueReceiverOptions &
+      ({ connectionString: string } | ({ queueServiceUri: string } & IdentityOptions)))
   | ({
       transport: 'servicebus';
       /** SERVICEBUS_QUEUE (default `jobs`). */
       queue: string;
-      /** How long the SDK renews the session lock by itself (default 1 h; the receiver re-accepts when it lapses). */
+      /** How long the SDK renews the session lock by itself (default 1 h; the receiver re-accepts when it lapses). Finite. */
       autoRenewMs?: number;
-    } & ({ connectionString: string } | ({ fullyQualifiedNamespace: string } & IdentityOptions)))
+    } & Pick<ServiceBusReceiverOptions, 'warn'> & ({ connectionString: string } | ({ fullyQualifiedNamespace: string } & IdentityOptions)))
 );
 
 /** The agent's receiver. It owns its SDK client and closes it on close(). */
@@ -62,11 +65,12 @@ export function createDispatchReceiver(options: DispatchReceiverOptions): Dispat
       'connectionString' in options
         ? QueueServiceClient.fromConnectionString(options.connectionString)
         : new QueueServiceClient(options.queueServiceUri, credentialFor(options));
-    return new StorageQueueReceiver(service, options.queuePrefix, machineId, options.lockSeconds ?? 60);
+    return new StorageQueueReceiver(service, options.queuePrefix, machineId, options.lockSeconds ?? 60, MAX_DELIVERIES, { simulateSessionBusyFile: options.simulateSessionBusyFile });
   }
+  const clientOptions = { retryOptions: RECEIVER_RETRY_OPTIONS };
   const client =
     'connectionString' in options
-      ? new ServiceBusClient(options.connectionString)
-      : new ServiceBusClient(options.fullyQualifiedNamespace, credentialFor(options));
-  return new ServiceBusDispatchReceiver(client, options.queue, machineId, { ownsClient: true, autoRenewMs: options.autoRenewMs });
+      ? new ServiceBusClient(options.connectionString, clientOptions)
+      : new ServiceBusClient(options.fullyQualifiedNamespace, credentialFor(options), clientOptions);
+  return new ServiceBusDispatchReceiver(client, options.queue, machineId, { ownsClient: true, autoRenewMs: options.autoRenewMs, warn: options.warn });
 }

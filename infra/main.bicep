@@ -92,8 +92,13 @@ param downloadSasMinutes string = '60'
 // ---- Flex Consumption scale ----
 
 @description('Instance memory in MB (2048 or 4096; 512 where offered). Billing is per GB-second, so this scales cost.')
+@allowed([
+  '512'
+  '2048'
+  '4096'
+])
 param functionInstanceMemoryMB string = '2048'
-@description('Upper bound on instances (cost guard).')
+@description('Upper bound on instances (cost guard). Flex Consumption accepts 40 to 1000.')
 param functionMaximumInstanceCount string = '40'
 
 var abbrs = loadJsonContent('./abbreviations.json')

@@ -1,7 +1,9 @@
 // The local GPU fleet: real agent child processes (`lora-router agent`), each registered through the public admin API
 // (POST /api/machines) with its own machine id and token, its own cache and state directories, a small cache budget
-// so eviction shows, and the `command` executor running the bundled job script (worker-agent/src/job-scripts/
-// open-loras.ts: opens every LoRA it is given, checks its safetensors header, writes result.json).
+// so eviction shows. `npm start` runs them with EXECUTOR=comfyui, each next to its own ComfyUI protocol double
+// (./comfyui.ts, testkit/comfyui: a test double of ComfyUI's API that renders small real PNGs); with
+// `--executor command` they run the bundled job script instead (worker-agent/src/job-scripts/open-loras.ts: opens
+// every LoRA it is given, checks its safetensors header, writes result.json).
 //
 // The one way an agent process is started: by `npm start` (startFleet), by the end-to-end and chaos tests (through
 // test/support/test-agents.ts) and by the agent integration test (test/integration/agent.fixtures.ts, with its log
@@ -10,6 +12,7 @@ import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync,
 import { join } from 'node:path';
 import { issueDevToken } from '../functions/core/auth.js';
 import { AGENT_SETTINGS, parseBytes } from '../worker-agent/src/config.js';
+import { comfyUiAgentEnv, startComfyUiDouble, type ComfyUiProcess } from './comfyui.js';
 import { startProcess, type Started } from './processes.js';
 import { repoRoot } from './settings.js';
 import type { Stack } from './stack.js';
@@ -20,7 +23,12 @@ export interface FleetAgent {
   pid: number;
   cacheDir: string;
   budgetBytes: number;
+  executor: FleetExecutor;
+  /** EXECUTOR=comfyui: the ComfyUI (protocol double) next to this agent. */
+  comfyui?: { url: string; pid: number; outputDir: string };
 }
+/** comfyui: each agent drives its own ComfyUI protocol double (testkit/comfyui); command: the bundled job script. */
+export type FleetExecutor = 'comfyui' | 'command';
 export interface Fleet {
   agents: FleetAgent[];
   stop(): Promise<void>;
@@ -88,7 +96,8 @@ export function agentEnv(l: AgentLaunch): Record<string, string> {
     [AGENT_SETTINGS.cacheBudget]: String(l.budgetBytes),
     [AGENT_SETTINGS.stateDir]: agentStateDir(l.dir),
     [AGENT_SETTINGS.executor]: 'command',
-    [AGENT_SETTINGS.executorCommand]: JSON.stringify([process.execPath, jobScriptPath(root)]),
+    // --demo: the demo payload fields (sleep_ms, trace_file, ...) work; the production sample leaves them off.
+    [AGENT_SETTINGS.executorCommand]: JSON.stringify([process.execPath, jobScriptPath(root), '--demo']),
     [AGENT_SETTINGS.heartbeatSeconds]: String(l.heartbeatSeconds ?? 5),
     [AGENT_SETTINGS.dispatchLockSeconds]: String(l.dispatchLockSeconds ?? 60),
     [AGENT_SETTINGS.lockRenewSeconds]: String(l.lockRenewSeconds ?? 20),
@@ -231,15 +240,19 @@ export async function startFleet(opts: {
   stateDir: string;
   slots?: number;
   pool?: string;
+  executor?: FleetExecutor;
 }): Promise<Fleet> {
   const budgetBytes = parseBytes(opts.budget);
   if (budgetBytes === undefined) throw new Error(`--budget ${JSON.stringify(opts.budget)}: expected bytes or a size such as 96MB or 1GB`);
   const slots = opts.slots ?? 1;
   const pool = opts.pool ?? 'standard';
   const adminToken = await issueDevToken(opts.stack.settings.AUTH_DEV_SECRET!, 'local-fleet', 'admin');
+  const executor = opts.executor ?? 'comfyui';
   const procs: AgentProcess[] = [];
+  const comfy = new Map<string, ComfyUiProcess>();
   const stop = async () => {
     await Promise.all(procs.map((p) => p.stop(25_000)));
+    await Promise.all([...comfy.values()].map((c) => c.stop(5_000)));
   };
   try {
     for (let i = 1; i <= opts.count; i++) {
@@ -247,6 +260,12 @@ export async function startFleet(opts: {
       const dir = join(opts.stateDir, 'fleet', machineId);
       mkdirSync(dir, { recursive: true });
       const token = await registerMachine(opts.stack.apiUrl, adminToken, { machine_id: machineId, pool, slots });
+      let env: Record<string, string> | undefined;
+      if (executor === 'comfyui') {
+        const c = await startComfyUiDouble({ baseDir: join(dir, 'comfyui'), stepMs: 50, name: `comfyui ${machineId}` });
+        comfy.set(machineId, c);
+        env = comfyUiAgentEnv(c);
+      }
       procs.push(
         spawnAgent({
           machineId,
@@ -259,6 +278,7 @@ export async function startFleet(opts: {
           dir,
           budgetBytes,
           logFile: join(dir, 'agent.log'),
+          env,
         }),
       );
     }
@@ -268,7 +288,18 @@ export async function startFleet(opts: {
     throw err;
   }
   return {
-    agents: procs.map((p) => ({ machineId: p.launch.machineId, pool, pid: p.pid, cacheDir: agentCacheDir(p.launch.dir), budgetBytes })),
+    agents: procs.map((p) => {
+      const c = comfy.get(p.launch.machineId);
+      return {
+        machineId: p.launch.machineId,
+        pool,
+        pid: p.pid,
+        cacheDir: agentCacheDir(p.launch.dir),
+        budgetBytes,
+        executor,
+        ...(c ? { comfyui: { url: c.url, pid: c.pid, outputDir: c.outputDir } } : {}),
+      };
+    }),
     stop,
   };
 }

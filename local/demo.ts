@@ -1,7 +1,8 @@
 // `npm run demo`: drives the running local stack only through the public API. Two users upload LoRAs of varied sizes,
 // an admin adds a shared one, then a stream of jobs with a skewed (Zipf-like) choice of LoRAs runs on the fleet.
 // Prints a live line, then a final table: jobs done, cache hit rate, bytes downloaded, evictions, p50/p95
-// submit→start, per machine.
+// submit→start, outputs, per machine. With the fleet on EXECUTOR=comfyui (npm start's default) every job is a ComfyUI
+// workflow using its LoRAs, and one job's images are downloaded (sha256 checked) to show where they land.
 import { mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,6 +10,8 @@ import type { JobView, MachineView, UserLora, SharedLora } from '../contract/ind
 import { ApiClient, resolveApiBase } from '../api-client/index.js';
 import { issueDevToken } from '../functions/core/auth.js';
 import { writeSafetensorsFile } from '../testkit/safetensors.js';
+import { downloadOutputs, fetchOutputs } from '../cli/commands/outputs.js';
+import { exampleWorkflow } from '../testkit/comfyui/workflow.js';
 import { repoRoot, sampleSettings } from './settings.js';
 
 const { values } = parseArgs({
@@ -27,6 +30,8 @@ if (!existsSync(stackFile)) {
   process.stderr.write('No running stack (.local/stack.json missing). Start it first: npm start\n');
   process.exit(1);
 }
+const stackInfo = JSON.parse(readFileSync(stackFile, 'utf8')) as { agents?: { executor?: string }[] };
+const comfyui = (stackInfo.agents ?? []).some((a) => a.executor === 'comfyui');
 const secret = process.env.AUTH_DEV_SECRET ?? sampleSettings(root).AUTH_DEV_SECRET!;
 const base = new ApiClient({ baseUrl: resolveApiBase(undefined, root) });
 const users = ['alice', 'bob'] as const;
@@ -132,9 +137,14 @@ for (let n = 0; n < totalJobs; n++) {
   const first = zipfPick(own);
   picks.set(JSON.stringify(first.ref), first);
   if (rand() < 0.25) picks.set(JSON.stringify(loras[loras.length - 1]!.ref), loras[loras.length - 1]!);
+  const refs = [...picks.values()].map((p) => (p.ref.type === 'user' ? p.ref.flat_file_id : p.ref.filename));
+  const steps = 16 + Math.floor(rand() * 24); // × 50 ms per step in the local ComfyUI double: ~0.8-2 s, like the command jobs
+  const payload = comfyui
+    ? { workflow: exampleWorkflow({ loras: refs, seed: n, steps, width: 256, height: 256, prompt: `demo ${n}: a lighthouse at dusk`, prefix: `demo-${n}` }) }
+    : { prompt: `demo ${n}`, duration_ms: 800 + Math.floor(rand() * 1200) };
   const job = await clients[user]!.post<{ job_id: string }>('jobs', {
     service_required: 'image-gen',
-    payload: { prompt: `demo ${n}`, duration_ms: 800 + Math.floor(rand() * 1200) },
+    payload,
     requirements: { loras: [...picks.values()].map((p) => p.ref) },
   }, { 'Idempotency-Key': `demo-${values.seed}-${startedAt}-${n}` });
   submitted.push({ id: job.job_id, user });
@@ -191,6 +201,40 @@ process.stdout.write(`  jobs done          ${done} of ${jobs.length} succeeded (
 process.stdout.write(`  cache hit rate     ${hits + misses ? ((100 * hits) / (hits + misses)).toFixed(1) : '–'}% (${hits} hits, ${misses} misses, per required LoRA)\n`);
 process.stdout.write(`  bytes downloaded   ${fmtBytes(totalDownloaded)} (fleet total, this run)\n`);
 process.stdout.write(`  evictions          ${totalEvictions}\n`);
-process.stdout.write(`  submit→start       p50 ${(quantile(startDelays, 0.5) / 1000).toFixed(2)} s, p95 ${(quantile(startDelays, 0.95) / 1000).toFixed(2)} s\n\n`);
+process.stdout.write(`  submit→start       p50 ${(quantile(startDelays, 0.5) / 1000).toFixed(2)} s, p95 ${(quantile(startDelays, 0.95) / 1000).toFixed(2)} s\n`);
+const withOutputs = jobs.filter((j) => j.outputs.length > 0);
+const outputFiles = withOutputs.reduce((a, j) => a + j.outputs.length, 0);
+const outputBytes = withOutputs.reduce((a, j) => a + j.outputs.reduce((b, o) => b + o.size_bytes, 0), 0);
+process.stdout.write(`  outputs            ${outputFiles} files, ${fmtBytes(outputBytes)} (${withOutputs.length} jobs with outputs)\n`);
+const sample = withOutputs[0];
+if (sample) {
+  const owner = submitted.find((s) => s.id === sample.job_id)!.user;
+  const files = await downloadOutputs(await fetchOutputs(clients[owner]!, sample.job_id), join(dir, 'outputs', sample.job_id));
+  process.stdout.write(`  one image          ${files[0]!.path} (${files[0]!.size_bytes} bytes, sha256 matches the job)\n`);
+  process.stdout.write(`                     or: LORA_ROUTER_TOKEN=$(npx lora-router dev-token demo-${owner}) npx lora-router outputs ${sample.job_id} --download ./out\n`);
+}
+process.stdout.write('\n');
 console.table(rows);
-process.exit(done === jobs.length ? 0 : 1);
+
+// The same run as GET /api/metrics sees it (rollups written as jobs start and heartbeats arrive): the numbers must agree.
+type Series = { totals: { started: number; hits: number; misses: number; bytes_downloaded: number }; start_latency: Record<string, unknown>[] };
+const since = new Date(Math.floor(startedAt / 60_000) * 60_000).toISOString();
+const allHitJobs = jobs.filter((j) => j.started_at && j.cache.hit_loras.length > 0 && j.cache.missing_loras.length === 0).length;
+const inBucket = (s: Series, state: string) => s.start_latency.reduce((a, p) => a + ((p[state] as { count: number } | undefined)?.count ?? 0), 0);
+let series: Series | undefined;
+let agentBytes = totalDownloaded;
+const checks = (s: Series) => [
+  ['jobs started', s.totals.started >= jobs.filter((j) => j.started_at).length, `${s.totals.started} ≥ ${jobs.filter((j) => j.started_at).length}`],
+  ['"all hits" bucket', inBucket(s, 'all_hits') >= allHitJobs, `${inBucket(s, 'all_hits')} ≥ ${allHitJobs} jobs whose LoRAs were all cached`],
+  ['bytes = agents\' counters', s.totals.bytes_downloaded === agentBytes, `${fmtBytes(s.totals.bytes_downloaded)} vs ${fmtBytes(agentBytes)}`],
+] as const;
+for (let i = 0; i < 20; i++) {
+  series = (await admin.get<{ timeseries: Series }>(`metrics?since=${encodeURIComponent(since)}&step=1m`)).timeseries;
+  agentBytes = (await admin.get<{ machines: MachineView[] }>('machines')).machines.reduce((a, m) => a + delta(m, 'bytes_downloaded'), 0);
+  if (checks(series).every((c) => c[1])) break;
+  await new Promise((r) => setTimeout(r, 1000)); // the last heartbeat deltas land within a heartbeat
+}
+process.stdout.write('\nGET /api/metrics for this run\n');
+for (const [what, ok, detail] of checks(series!)) process.stdout.write(`  ${ok ? 'ok  ' : 'FAIL'} ${what.padEnd(26)} ${detail}\n`);
+const metricsOk = checks(series!).every((c) => c[1]);
+process.exit(done === jobs.length && metricsOk ? 0 : 1);

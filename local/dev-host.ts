@@ -3,8 +3,9 @@
 //  - HTTP routes under the host.json routePrefix, with streamed request and response bodies (like enableHttpStream);
 //  - timers on their NCRONTAB schedules (%SETTING% references resolved from app settings), one run at a time;
 //  - the Event Grid BlobCreated trigger, fired when a blob appears in the watched containers (Azurite has no Event Grid);
-//  - POST /admin/functions/<name> runs a non-HTTP function now, as the real host's admin API does.
-import { randomUUID } from 'node:crypto';
+//  - POST /admin/functions/<name> runs a non-HTTP function now, as the real host's admin API does, and like it only
+//    for a caller with the host key (`x-functions-key`).
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -16,9 +17,16 @@ import type { BlobServiceClient } from '@azure/storage-blob';
 import { Cron } from 'croner';
 import type { Logger } from '../functions/core/logger.js';
 
-// The CommonJS module object itself: the same instance the trigger files' `import { app }` binds to, so patching
-// its `app` methods captures their registrations (ESM named-export detection misses some of its classes).
-const functions = createRequire(import.meta.url)('@azure/functions') as typeof FunctionsTypes;
+type FunctionsModule = typeof FunctionsTypes;
+
+/**
+ * The CommonJS module object the trigger files' `import { app }` binds to: patching its `app` methods captures their
+ * registrations (ESM named-export detection misses some of its classes). Resolved from the triggers folder, so a
+ * deploy package with its own node_modules (test/deploy) gets its own copy patched, not ours.
+ */
+function functionsModuleFor(triggersDir: string): FunctionsModule {
+  return createRequire(join(triggersDir, 'index.js'))('@azure/functions') as FunctionsModule;
+}
 
 type AnyHandler = (trigger: unknown, context: FunctionsTypes.InvocationContext) => unknown;
 
@@ -42,6 +50,8 @@ interface EventGridRegistration {
 }
 
 export interface Registrations {
+  /** The @azure/functions instance the triggers registered with (its HttpRequest/HttpResponse classes are used). */
+  sdk: FunctionsModule;
   http: HttpRegistration[];
   timers: TimerRegistration[];
   eventGrid: EventGridRegistration[];
@@ -73,7 +83,8 @@ export function compileRoute(template: string): { matcher: RegExp; paramNames: s
 
 /** Imports the trigger files with the `app` registration methods captured instead of sent to a host. */
 export async function loadRegistrations(triggersDir: string): Promise<Registrations> {
-  const regs: Registrations = { http: [], timers: [], eventGrid: [] };
+  const functions = functionsModuleFor(triggersDir);
+  const regs: Registrations = { sdk: functions, http: [], timers: [], eventGrid: [] };
   const app = functions.app as unknown as Record<string, unknown>;
   app.http = (name: string, opts: { route?: string; methods?: string[]; handler: AnyHandler }) => {
     const route = opts.route ?? name;
@@ -95,7 +106,7 @@ export async function loadRegistrations(triggersDir: string): Promise<Registrati
   return regs;
 }
 
-function context(name: string, log: Logger): FunctionsTypes.InvocationContext {
+function context(functions: FunctionsModule, name: string, log: Logger): FunctionsTypes.InvocationContext {
   const child = log.child({ fn: name });
   return new functions.InvocationContext({
     invocationId: randomUUID(),
@@ -114,6 +125,33 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
+function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+  sendJson(res, status, { error: { code, message } });
+}
+
+/** Bodies the dev host itself reads (admin invocations) stop at this many bytes: counted while streaming. */
+export const ADMIN_BODY_LIMIT = 1024 * 1024;
+
+class BodyTooLarge extends Error {}
+
+async function readCapped(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const c of req) {
+    total += (c as Buffer).length;
+    if (total > limit) throw new BodyTooLarge();
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function keyMatches(given: string | string[] | undefined, expected: string): boolean {
+  if (typeof given !== 'string') return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
 export interface DevHostOptions {
   port: number;
   triggersDir: string;
@@ -124,6 +162,8 @@ export interface DevHostOptions {
   log: Logger;
   /** %NAME% lookups in timer schedules. */
   settings: Record<string, string | undefined>;
+  /** The host key /admin/functions/* requires in `x-functions-key` (the real host requires its master key). */
+  adminKey: string;
 }
 
 export interface DevHost {
@@ -144,7 +184,7 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
     if (current) return current;
     const p = (async () => {
       try {
-        await handler(trigger, context(name, log));
+        await handler(trigger, context(registrations.sdk, name, log));
       } catch (err) {
         log.error({ err, fn: name }, 'function failed');
       } finally {
@@ -167,22 +207,52 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
     const url = new URL(req.url ?? '/', `http://${req.headers.host ?? '127.0.0.1'}`);
     const adminMatch = /^\/admin\/functions\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
     if (adminMatch && req.method === 'POST') {
+      if (!keyMatches(req.headers['x-functions-key'], opts.adminKey)) {
+        return sendError(res, 401, 'unauthorized', 'the admin API needs the host key in x-functions-key');
+      }
       const name = adminMatch[1]!;
       const timer = registrations.timers.find((t) => t.name === name);
       const eg = registrations.eventGrid.find((t) => t.name === name);
-      if (!timer && !eg) return sendJson(res, 404, { error: { code: 'not_found', message: `no non-HTTP function ${name}` } });
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      const input = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { input?: unknown }).input : undefined;
+      if (!timer && !eg) return sendError(res, 404, 'not_found', `no non-HTTP function ${name}`);
+      let raw: Buffer;
+      try {
+        raw = await readCapped(req, ADMIN_BODY_LIMIT);
+      } catch (err) {
+        if (err instanceof BodyTooLarge) return sendError(res, 413, 'too_large', `admin body over ${ADMIN_BODY_LIMIT} bytes`);
+        throw err;
+      }
+      let input: unknown;
+      if (raw.length > 0) {
+        let body: unknown;
+        try {
+          body = JSON.parse(raw.toString('utf8'));
+        } catch {
+          return sendError(res, 400, 'invalid_request', 'admin body is not valid JSON; send {"input": ...}');
+        }
+        if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+          return sendError(res, 400, 'invalid_request', 'admin body must be a JSON object {"input": ...}');
+        }
+        input = (body as { input?: unknown }).input;
+      }
       await runFunction(name, timer ? timerInfo(false) : input, (timer ?? eg)!.handler);
       res.writeHead(202).end();
       return;
     }
     const path = url.pathname.replace(/^\/+/, '');
+    // The web app lives under the route prefix (/api/app/); the short local address /app/ points there.
+    if (prefix && (path === 'app' || path.startsWith('app/')) && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(302, { Location: `/${prefix}/${path}${url.search}` }).end();
+      return;
+    }
     if (prefix && !(path === prefix || path.startsWith(`${prefix}/`))) {
       return sendJson(res, 404, { error: { code: 'not_found', message: `no route ${url.pathname}` } });
     }
-    const routePath = decodeURIComponent(prefix ? path.slice(prefix.length).replace(/^\/+/, '') : path);
+    let routePath: string;
+    try {
+      routePath = decodeURIComponent(prefix ? path.slice(prefix.length).replace(/^\/+/, '') : path);
+    } catch {
+      return sendError(res, 400, 'invalid_request', 'the URL path has a malformed % escape');
+    }
     const method = (req.method ?? 'GET').toUpperCase();
     let pathMatched = false;
     for (const reg of registrations.http) {
@@ -205,15 +275,19 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
         body: hasBody ? (Readable.toWeb(req) as ReadableStream) : undefined,
         duplex: 'half', // Node's fetch needs this for a streamed request body
       } as RequestInit & { duplex: 'half' });
-      const request = new functions.HttpRequest({ nativeRequest, params, method, url: url.toString() } as unknown as FunctionsTypes.HttpRequestInit);
-      const result = (await reg.handler(request, context(reg.name, log))) as FunctionsTypes.HttpResponseInit | FunctionsTypes.HttpResponse | undefined;
-      const response = result instanceof functions.HttpResponse ? result : new functions.HttpResponse(result ?? { status: 204 });
+      const request = new registrations.sdk.HttpRequest({ nativeRequest, params, method, url: url.toString() } as unknown as FunctionsTypes.HttpRequestInit);
+      const result = (await reg.handler(request, context(registrations.sdk, reg.name, log))) as FunctionsTypes.HttpResponseInit | FunctionsTypes.HttpResponse | undefined;
+      const response = result instanceof registrations.sdk.HttpResponse ? result : new registrations.sdk.HttpResponse(result ?? { status: 204 });
       const outHeaders: Record<string, string> = {};
       response.headers.forEach((v, k) => (outHeaders[k] = v));
       res.writeHead(response.status, outHeaders);
       if (response.body && method !== 'HEAD') {
         const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
-        req.once('close', () => body.destroy());
+        // Stop a streamed response when the client goes away. Not on the request's 'close': that also fires when an
+        // unread request body ends, which cut short (and hung) answers to empty-body POSTs.
+        res.once('close', () => {
+          if (!res.writableFinished) body.destroy();
+        });
         body.on('error', () => res.destroy());
         body.pipe(res);
       } else {
@@ -267,7 +341,7 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
       // Event Grid delivers events concurrently; each invocation is independent.
       const p = (async () => {
         try {
-          await reg.handler(event, context(reg.name, log));
+          await reg.handler(event, context(registrations.sdk, reg.name, log));
         } catch (err) {
           log.error({ err, fn: reg.name }, 'event grid function failed');
         }

@@ -1,5 +1,6 @@
 // Brings up the local system: Azurite, cosmosdb-server, the resources Bicep would create, and the dev Functions
 // host as a child process. Used by `npm start` and by the integration tests.
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AzureClients, ensureLocalResources } from '../functions/adapters/azure-clients.js';
@@ -49,23 +50,28 @@ export async function provisionLocal(settings: Record<string, string>): Promise<
 export interface DevHostProcess extends Started {
   url: string;
   port: number;
+  /** The key /admin/functions/* needs in `x-functions-key`. */
+  adminKey: string;
   output(): string;
 }
 
 /** Starts the dev Functions host from dist/ as a child process and waits until it listens. */
 export async function startDevHostProcess(
   settings: Record<string, string>,
-  opts: { port?: number; timers?: boolean; logLevel?: string; root?: string } = {},
+  opts: { port?: number; timers?: boolean; logLevel?: string; root?: string; /** Serve this built app folder instead of root's dist/. */ appRoot?: string } = {},
 ): Promise<DevHostProcess> {
   const root = opts.root ?? repoRoot();
   const port = opts.port || (await freePort());
+  const adminKey = settings.DEV_HOST_ADMIN_KEY ?? randomBytes(24).toString('base64url');
   const proc = startProcess('dev-host', process.execPath, ['--enable-source-maps', join(root, 'dist/local/dev-host-main.js')], {
-    cwd: root,
+    cwd: opts.appRoot ?? root, // the Functions host runs in the app folder (/home/site/wwwroot)
     env: {
       ...process.env,
       ...settings,
       LORA_ROUTER_ROOT: root,
+      DEV_HOST_APP_ROOT: opts.appRoot ?? root,
       DEV_HOST_PORT: String(port),
+      DEV_HOST_ADMIN_KEY: adminKey,
       DEV_HOST_TIMERS: opts.timers === false ? 'off' : 'on',
       LOG_LEVEL: opts.logLevel ?? process.env.LOG_LEVEL ?? 'info',
     },
@@ -80,13 +86,13 @@ export async function startDevHostProcess(
     proc.child.stdout?.on('data', (d: Buffer) => {
       keep(d);
       buf += d.toString();
-      const m = /\{"event":"listening","url":"([^"]+)"\}/.exec(buf);
+      const m = /\{"event":"listening","url":"([^"]+)"/.exec(buf);
       if (m) resolve(m[1]!);
     });
     void proc.exited.then((code) => reject(new Error(`dev host exited with ${code}:\n${out.slice(-3000)}`)));
     setTimeout(() => reject(new Error(`dev host did not start within 60 s:\n${out.slice(-3000)}`)), 60_000).unref();
   });
-  return { ...proc, url, port, output: () => out };
+  return { ...proc, url, port, adminKey, output: () => out };
 }
 
 export interface Stack {

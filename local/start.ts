@@ -15,6 +15,7 @@ const { values } = parseArgs({
     agents: { type: 'string', default: '3' },
     budget: { type: 'string', default: DEFAULT_FLEET_BUDGET },
     slots: { type: 'string', default: '1' },
+    executor: { type: 'string', default: 'comfyui' },
     'free-ports': { type: 'boolean', default: false },
     port: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -27,6 +28,7 @@ if (values.help) {
       '  --agents N     local GPU agents to start (default 3; 0 for none)',
       `  --budget SIZE  LoRA cache budget per agent, e.g. 96MB or 1GB (default ${DEFAULT_FLEET_BUDGET}: small, so eviction shows)`,
       '  --slots N      jobs each agent runs at once (default 1)',
+      '  --executor E   comfyui (default: each agent next to a ComfyUI protocol double) or command (the bundled job script)',
       '  --free-ports   use free loopback ports instead of 7071/10000/10001/8081',
       '  --port P       API port (default 7071)',
       '',
@@ -35,6 +37,11 @@ if (values.help) {
   process.exit(0);
 }
 
+if (values.executor !== 'comfyui' && values.executor !== 'command') {
+  process.stderr.write('--executor must be comfyui or command\n');
+  process.exit(2);
+}
+const executor = values.executor;
 const agents = Number(values.agents);
 if (!Number.isInteger(agents) || agents < 0 || agents > 32) {
   process.stderr.write('--agents must be an integer from 0 to 32\n');
@@ -80,7 +87,7 @@ try {
     freePorts: values['free-ports'],
     apiPort: values.port ? Number(values.port) : undefined,
   });
-  fleet = await startFleet({ stack, count: agents, budget: values.budget, stateDir, slots });
+  fleet = await startFleet({ stack, count: agents, budget: values.budget, stateDir, slots, executor });
   const { MACHINE_ID: _m, MACHINE_TOKEN_FILE: _t, CACHE_DIR: _c, STATE_DIR: _s, ...extraAgentSettings } = agentEnv({
     machineId: 'extra',
     token: '',
@@ -100,6 +107,8 @@ try {
   const info = {
     api_base_url: stack.apiUrl,
     openapi_url: `${stack.apiUrl}/openapi.json`,
+    // POST <host>/admin/functions/<name> with this in x-functions-key runs a timer or Event Grid function now.
+    admin_key: stack.host.adminKey,
     emulators: {
       blob: stack.emulators.azurite.blobEndpoint,
       queue: stack.emulators.azurite.queueEndpoint,
@@ -119,6 +128,8 @@ try {
       slots,
       cache_dir: a.cacheDir,
       budget_bytes: a.budgetBytes,
+      executor: a.executor,
+      comfyui_url: a.comfyui?.url ?? null,
       log_file: join(a.cacheDir, '..', 'agent.log'),
     })),
     // Everything an extra local agent needs but its own identity (MACHINE_ID, token, CACHE_DIR): `agent_env_file`
@@ -147,6 +158,9 @@ try {
       `  Cosmos        ${stack.emulators.cosmos.endpoint}`,
       `  agents        ${fleet.agents.length ? `${fleet.agents.length} × ${slots} slot(s), cache budget ${values.budget} each` : 'none (--agents 0)'}`,
       ...fleet.agents.map((a) => `    ${a.machineId.padEnd(12)} pid ${String(a.pid).padEnd(8)} cache .local/fleet/${a.machineId}/cache   log .local/fleet/${a.machineId}/agent.log`),
+      ...(executor === 'comfyui'
+        ? [`  executor      comfyui: each agent drives its own ComfyUI protocol double (a test double of ComfyUI's API, not ComfyUI), ${fleet.agents.map((a) => a.comfyui?.url).join(', ')}`]
+        : ['  executor      command (the bundled open-loras job script)']),
       `  stack file    .local/stack.json (agent settings for an extra agent: .local/agent.env)`,
       '',
       'What to do next (in another terminal):',
@@ -154,6 +168,7 @@ try {
       '  export LORA_ROUTER_TOKEN=$(npx lora-router dev-token alice)',
       '  npx lora-router upload my-lora.safetensors     # then: npx lora-router loras',
       '  npx lora-router submit --lora <flat_file_id>   # then: npx lora-router watch <job_id>',
+      '  npx lora-router outputs <job_id> --download ./out   # the images a job made',
       '  curl -s localhost:' + new URL(stack.apiUrl).port + '/api/health',
       '  LORA_ROUTER_TOKEN=$(npx lora-router dev-token ops --role admin) npx lora-router machines list   # the fleet',
       '  tail -f .local/fleet/local-gpu-1/agent.log     # one agent: claims, downloads, evictions, job output',

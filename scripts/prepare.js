@@ -1,15 +1,15 @@
 // `npm install` in a clone builds dist/ (so `npx lora-router` and `npm start` work at once). A production-only
-// install (the Functions remote build) has no TypeScript: there the build step runs separately, so skip quietly.
+// install (`npm ci --omit=dev`, e.g. a GPU machine) has no TypeScript: it ships with dist/ or runs the build
+// elsewhere, so skip quietly. The build itself is scripts/build.js (the same as `npm run build`).
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
-const require = createRequire(import.meta.url);
-let tsc;
 try {
-  tsc = require.resolve('typescript/bin/tsc');
+  createRequire(import.meta.url).resolve('typescript/bin/tsc');
 } catch {
   console.log('prepare: typescript is not installed (production install); skipping the build');
   process.exit(0);
 }
-const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, [fileURLToPath(new URL('./build.js', import.meta.url))], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -1,6 +1,6 @@
 // Routing simulator CLI.
 //   npm run sim -- --workload W1 --policy all [--seed 1] [--hours 24] [--out simulator/out]
-//                  [--weights hrw=4,load=0.2] [--slots 2] [--heartbeat-ms 5000]
+//                  [--weights hrw=4,load=0.2] [--slots 2] [--heartbeat-ms 5000] [--placement events] [--tick-ms 2000]
 // Prints the comparison table (and the wall time per policy) and writes <out>/<name>.json and <out>/<name>.svg.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve, join } from 'node:path';
@@ -31,6 +31,9 @@ const USAGE = `Usage: npm run sim -- [options]
   --weights k=v,...       affinity weight overrides (names as in SCHEDULER_WEIGHTS)
   --slots <n>             slots per machine (default: the workload's)
   --heartbeat-ms <ms>     heartbeat period; 0 = the scheduler sees live caches (default 5000)
+  --placement tick|events when the scheduler runs: only on the timer, or also on each arrival and job end
+                          (the workload's default; see docs/simulator.md)
+  --tick-ms <ms>          scheduler timer period (default 2000)
   --markdown              also print the table as Markdown
   --check-docs <file>     compare the table recorded in <file> (between <!-- sim:W1 seed=1 --> and <!-- /sim:W1 -->)
                           with this run's, wall times left out; exit 1 if they differ
@@ -67,6 +70,8 @@ function main(argv: string[]): void {
         weights: { type: 'string' },
         slots: { type: 'string' },
         'heartbeat-ms': { type: 'string' },
+        placement: { type: 'string' },
+        'tick-ms': { type: 'string' },
         markdown: { type: 'boolean', default: false },
         'check-docs': { type: 'string' },
         'update-docs': { type: 'string' },
@@ -101,6 +106,15 @@ function main(argv: string[]): void {
     const hb = Number(args['heartbeat-ms']);
     if (!(hb >= 0)) fail('--heartbeat-ms must be ≥ 0.');
     spec.heartbeatMs = hb;
+  }
+  if (args.placement !== undefined) {
+    if (args.placement !== 'tick' && args.placement !== 'events') fail('--placement must be "tick" or "events".');
+    spec.placement = args.placement;
+  }
+  if (args['tick-ms'] !== undefined) {
+    const t = Number(args['tick-ms']);
+    if (!(t > 0)) fail('--tick-ms must be > 0.');
+    spec.tickMs = t;
   }
   let weights: Partial<Weights> | undefined;
   if (args.weights !== undefined) {
@@ -155,6 +169,8 @@ function main(argv: string[]): void {
     args.hours !== undefined ? `${spec.hours}h` : '',
     args.slots !== undefined ? `${spec.slotsPerMachine}slots` : '',
     args['heartbeat-ms'] !== undefined ? `hb${spec.heartbeatMs}` : '',
+    args.placement !== undefined ? spec.placement : '',
+    args['tick-ms'] !== undefined ? `tick${spec.tickMs}` : '',
     weights ? 'weights' : '',
     args.policy === 'all' ? 'all' : policies.join('+'),
   ]

@@ -274,7 +274,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         `gpu-${String(i).padStart(3, '0')}`,
         spec.slotsPerMachine,
         spec.cacheBudgetBytes,
-        spec.downloadBytesPerSecond,
+        spec.downloadBytesPerSecondMax !== undefined && spec.machines > 1
+          ? spec.downloadBytesPerSecond + ((spec.downloadBytesPerSecondMax - spec.downloadBytesPerSecond) * i) / (spec.machines - 1)
+          : spec.downloadBytesPerSecond,
         spec.heartbeatMs,
         phase,
         options.pinned ?? [],
@@ -401,14 +403,15 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     if (waiting[j] === 0) startJob(j, m, tMs);
   };
 
-  const tick = (tMs: number): void => {
-    if (pending.length > 0 && busyTotal < totalSlots) {
+  /** One scheduler pass over `jobs` (all pending by default) and all machines, as the timer and the event paths run it. */
+  const place = (tMs: number, jobs_: PendingJob[] = pending): void => {
+    if (jobs_.length > 0 && busyTotal < totalSlots) {
       for (const m of machines) m.syncReport(tMs);
       const t0 = performance.now();
       const result = schedule(
         {
           nowMs: EPOCH_MS + tMs,
-          jobs: pending,
+          jobs: jobs_,
           machines: states,
           policy: options.policy,
           ...(options.weights ? { weights: options.weights } : {}),
@@ -430,8 +433,13 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         pending = pending.filter((p) => pendingIndex.has(p.id));
       }
     }
+  };
+
+  const tick = (tMs: number): void => {
+    place(tMs);
     if (nextArrival < n || pending.length > 0) queue.push(tMs + spec.tickMs, EventKind.Tick);
   };
+  const onEvents = spec.placement === 'events';
 
   const checkAll = (): void => {
     let busy = 0;
@@ -476,6 +484,8 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         });
         pendingIndex.set(job.id, e.a);
         nextArrival = e.a + 1;
+        // Placement on events: intake tries to place the new job at once (a pass over it alone).
+        if (onEvents) place(e.t, [pending[pending.length - 1]!]);
         if (nextArrival < n) queue.push(jobs[nextArrival]!.arrivalMs, EventKind.Arrival, nextArrival);
         break;
       }
@@ -513,6 +523,8 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         rec.endMs[j] = e.t;
         if (e.t > rec.endMs_) rec.endMs_ = e.t;
         hooks?.onEnd?.(job, m, e.t);
+        // Placement on events: a finished job frees a slot, so a pass over all pending jobs runs now.
+        if (onEvents) place(e.t);
         break;
       }
       case EventKind.TtlSweep: {

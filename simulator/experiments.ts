@@ -3,6 +3,7 @@
 //   npm run build --silent && node dist/simulator/experiments.js bounds  [--workload W1] [--seed 1] [--hours 24]
 //   npm run build --silent && node dist/simulator/experiments.js delay   [--workload W1] [--seed 1] [--hours 24]
 //   npm run build --silent && node dist/simulator/experiments.js check   [--workload W1] [--hours 1]
+//   npm run build --silent && node dist/simulator/experiments.js backlog [--workload D1] [--hours 6]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -177,8 +178,51 @@ function main(argv: string[]): void {
       }
       return;
     }
+    case 'backlog': {
+      // Download-heavy fleets: latency and the backlog (jobs submitted, not started yet) over time, per policy, with
+      // placement on events (the default) and, for affinity, timer-only placement (before issue 14).
+      const workload = generateWorkload(spec, seed);
+      const endMs = spec.hours * 3_600_000;
+      const samples = 6;
+      process.stdout.write(`\n${spec.name} (${spec.hours} h, seed ${seed}, ${workload.jobs.length} jobs): start p50/p95/p99 s, × bound, backlog at each ${spec.hours / samples} h and its max\n`);
+      const rows: unknown[] = [];
+      const variants: [string, WorkloadSpec, string, WeightOverrides?][] = [
+        ['fifo', spec, 'fifo'],
+        ['adr010', spec, 'adr010'],
+        ['affinity', spec, 'affinity'],
+        ['affinity delay=0', spec, 'affinity', { delay: 0 }],
+        ['affinity, timer only', { ...spec, placement: 'tick' }, 'affinity'],
+      ];
+      for (const [label, s, policy, weights] of variants) {
+        const w = s === spec ? workload : { ...workload, spec: s };
+        const rec = simulate(w, { policy, ...(weights ? { weights } : {}) });
+        const m = summarize(w, rec);
+        const backlog: number[] = [];
+        let max = 0;
+        const events: [number, number][] = [];
+        for (let j = 0; j < rec.jobs; j++) events.push([rec.arrivalMs[j]!, 1], [rec.startMs[j]!, -1]);
+        events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+        let cur = 0;
+        let next = endMs / samples;
+        for (const [t, d] of events) {
+          while (t > next && backlog.length < samples) {
+            backlog.push(cur);
+            next += endMs / samples;
+          }
+          cur += d;
+          if (cur > max) max = cur;
+        }
+        while (backlog.length < samples) backlog.push(cur);
+        const r1 = (x: number) => Math.round(x * 10) / 10;
+        const row = { label, p50: r1(m.startLatency.p50), p95: r1(m.startLatency.p95), p99: r1(m.startLatency.p99), xBound: m.bytesRatio, backlog, maxBacklog: max };
+        rows.push(row);
+        process.stdout.write(`| ${label} | ${row.p50} | ${row.p95} | ${row.p99} | ${row.xBound.toFixed(2)} | ${backlog.join(' · ')} | ${max} |\n`);
+      }
+      results.push({ title: `backlog ${spec.name}`, metrics: rows as PolicyMetrics[], timing: [] });
+      break;
+    }
     default:
-      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check)`);
+      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check | backlog)`);
   }
   const outDir = resolve(process.cwd(), values.out);
   mkdirSync(outDir, { recursive: true });

@@ -30,7 +30,7 @@ const INSTANT_BYTES_PER_SECOND = 1e15;
  * latencies there); what is left is the wait for the next tick and for a free slot.
  */
 export function latencyFloorRun(workload: GeneratedWorkload): RunRecord {
-  const spec = { ...workload.spec, downloadBytesPerSecond: INSTANT_BYTES_PER_SECOND };
+  const spec = { ...workload.spec, downloadBytesPerSecond: INSTANT_BYTES_PER_SECOND, downloadBytesPerSecondMax: undefined };
   return simulate({ ...workload, spec }, { policy: 'fifo' });
 }
 

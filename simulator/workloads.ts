@@ -8,8 +8,8 @@ export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 const HOUR_MS = 60 * 60 * 1000;
 
-export type WorkloadName = 'W0' | 'W1' | 'W2';
-export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2'];
+export type WorkloadName = 'W0' | 'W1' | 'W2' | 'D1' | 'D2';
+export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2', 'D1', 'D2'];
 
 export interface WorkloadSpec {
   name: string;
@@ -20,6 +20,8 @@ export interface WorkloadSpec {
   cacheBudgetBytes: number;
   /** Per machine; concurrent downloads on one machine share it equally. */
   downloadBytesPerSecond: number;
+  /** When set, links are spread evenly from downloadBytesPerSecond (machine 0) to this (the last machine). */
+  downloadBytesPerSecondMax?: number;
   userLoras: number;
   sharedLoras: number;
   /** Zipf exponent of LoRA popularity over one ranking of all user + shared LoRAs. */
@@ -39,8 +41,14 @@ export interface WorkloadSpec {
   hours: number;
   /** W2: at this share of `hours` the popularity ranking rotates by half (yesterday's hot LoRAs go cold). */
   shiftAt?: number;
-  /** Scheduler timer period. */
+  /** Scheduler timer period (with `placement: 'events'` the timer is only the safety net). */
   tickMs: number;
+  /**
+   * When the scheduler runs: 'tick' = only on the timer (the design before issue 14); 'events' = also when a job
+   * arrives (a pass over that job) and when a job ends (a pass over all pending jobs), as intake and the completion
+   * event do by default.
+   */
+  placement: 'tick' | 'events';
   /** Heartbeat period: the scheduler sees a machine's cache as of its last heartbeat. 0 = the live cache. */
   heartbeatMs: number;
 }
@@ -68,6 +76,7 @@ const W1: WorkloadSpec = {
   utilisation: 0.8,
   hours: 24,
   tickMs: 2000,
+  placement: 'events',
   heartbeatMs: 5000,
 };
 
@@ -91,6 +100,49 @@ export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadSpec>> = {
     name: 'W2',
     description: 'W1, but at 12 h the popularity ranking rotates by half: the hottest half of the LoRAs goes cold',
     shiftAt: 0.5,
+  },
+  // Download-heavy fleets (issue 14): one job per box, slow links, big LoRAs, so a download takes about as long as a run.
+  D1: {
+    ...W1,
+    name: 'D1',
+    description:
+      '24 machines × 1 slot, 100 GiB cache, links 25–50 MiB/s; 1 500 user + 100 shared LoRAs, Zipf s=1.0, sizes ' +
+      'log-normal median 600 MiB σ=0.8 clamped to 100 MiB–4 GiB; 1 LoRA per job; run median 30 s σ=0.5; 60 % ' +
+      'utilisation (run time only); 24 h',
+    slotsPerMachine: 1,
+    cacheBudgetBytes: 100 * GiB,
+    downloadBytesPerSecond: 25 * MiB,
+    downloadBytesPerSecondMax: 50 * MiB,
+    userLoras: 1500,
+    sharedLoras: 100,
+    sizeMedianBytes: 600 * MiB,
+    sizeSigma: 0.8,
+    sizeMinBytes: 100 * MiB,
+    sizeMaxBytes: 4 * GiB,
+    lorasPerJob: [1, 1],
+    runMedianMs: 30_000,
+    utilisation: 0.6,
+  },
+  D2: {
+    ...W1,
+    name: 'D2',
+    description:
+      '16 machines × 1 slot, 60 GiB cache, links 25–50 MiB/s; 800 user + 50 shared LoRAs, Zipf s=0.8, sizes log-normal ' +
+      'median 300 MiB σ=1 clamped to 50 MiB–3 GiB; 1–2 LoRAs per job; run median 20 s σ=0.5; 50 % utilisation; 24 h',
+    machines: 16,
+    slotsPerMachine: 1,
+    cacheBudgetBytes: 60 * GiB,
+    downloadBytesPerSecond: 25 * MiB,
+    downloadBytesPerSecondMax: 50 * MiB,
+    userLoras: 800,
+    sharedLoras: 50,
+    zipfS: 0.8,
+    sizeMedianBytes: 300 * MiB,
+    sizeSigma: 1,
+    sizeMinBytes: 50 * MiB,
+    sizeMaxBytes: 3 * GiB,
+    lorasPerJob: [1, 2],
+    utilisation: 0.5,
   },
 };
 

@@ -278,11 +278,9 @@ const GUID = '11111111-2222-3333-4444-555555555555';
 const RUNTIME_VALUES: Record<string, string> = {
   AzureWebJobsStorage__clientId: GUID,
   AzureWebJobsStorage__blobServiceUri: 'https://stexample.blob.core.windows.net/',
-  AzureWebJobsStorage__queueServiceUri: 'https://stexample.queue.core.windows.net/',
   APPLICATIONINSIGHTS_CONNECTION_STRING: `InstrumentationKey=${GUID};IngestionEndpoint=https://example.in.applicationinsights.azure.com/`,
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: `ClientId=${GUID};Authorization=AAD`,
   LoraStorage__blobServiceUri: 'https://stexample.blob.core.windows.net/',
-  LoraStorage__queueServiceUri: 'https://stexample.queue.core.windows.net/',
   LoraStorage__clientId: GUID,
   CosmosDb__accountEndpoint: 'https://cosmos-example.documents.azure.com:443/',
   CosmosDb__clientId: GUID,
@@ -312,7 +310,6 @@ describe('app settings in infra/app/api.bicep', () => {
     const required = [
       'LORA_ROUTER_MODE',
       'LoraStorage__blobServiceUri',
-      'LoraStorage__queueServiceUri',
       'CosmosDb__accountEndpoint',
       'ServiceBus__fullyQualifiedNamespace',
       'AUTH_ISSUER',
@@ -324,9 +321,26 @@ describe('app settings in infra/app/api.bicep', () => {
       'AzureWebJobsStorage__credential',
       'AzureWebJobsStorage__clientId',
       'AzureWebJobsStorage__blobServiceUri',
-      'AzureWebJobsStorage__queueServiceUri',
     ];
     expect(required.filter((n) => !settingNames.includes(n))).toEqual([]);
+  });
+
+  it('set no queue endpoint: Azure dispatches over Service Bus and the host has no queue trigger', () => {
+    expect(settingNames.filter((n) => /queueServiceUri/i.test(n))).toEqual([]);
+    expect(read('infra/app/rbac.bicep')).not.toMatch(/storageQueueDataContributor|974c5e8b-45b9-4653-ba55-5f855dd0fb88/);
+  });
+
+  it('an unresolved Key Vault reference in any setting stops the app (it would pass the 32-character check)', () => {
+    const env: Record<string, string> = {};
+    for (const s of settings) env[s.name] = staticValue(s.valueRaw) ?? RUNTIME_VALUES[s.name]!;
+    const secretUri = 'https://kv-abc123.vault.azure.net/secrets/machine-token-secret';
+    expect(() => loadConfig({ ...env, MACHINE_TOKEN_SECRET: `@Microsoft.KeyVault(SecretUri=${secretUri})` })).toThrow(
+      /MACHINE_TOKEN_SECRET is an unresolved Key Vault reference/,
+    );
+    expect(() => loadConfig({ ...env, AUTH_AUDIENCE: ' @microsoft.appconfiguration(Endpoint=https://x.azconfig.io; Key=k)' })).toThrow(
+      /AUTH_AUDIENCE is an unresolved App Configuration reference/,
+    );
+    expect(loadConfig(env).auth.machineTokenSecret).toBe(RUNTIME_VALUES.MACHINE_TOKEN_SECRET);
   });
 
   it('set azure mode, Service Bus dispatch, Entra auth and managed-identity credentials literally', () => {
@@ -381,7 +395,6 @@ describe('app settings in infra/app/api.bicep', () => {
     const appDefaults = loadConfig({
       LORA_ROUTER_MODE: 'azure',
       LoraStorage__blobServiceUri: env.LoraStorage__blobServiceUri,
-      LoraStorage__queueServiceUri: env.LoraStorage__queueServiceUri,
       CosmosDb__accountEndpoint: env.CosmosDb__accountEndpoint,
       ServiceBus__fullyQualifiedNamespace: env.ServiceBus__fullyQualifiedNamespace,
       AUTH_ISSUER: env.AUTH_ISSUER,
@@ -425,9 +438,23 @@ describe('identity only', () => {
 
   it('the jobs queue has sessions and duplicate detection', () => {
     const sb = read('infra/app/servicebus.bicep');
-    for (const p of [/requiresSession:\s*true/, /lockDuration:\s*'PT5M'/, /maxDeliveryCount:\s*10/, /requiresDuplicateDetection:\s*true/, /duplicateDetectionHistoryTimeWindow:\s*'PT10M'/, /deadLetteringOnMessageExpiration:\s*true/]) {
+    for (const p of [/requiresSession:\s*true/, /lockDuration:\s*'PT1M'/, /maxDeliveryCount:\s*10/, /requiresDuplicateDetection:\s*true/, /duplicateDetectionHistoryTimeWindow:\s*'PT10M'/, /deadLetteringOnMessageExpiration:\s*true/]) {
       expect(sb).toMatch(p);
     }
+  });
+
+  it('Cosmos DB role assignments are written one after another (the account takes one at a time)', () => {
+    const blocks = read('infra/app/rbac.bicep').split(/\n(?=(?:\/\/[^\n]*\n)*resource )/).filter((b) => /^(?:\/\/[^\n]*\n)*resource \w+ 'Microsoft\.DocumentDB\/databaseAccounts\/sqlRoleAssignments@/.test(b));
+    expect(blocks.length).toBeGreaterThanOrEqual(2);
+    const names = blocks.map((b) => /resource (\w+)/.exec(b)![1]!);
+    blocks.slice(1).forEach((b, i) => expect(b, names[i + 1]).toMatch(new RegExp(`dependsOn:\\s*\\[[^\\]]*\\b${names[i]}\\b`)));
+  });
+
+  it('Flex Consumption scale parameters are limited to what the platform accepts', () => {
+    const apiSrc = read('infra/app/api.bicep');
+    expect(apiSrc).toMatch(/@allowed\(\[\s*512\s+2048\s+4096\s*\]\)\s*param instanceMemoryMB int/);
+    expect(apiSrc).toMatch(/@minValue\(40\)\s*@maxValue\(1000\)\s*param maximumInstanceCount int/);
+    expect(read('infra/main.bicep')).toMatch(/@allowed\(\[\s*'512'\s+'2048'\s+'4096'\s*\]\)\s*param functionInstanceMemoryMB string/);
   });
 
   it('the GPU fleet gets Service Bus Data Receiver on the queue only, and no other role', () => {

@@ -302,7 +302,12 @@ export function badSafetensorsCases(): BadCase[] {
     { name: 'header is an array', bytes: rawSafetensors([tensor('F16', [1], 0, 2)], 2), expectCode: 'header_not_object' },
     { name: 'header is a string', bytes: rawSafetensors('"lora"'), expectCode: 'header_not_object' },
     { name: 'header is null', bytes: rawSafetensors('null'), expectCode: 'header_not_object' },
-    { name: 'leading whitespace in header', bytes: rawSafetensors(` ${JSON.stringify({ a: tensor('U8', [1], 0, 1) })}`, 1), expectCode: 'header_bad_start' },
+    { name: 'nesting deeper than 127 (serde_json)', bytes: rawSafetensors(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":${'['.repeat(126)}${']'.repeat(126)}}}`, 1), expectCode: 'header_too_deep' },
+    {
+      name: '__metadata__ with 10 001 entries',
+      bytes: rawSafetensors({ __metadata__: Object.fromEntries(Array.from({ length: 10_001 }, (_, i) => [`k${i}`, 'v'])), a: tensor('U8', [1], 0, 1) }, 1),
+      expectCode: 'header_too_many_entries',
+    },
     {
       name: 'non-UTF-8 header',
       bytes: rawSafetensors(Buffer.concat([Buffer.from('{"lora_'), Buffer.from([0xff, 0xfe]), Buffer.from('":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}')]), 1),
@@ -323,8 +328,8 @@ export function badSafetensorsCases(): BadCase[] {
     { name: 'offsets end before begin', bytes: rawSafetensors({ [w]: tensor('U8', [0], 8, 0) }, 8), expectCode: 'bad_offsets' },
     { name: 'offsets are strings', bytes: rawSafetensors({ [w]: tensor('U8', [8], '0', '8') }, 8), expectCode: 'bad_offsets' },
     {
-      name: 'offsets beyond 2^53',
-      bytes: rawSafetensors(`{"${w}":{"dtype":"U8","shape":[0],"data_offsets":[18446744073709551615,18446744073709551615]}}`),
+      name: 'offsets beyond 2^64 - 1',
+      bytes: rawSafetensors(`{"${w}":{"dtype":"U8","shape":[0],"data_offsets":[18446744073709551616,18446744073709551616]}}`),
       expectCode: 'bad_offsets',
     },
     { name: 'one offset only', bytes: rawSafetensors({ [w]: { dtype: 'U8', shape: [8], data_offsets: [0] } }, 8), expectCode: 'bad_offsets' },
@@ -348,7 +353,7 @@ export function badSafetensorsCases(): BadCase[] {
     },
     { name: 'metadata is an array', bytes: rawSafetensors({ __metadata__: ['pt'], [w]: tensor('U8', [1], 0, 1) }, 1), expectCode: 'bad_metadata' },
     { name: 'shape overflow (huge dims)', bytes: rawSafetensors({ [w]: tensor('F16', [big, big, big], 0, 8) }, 8), expectCode: 'shape_overflow' },
-    { name: 'byte size overflow', bytes: rawSafetensors({ [w]: tensor('F64', [2 ** 26, 2 ** 26], 0, 8) }, 8), expectCode: 'shape_overflow' },
+    { name: 'byte size overflow', bytes: rawSafetensors({ [w]: tensor('F64', [2 ** 31, 2 ** 31], 0, 8) }, 8), expectCode: 'shape_overflow' },
     { name: 'F4 tensor with an odd element count', bytes: rawSafetensors({ [w]: tensor('F4', [3], 0, 2) }, 2), expectCode: 'misaligned_sub_byte' },
     { name: 'no tensors, metadata only', bytes: rawSafetensors({ __metadata__: { format: 'pt' } }), expectCode: 'no_tensors' },
     { name: 'empty header object', bytes: rawSafetensors('{}'), expectCode: 'no_tensors' },

@@ -118,11 +118,12 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--pool <pool>', 'machine pool', 'standard')
     .option('--priority <0-9>', 'higher runs first', '5')
     .option('--payload <file.json>', 'JSON object handed to the job')
+    .option('--workflow <file.json>', 'a ComfyUI workflow in API format, sent as payload.workflow (lora_name "@0" = the first LoRA given)')
     .option('--service <name>', 'service the job needs (service_required)', 'default')
     .option('--idempotency-key <key>', 'retrying with the same key returns the same job')
     .option('--watch', 'follow the job until it ends')
     .action(
-      async (opts: { lora: string[]; shared: string[]; pool: string; priority: string; payload?: string; service: string; idempotencyKey?: string; watch?: boolean }) => {
+      async (opts: { lora: string[]; shared: string[]; pool: string; priority: string; payload?: string; workflow?: string; service: string; idempotencyKey?: string; watch?: boolean }) => {
         const loras: LoraRequirement[] = [
           ...opts.lora.map((id) => ({ type: 'user' as const, flat_file_id: id })),
           ...opts.shared.map((filename) => ({ type: 'shared' as const, filename })),
@@ -131,7 +132,7 @@ export function register(program: Command, ctx: CliContext): void {
           service_required: opts.service,
           pool: opts.pool,
           priority: Number(opts.priority),
-          payload: opts.payload ? readPayload(opts.payload) : {},
+          payload: { ...(opts.payload ? readPayload(opts.payload) : {}), ...(opts.workflow ? { workflow: readPayload(opts.workflow) } : {}) },
           requirements: { loras },
         };
         const api = ctx.api();

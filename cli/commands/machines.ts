@@ -24,6 +24,7 @@ function state(m: MachineView): string {
   if (m.unhealthy_reason) return 'UNHEALTHY';
   if (m.admin_drained) return 'drained';
   if (m.draining) return 'draining';
+  if (m.receiving === false) return 'not receiving';
   return 'live';
 }
 

@@ -7,6 +7,7 @@ import { ServiceBusClient } from '@azure/service-bus';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { QueueServiceClient } from '@azure/storage-queue';
 import { getCredential } from '../../dispatch/credential.js';
+import { SENDER_RETRY_OPTIONS } from '../../dispatch/index.js';
 import type { Config } from '../core/config.js';
 import { BlobSas } from './blob-sas.js';
 
@@ -58,7 +59,7 @@ export class AzureClients {
       this.queue =
         s.kind === 'connectionString'
           ? QueueServiceClient.fromConnectionString(s.connectionString)
-          : new QueueServiceClient(s.queueServiceUri, getCredential(s.clientId));
+          : new QueueServiceClient(requireQueueUri(s.queueServiceUri), getCredential(s.clientId));
     }
     return this.queue;
   }
@@ -97,14 +98,15 @@ export class AzureClients {
     return this.containers;
   }
 
+  /** The app only sends dispatches with it: short retries (each send is also bounded by dispatch's abort signal). */
   get serviceBusClient(): ServiceBusClient {
     if (!this.serviceBus) {
       const sb = this.config.serviceBus;
       if (!sb) throw new Error('Service Bus is not configured (set ServiceBus__fullyQualifiedNamespace)');
       this.serviceBus =
         sb.kind === 'connectionString'
-          ? new ServiceBusClient(sb.connectionString)
-          : new ServiceBusClient(sb.fullyQualifiedNamespace, getCredential(sb.clientId));
+          ? new ServiceBusClient(sb.connectionString, { retryOptions: SENDER_RETRY_OPTIONS })
+          : new ServiceBusClient(sb.fullyQualifiedNamespace, getCredential(sb.clientId), { retryOptions: SENDER_RETRY_OPTIONS });
     }
     return this.serviceBus;
   }
@@ -120,7 +122,7 @@ export class AzureClients {
  */
 export async function ensureLocalResources(clients: AzureClients): Promise<void> {
   const cfg = clients.config;
-  for (const name of [cfg.userLoraContainer, cfg.sharedLoraContainer]) {
+  for (const name of [cfg.userLoraContainer, cfg.sharedLoraContainer, cfg.outputContainer]) {
     await clients.blobService.getContainerClient(name).createIfNotExists();
   }
   const { database } = await clients.cosmosClient.databases.createIfNotExists({ id: cfg.cosmosDatabase });
@@ -130,3 +132,9 @@ export async function ensureLocalResources(clients: AzureClients): Promise<void>
 }
 
 export type { Config };
+
+function requireQueueUri(uri: string | undefined): string {
+  // loadConfig requires it for the storage-queue transport, the only user of queues.
+  if (!uri) throw new Error(`Missing app setting LoraStorage__queueServiceUri (queues are used only by DISPATCH_TRANSPORT=storage-queue).`);
+  return uri;
+}

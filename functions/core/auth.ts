@@ -16,6 +16,8 @@ export interface Principal {
   tenantId: string;
   /** Machine tokens only: must equal the machine record's token_version. */
   tokenVersion?: number;
+  /** Machine tokens only: when the token expires (epoch seconds). */
+  expiresAt?: number;
 }
 
 const LOCAL_ISSUER = 'lora-router-local';
@@ -39,14 +41,25 @@ export async function issueDevToken(
     .sign(encoder.encode(secret));
 }
 
-export async function issueMachineToken(secret: string, machineId: string, version: number): Promise<string> {
-  return new SignJWT({ role: 'machine', ver: version })
+export interface IssuedMachineToken {
+  token: string;
+  /** ISO time the token stops being accepted. */
+  expires_at: string;
+}
+
+/** A machine token that expires after `ttlSeconds`; the agent swaps it for a fresh one (heartbeat) before then. */
+export async function issueMachineToken(secret: string, machineId: string, version: number, ttlSeconds: number, nowMs = Date.now()): Promise<IssuedMachineToken> {
+  const iat = Math.floor(nowMs / 1000);
+  const exp = iat + ttlSeconds;
+  const token = await new SignJWT({ role: 'machine', ver: version })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(machineId)
     .setIssuer(MACHINE_ISSUER)
     .setAudience(AUDIENCE)
-    .setIssuedAt()
+    .setIssuedAt(iat)
+    .setExpirationTime(exp)
     .sign(encoder.encode(secret));
+  return { token, expires_at: new Date(exp * 1000).toISOString() };
 }
 
 export class Authenticator {
@@ -112,7 +125,10 @@ function principalFrom(payload: JWTPayload, role: Role): Principal {
   const principal: Principal = { role, subject: subject.data, tenantId: subject.data };
   if (role === 'machine') {
     if (typeof payload.ver !== 'number') throw unauthorized('machine token without version');
+    // Tokens issued before lifetimes existed carry no exp: refused, so every live token expires.
+    if (typeof payload.exp !== 'number') throw unauthorized('machine token without expiry; re-register the machine');
     principal.tokenVersion = payload.ver;
+    principal.expiresAt = payload.exp;
   }
   return principal;
 }

@@ -20,6 +20,7 @@ export const SETTINGS = {
   storageClientId: 'LoraStorage__clientId',
   userLoraContainer: 'USER_LORA_CONTAINER',
   sharedLoraContainer: 'SHARED_LORA_CONTAINER',
+  outputContainer: 'OUTPUT_CONTAINER',
   // Cosmos DB: `CosmosDb` connection string locally, `CosmosDb__*` identity settings in Azure.
   cosmosConnection: 'CosmosDb',
   cosmosEndpoint: 'CosmosDb__accountEndpoint',
@@ -44,11 +45,15 @@ export const SETTINGS = {
   authJwksUri: 'AUTH_JWKS_URI',
   authAdminRole: 'AUTH_ADMIN_ROLE',
   machineTokenSecret: 'MACHINE_TOKEN_SECRET',
+  machineTokenTtlMinutes: 'MACHINE_TOKEN_TTL_MINUTES',
+  sseMaxStreamsPerTenant: 'SSE_MAX_STREAMS_PER_TENANT',
+  sseMaxStreams: 'SSE_MAX_STREAMS',
   // Scheduling and limits.
   schedulerPolicy: 'SCHEDULER_POLICY',
   schedulerSchedule: 'SCHEDULER_SCHEDULE',
   reaperSchedule: 'REAPER_SCHEDULE',
   schedulerWeights: 'SCHEDULER_WEIGHTS',
+  placementOnEvents: 'PLACEMENT_ON_EVENTS',
   machineLivenessSeconds: 'MACHINE_LIVENESS_SECONDS',
   claimTimeoutSeconds: 'CLAIM_TIMEOUT_SECONDS',
   maxAttempts: 'JOB_MAX_ATTEMPTS',
@@ -58,6 +63,12 @@ export const SETTINGS = {
   userMaxLoraBytes: 'USER_MAX_LORA_BYTES',
   uploadSessionMinutes: 'UPLOAD_SESSION_MINUTES',
   downloadSasMinutes: 'DOWNLOAD_SAS_MINUTES',
+  // Job outputs.
+  outputMaxFiles: 'OUTPUT_MAX_FILES',
+  outputMaxBytes: 'OUTPUT_MAX_BYTES',
+  outputRetentionDays: 'OUTPUT_RETENTION_DAYS',
+  outputUploadSasMinutes: 'OUTPUT_UPLOAD_SAS_MINUTES',
+  outputReadSasMinutes: 'OUTPUT_READ_SAS_MINUTES',
 } as const;
 
 const intSetting = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -71,6 +82,7 @@ const baseSchema = z.object({
   mode: z.enum(['local', 'azure']),
   userLoraContainer: z.string().regex(/^[a-z0-9-]{3,63}$/).default('user-loras'),
   sharedLoraContainer: z.string().regex(/^[a-z0-9-]{3,63}$/).default('shared-loras'),
+  outputContainer: z.string().regex(/^[a-z0-9-]{3,63}$/).default('job-outputs'),
   cosmosDatabase: z.string().min(1).default('lora-router'),
   transport: z.enum(['storage-queue', 'servicebus']),
   serviceBusQueue: z.string().min(1).default('jobs'),
@@ -93,6 +105,11 @@ const baseSchema = z.object({
         return z.NEVER;
       }
     }),
+  /** Place a job at intake and after a job ends (tick/placement.ts); false = only the timer places (before issue 14). */
+  placementOnEvents: z
+    .enum(['true', 'false'], { message: 'must be "true" or "false"' })
+    .default('true')
+    .transform((v) => v === 'true'),
   machineLivenessSeconds: intSetting(2, 600).default(10),
   claimTimeoutSeconds: intSetting(2, 3600).default(30),
   maxAttempts: intSetting(1, 20).default(3),
@@ -102,11 +119,23 @@ const baseSchema = z.object({
   userMaxLoraBytes: intSetting(1, 2 ** 50).default(10 * GB),
   uploadSessionMinutes: intSetting(1, 24 * 60).default(60),
   downloadSasMinutes: intSetting(1, 24 * 60).default(60),
+  outputMaxFiles: intSetting(1, 1000).default(32),
+  outputMaxBytes: intSetting(1, 2 ** 40).default(512 * 1024 ** 2),
+  /** Keep in step with the lifecycle rule in infra/app/storage.bicep (outputRetentionDays), which deletes the blobs. */
+  outputRetentionDays: intSetting(1, 3650).default(7),
+  outputUploadSasMinutes: intSetting(1, 24 * 60).default(30),
+  outputReadSasMinutes: intSetting(1, 24 * 60).default(15),
+  /** Machine token lifetime; agents get a fresh token in a heartbeat once half of it has passed. */
+  machineTokenTtlMinutes: intSetting(2, 30 * 24 * 60).default(24 * 60),
+  /** Open event streams per tenant and per host instance (each polls Cosmos); past them a 429. */
+  sseMaxStreamsPerTenant: intSetting(1, 10_000).default(10),
+  sseMaxStreams: intSetting(1, 100_000).default(500),
 });
 
 export type StorageConnection =
   | { kind: 'connectionString'; connectionString: string }
-  | { kind: 'identity'; blobServiceUri: string; queueServiceUri: string; clientId?: string };
+  /** queueServiceUri: only with DISPATCH_TRANSPORT=storage-queue (Azure dispatches over Service Bus). */
+  | { kind: 'identity'; blobServiceUri: string; queueServiceUri?: string; clientId?: string };
 export type CosmosConnection =
   | { kind: 'connectionString'; endpoint: string; key: string; emulatorCertPath?: string }
   | { kind: 'identity'; endpoint: string; clientId?: string };
@@ -125,6 +154,21 @@ export type Config = Omit<z.infer<typeof baseSchema>, 'authMode' | 'authAdminRol
 };
 
 type Env = Record<string, string | undefined>;
+
+/**
+ * Variables the Azure platform sets in a function app's process (App Service: WEBSITE_INSTANCE_ID, WEBSITE_SITE_NAME,
+ * WEBSITE_OWNER_NAME, WEBSITE_SKU; Flex Consumption: WEBSITE_SKU=FlexConsumption, WEBSITE_POD_NAME,
+ * LEGION_SERVICE_HOST, as the Functions host's own IsFlexConsumptionSku check reads them). Any of them means "this is
+ * Azure", where local mode (dev tokens signed with a public secret) must never run. WEBSITE_HOSTNAME is left out:
+ * Core Tools sets it to localhost.
+ */
+export const AZURE_PLATFORM_VARIABLES = ['WEBSITE_INSTANCE_ID', 'WEBSITE_SITE_NAME', 'WEBSITE_OWNER_NAME', 'WEBSITE_SKU', 'WEBSITE_POD_NAME', 'LEGION_SERVICE_HOST'] as const;
+
+/** Secrets published in this repository (local.settings.sample.json): never valid outside local mode. */
+export const PUBLIC_SAMPLE_SECRETS: readonly string[] = [
+  'local-dev-secret-only-valid-against-emulators-0123456789',
+  'local-machine-secret-only-valid-against-emulators-0123456789',
+];
 
 function required(env: Env, name: string, why: string): string {
   const value = env[name]?.trim();
@@ -150,8 +194,28 @@ function parseCosmosConnectionString(value: string): { endpoint: string; key: st
   return { endpoint: parts.accountendpoint, key: parts.accountkey };
 }
 
+/**
+ * A Key Vault / App Configuration reference the platform could not resolve stays in the setting as its literal text
+ * (documented App Service behaviour). That text is public (it names the vault), so it must never pass for a secret:
+ * `@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/...)` is longer than 32 characters.
+ */
+const UNRESOLVED_REFERENCE = /^\s*@Microsoft\.(KeyVault|AppConfiguration)\s*\(/i;
+
+/** Throws ConfigError naming every app setting the code reads whose value is still an unresolved reference. */
+export function assertNoUnresolvedReferences(env: Env): void {
+  const names = Object.values(SETTINGS).filter((name) => UNRESOLVED_REFERENCE.test(env[name] ?? ''));
+  if (names.length > 0) {
+    throw new ConfigError(
+      `App setting ${names.join(', ')} is an unresolved ${/AppConfiguration/i.test(env[names[0]!]!) ? 'App Configuration' : 'Key Vault'} reference: ` +
+        'the platform could not read the secret (check the Key Vault Secrets User role of the keyVaultReferenceIdentity and the ' +
+        'secret URI; the portal shows the reference status under Environment variables). Refusing to run with it.',
+    );
+  }
+}
+
 /** Reads and validates every setting. Throws ConfigError naming the first bad one. */
 export function loadConfig(env: Env = process.env): Config {
+  assertNoUnresolvedReferences(env);
   const raw: Record<string, string | undefined> = {};
   for (const key of Object.keys(baseSchema.shape)) raw[key] = env[SETTINGS[key as keyof typeof SETTINGS]]?.trim() || undefined;
   raw.mode ??= 'local';
@@ -166,13 +230,25 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const base = parsed.data;
   const local = base.mode === 'local';
+  const platform = AZURE_PLATFORM_VARIABLES.find((name) => env[name]?.trim());
+  if (local && platform) {
+    throw new ConfigError(
+      `Invalid app setting ${SETTINGS.mode}: local mode is refused in Azure (the platform set ${platform}); local mode trusts public sample secrets. Use ${SETTINGS.mode}=azure.`,
+    );
+  }
+  if (!local && env[SETTINGS.authDevSecret]?.trim()) {
+    throw new ConfigError(`App setting ${SETTINGS.authDevSecret} is set outside local mode; remove it (dev tokens exist only in local mode).`);
+  }
 
   let storage: StorageConnection;
   if (env[SETTINGS.storageBlobServiceUri]) {
     storage = {
       kind: 'identity',
       blobServiceUri: env[SETTINGS.storageBlobServiceUri]!,
-      queueServiceUri: required(env, SETTINGS.storageQueueServiceUri, 'queue endpoint of the LoRA storage account'),
+      queueServiceUri:
+        base.transport === 'storage-queue'
+          ? required(env, SETTINGS.storageQueueServiceUri, 'queue endpoint of the LoRA storage account, for DISPATCH_TRANSPORT=storage-queue')
+          : env[SETTINGS.storageQueueServiceUri] || undefined,
       clientId: env[SETTINGS.storageClientId] || undefined,
     };
   } else if (local) {
@@ -220,20 +296,22 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`Missing app setting ${SETTINGS.serviceBusNamespace} (DISPATCH_TRANSPORT is servicebus).`);
   }
 
+  // No fallback from one secret to another: each is set on its own, and they differ.
+  const machineTokenSecret = required(env, SETTINGS.machineTokenSecret, 'HMAC secret for machine tokens, at least 32 chars (a Key Vault reference in Azure)');
+  if (machineTokenSecret.length < 32) throw new ConfigError(`Invalid app setting ${SETTINGS.machineTokenSecret}: use at least 32 characters.`);
+  if (!local && PUBLIC_SAMPLE_SECRETS.includes(machineTokenSecret)) {
+    throw new ConfigError(`Invalid app setting ${SETTINGS.machineTokenSecret}: it is a public sample value from this repository; generate a secret.`);
+  }
   let auth: AuthConfig;
   if (base.authMode === 'local') {
     if (!local) throw new ConfigError(`Invalid app setting ${SETTINGS.authMode}: local dev tokens are refused outside local mode.`);
     const devSecret = required(env, SETTINGS.authDevSecret, 'HMAC secret for local dev tokens, at least 32 chars');
     if (devSecret.length < 32) throw new ConfigError(`Invalid app setting ${SETTINGS.authDevSecret}: use at least 32 characters.`);
-    auth = {
-      mode: 'local',
-      devSecret,
-      machineTokenSecret: env[SETTINGS.machineTokenSecret] || devSecret,
-      adminRole: base.authAdminRole,
-    };
+    if (devSecret === machineTokenSecret) {
+      throw new ConfigError(`Invalid app settings ${SETTINGS.authDevSecret} and ${SETTINGS.machineTokenSecret}: they must differ (a dev token must never verify as a machine token).`);
+    }
+    auth = { mode: 'local', devSecret, machineTokenSecret, adminRole: base.authAdminRole };
   } else {
-    const machineTokenSecret = required(env, SETTINGS.machineTokenSecret, 'HMAC secret for machine tokens (a Key Vault reference in Azure)');
-    if (machineTokenSecret.length < 32) throw new ConfigError(`Invalid app setting ${SETTINGS.machineTokenSecret}: use at least 32 characters.`);
     auth = {
       mode: 'entra',
       issuer: required(env, SETTINGS.authIssuer, 'Entra ID token issuer'),

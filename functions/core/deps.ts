@@ -2,6 +2,7 @@
 // the process-wide Services; tests build it from their own settings and call the core functions directly (no timer, no
 // HTTP), with a clock they control when they need one.
 import type { Container } from '@azure/cosmos';
+import type { BlobServiceClient } from '@azure/storage-blob';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import type { Services } from './services.js';
@@ -18,6 +19,8 @@ export interface CoreDeps {
   events: Container;
   loras: Container;
   blobSas: { url(container: string, blobName: string, permission: SasPermission, expiresOn: Date): Promise<string> };
+  /** Job outputs: to check an uploaded output exists with the size reported before recording it. */
+  blobService: BlobServiceClient;
   sender: DispatchSender;
   log: Logger;
   /** ms since the epoch; injectable so tests can move time. */
@@ -35,6 +38,7 @@ export function depsFromClients(clients: AzureClients, overrides: Partial<CoreDe
     events: c.events,
     loras: c.loras,
     blobSas: clients.blobSas,
+    blobService: clients.blobService,
     sender,
     log: rootLogger,
     now: Date.now,

@@ -65,19 +65,41 @@ export async function readJsonBody(req: HttpRequest): Promise<unknown> {
   if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
     throw badRequest(`expected Content-Type: application/json, got ${type}`);
   }
-  let text: string;
-  try {
-    text = await req.text();
-  } catch {
-    throw badRequest('could not read the request body');
-  }
-  if (Buffer.byteLength(text) > MAX_JSON_BODY_BYTES) throw new ApiError('too_large', `JSON body over ${MAX_JSON_BODY_BYTES} bytes`);
+  const text = (await readBodyCapped(req, MAX_JSON_BODY_BYTES)).toString('utf8');
   if (text.trim() === '') throw badRequest('request body is empty; expected a JSON object');
   try {
     return JSON.parse(text);
   } catch {
     throw badRequest('request body is not valid JSON');
   }
+}
+
+/**
+ * The request body, counted while it streams: a chunked body without Content-Length stops (and the stream is
+ * cancelled) as soon as it passes `limit`, instead of being read whole first.
+ */
+export async function readBodyCapped(req: Pick<HttpRequest, 'body'>, limit: number): Promise<Buffer> {
+  const stream = req.body;
+  if (!stream) return Buffer.alloc(0);
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    let step: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      step = await reader.read();
+    } catch {
+      throw badRequest('could not read the request body');
+    }
+    if (step.done) break;
+    total += step.value.byteLength;
+    if (total > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new ApiError('too_large', `JSON body over ${limit} bytes`);
+    }
+    chunks.push(step.value);
+  }
+  return Buffer.concat(chunks);
 }
 
 /** Wraps a host-free handler into an Azure Functions HTTP handler. */

@@ -5,6 +5,7 @@ import { z } from '../../contract/zod.js';
 import { errorContent, json, jsonContent, route } from '../core/http.js';
 import { coreDeps } from '../core/deps.js';
 import { submitJob } from '../core/jobs/intake.js';
+import { placeNewJob } from '../core/tick/placement.js';
 import { toJobView } from '../core/jobs/model.js';
 import { describeRoute } from '../core/openapi.js';
 
@@ -34,9 +35,13 @@ app.http('jobsSubmit', {
     auth: ['user'],
     body: submitJobRequestSchema,
     handler: async ({ req, principal, body, services }) => {
-      const outcome = await submitJob(coreDeps(services), principal.tenantId, body, req.headers.get('idempotency-key'));
+      const deps = coreDeps(services);
+      const outcome = await submitJob(deps, principal.tenantId, body, req.headers.get('idempotency-key'));
       if (!outcome.created) return json(200, toJobView(outcome.doc), { 'Idempotent-Replayed': 'true' });
-      return json(201, { job_id: outcome.doc.id, status: outcome.doc.status }, { Location: `/api/jobs/${outcome.doc.id}` });
+      // Placement on events: try to place the job now rather than at the timer's next pass.
+      const placed = await placeNewJob(deps, outcome.doc);
+      const status = placed && placed.assigned > 0 ? 'assigned' : outcome.doc.status;
+      return json(201, { job_id: outcome.doc.id, status }, { Location: `/api/jobs/${outcome.doc.id}` });
     },
   }),
 });

@@ -6,6 +6,7 @@ import { z } from '../../contract/zod.js';
 import { errorContent, json, jsonContent, parseParam, route } from '../core/http.js';
 import { coreDeps } from '../core/deps.js';
 import { recordHeartbeat } from '../core/machines/store.js';
+import { placeIfSlotFreed } from '../core/tick/placement.js';
 import { describeRoute } from '../core/openapi.js';
 
 describeRoute({
@@ -24,7 +25,11 @@ app.http('machineHeartbeat', {
   handler: route({
     auth: ['machine'],
     body: heartbeatSchema,
-    handler: async ({ principal, params, body, services }) =>
-      json(200, await recordHeartbeat(coreDeps(services), principal, parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`), body)),
+    handler: async ({ principal, params, body, services }) => {
+      const deps = coreDeps(services);
+      const machineId = parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`);
+      // Placement on events: a beat that reports fewer running jobs than the last one freed a slot; fill it now.
+      return json(200, await recordHeartbeat(deps, principal, machineId, body, (before, after) => placeIfSlotFreed(deps, before, after)));
+    },
   }),
 });

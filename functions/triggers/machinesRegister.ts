@@ -23,7 +23,7 @@ app.http('machinesRegister', {
     body: registerMachineRequestSchema,
     handler: async ({ body, services }) => {
       const r = await registerMachine(coreDeps(services), body);
-      return json(r.created ? 201 : 200, { machine_id: r.doc.machine_id, pool: r.doc.pool, token: r.token, token_version: r.doc.token_version });
+      return json(r.created ? 201 : 200, { machine_id: r.doc.machine_id, pool: r.doc.pool, token: r.token.token, token_version: r.doc.token_version, token_expires_at: r.token.expires_at });
     },
   }),
 });

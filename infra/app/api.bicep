@@ -53,8 +53,16 @@ param userMaxLoraBytes string
 param uploadSessionMinutes string
 param downloadSasMinutes string
 
-// Flex Consumption scale.
+// Flex Consumption scale: the values the platform accepts (instance memory 512 where offered, 2048, 4096; at least
+// 40 maximum instances).
+@allowed([
+  512
+  2048
+  4096
+])
 param instanceMemoryMB int
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -123,6 +131,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       appSettings: [
         // ---- Functions host (identity-based AzureWebJobsStorage, Entra-authenticated telemetry) ----
+        // Blob only: the host keeps keys, timer leases and the package in blobs. Queues serve Durable Functions and
+        // queue/blob triggers, none of which this app has (as the Flex quickstart templates set it: enableQueue false).
         {
           name: 'AzureWebJobsStorage__credential'
           value: 'managedidentity'
@@ -134,10 +144,6 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AzureWebJobsStorage__blobServiceUri'
           value: storage.properties.primaryEndpoints.blob
-        }
-        {
-          name: 'AzureWebJobsStorage__queueServiceUri'
-          value: storage.properties.primaryEndpoints.queue
         }
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
@@ -152,14 +158,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           name: 'LORA_ROUTER_MODE'
           value: 'azure'
         }
-        // Blob + queue storage, by identity.
+        // Blob storage, by identity. (LoraStorage__queueServiceUri serves only DISPATCH_TRANSPORT=storage-queue.)
         {
           name: 'LoraStorage__blobServiceUri'
           value: storage.properties.primaryEndpoints.blob
-        }
-        {
-          name: 'LoraStorage__queueServiceUri'
-          value: storage.properties.primaryEndpoints.queue
         }
         {
           name: 'LoraStorage__credential'

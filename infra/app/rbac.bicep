@@ -28,7 +28,6 @@ param fleetPrincipalId string = ''
 var roleIds = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
-  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
@@ -89,19 +88,9 @@ resource appBlobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-// Queues: the Functions host (AzureWebJobsStorage__queueServiceUri) and LoraStorage__queueServiceUri.
-resource appQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, appPrincipalId, roleIds.storageQueueDataContributor)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
-    principalId: appPrincipalId
-    principalType: 'ServicePrincipal'
-    description: 'lora-router app: host and app queues'
-  }
-}
+// No queue role: in Azure the app dispatches over Service Bus and the host needs blobs only (no queue triggers).
 
-// Dispatch: the scheduler sends to the jobs queue; it never receives.
+// Dispatch: the scheduler sends to the jobs queue.
 resource appServiceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(jobsQueue.id, appPrincipalId, roleIds.serviceBusDataSender)
   scope: jobsQueue
@@ -110,6 +99,19 @@ resource appServiceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
     description: 'lora-router app: send dispatch messages'
+  }
+}
+
+// Dead letters: GET/POST /api/dead-letters read and settle `jobs/$DeadLetterQueue`, which needs the receiver role on
+// the queue (no narrower scope exists for a sub-queue). The app never receives from the main queue.
+resource appServiceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(jobsQueue.id, appPrincipalId, roleIds.serviceBusDataReceiver)
+  scope: jobsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataReceiver)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'lora-router app: read and settle dead-lettered dispatches'
   }
 }
 
@@ -172,9 +174,14 @@ resource deployerBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
+// Cosmos DB takes one sqlRoleAssignment write at a time per account ("another operation in progress which requires
+// an exclusive lock"): this one waits for the app's.
 resource deployerCosmosDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = if (!empty(deployerPrincipalId) && grantDeployerDataAccess) {
   parent: cosmos
   name: guid(cosmos.id, deployerPrincipalId, cosmosDataContributorRoleId)
+  dependsOn: [
+    appCosmosDataContributor
+  ]
   properties: {
     roleDefinitionId: '${cosmos.id}/sqlRoleDefinitions/${cosmosDataContributorRoleId}'
     principalId: deployerPrincipalId

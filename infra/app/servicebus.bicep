@@ -28,8 +28,10 @@ resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   name: queueName
   properties: {
     requiresSession: true
-    // An agent holds the message lock while it claims the job (the lock is renewable by the receiver).
-    lockDuration: 'PT5M'
+    // The session lock is held for the whole job: the agent renews it every LOCK_RENEW_SECONDS (20 s) and the SDK
+    // auto-renews it too. After a dropped connection or a dead agent the broker keeps the lock this long, and the
+    // machine reports "session busy" (receiving: false) until it lapses: keep it short.
+    lockDuration: 'PT1M'
     maxDeliveryCount: 10
     deadLetteringOnMessageExpiration: true
     // The scheduler sets MessageId per (job, epoch): a re-sent dispatch within 10 minutes is dropped by the broker.

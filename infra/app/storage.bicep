@@ -15,6 +15,12 @@ param userLoraContainerName string
 param sharedLoraContainerName string
 param deploymentContainerName string
 
+@description('Job outputs (images...): private, written by GPU agents through write-only SAS, read by owners through read SAS.')
+param outputContainerName string = 'job-outputs'
+
+@description('Days job outputs are kept; keep equal to the OUTPUT_RETENTION_DAYS app setting (the record\'s TTL).')
+param outputRetentionDays int = 7
+
 @description('Origins allowed to PUT/GET blobs from a browser, comma-separated, or * for any.')
 param corsAllowedOrigins string
 
@@ -80,6 +86,7 @@ var containerNames = [
   userLoraContainerName
   sharedLoraContainerName
   deploymentContainerName
+  outputContainerName
 ]
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
@@ -92,6 +99,41 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   }
 ]
 
+// Outputs expire: the blobs are deleted this many days after they were written (the job record stops listing them at
+// the same age, OUTPUT_RETENTION_DAYS).
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-job-outputs'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${outputContainerName}/outputs/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterCreationGreaterThan: outputRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: systemTopicName
   location: location
@@ -102,6 +144,7 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
+output outputContainerName string = outputContainerName
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob

@@ -109,7 +109,7 @@ describe('d. two scheduler instances racing', () => {
 
     // Fire both instances' ticks at the same moment, round after round, until nothing is pending.
     const fire = (h: DevHostProcess) =>
-      fetch(`${h.url}/admin/functions/schedulerTick`, { method: 'POST', body: '{}' }).then((r) => expect(r.status).toBe(202));
+      fetch(`${h.url}/admin/functions/schedulerTick`, { method: 'POST', body: '{}', headers: { 'x-functions-key': h.adminKey } }).then((r) => expect(r.status).toBe(202));
     const raceStart = Date.now();
     let rounds = 0;
     let pending = JOBS;

@@ -122,7 +122,7 @@ export class TestMachine {
 }
 
 export async function runTimer(t: TestHost, name: 'schedulerTick' | 'reaper'): Promise<void> {
-  const res = await fetch(`${t.host.url}/admin/functions/${name}`, { method: 'POST', body: '{}' });
+  const res = await fetch(`${t.host.url}/admin/functions/${name}`, { method: 'POST', body: '{}', headers: { 'x-functions-key': t.host.adminKey } });
   if (res.status !== 202) throw new Error(`running ${name}: HTTP ${res.status} ${await res.text()}`);
 }
 

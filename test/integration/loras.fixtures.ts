@@ -78,7 +78,7 @@ export async function fireBlobCreated(t: TestHost, container: string, blobName: 
     data: { api: 'PutBlockList', url: `http://127.0.0.1/devstoreaccount1/${container}/${blobName}` },
     dataVersion: '',
   };
-  const res = await fetch(`${t.host.url}/admin/functions/loraBlobCreated`, { method: 'POST', body: JSON.stringify({ input: event }) });
+  const res = await fetch(`${t.host.url}/admin/functions/loraBlobCreated`, { method: 'POST', body: JSON.stringify({ input: event }), headers: { 'x-functions-key': t.host.adminKey } });
   if (res.status !== 202) throw new Error(`loraBlobCreated: HTTP ${res.status}`);
 }
 

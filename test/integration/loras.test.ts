@@ -206,7 +206,7 @@ describe('large-file flow (POST /api/user-loras + SAS PUT + BlobCreated)', () =>
     const user = await t.as('sweeper');
     const abandoned = await user.post<CreateUploadResponse>('user-loras', { original_name: 'never.safetensors', size_bytes: 1000 });
     // The timer is registered and runs (nothing has expired yet, so nothing changes).
-    const res = await fetch(`${t.host.url}/admin/functions/uploadSweeper`, { method: 'POST', body: '{}' });
+    const res = await fetch(`${t.host.url}/admin/functions/uploadSweeper`, { method: 'POST', body: '{}', headers: { 'x-functions-key': t.host.adminKey } });
     expect(res.status).toBe(202);
     expect((await user.get<UserLora>(`user-loras/${abandoned.flat_file_id}`)).status).toBe('uploading');
 

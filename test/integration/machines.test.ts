@@ -1,8 +1,10 @@
 // Machines over real HTTP with the host's own timers running (scheduler and reaper every second): registration and
 // machine tokens, heartbeats and liveness, the pools view, and re-routing off a machine that went silent or never
 // claimed what it was sent.
+import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../api-client/index.js';
+import { issueMachineToken } from '../../functions/core/auth.js';
 import type { JobView } from '../../contract/jobs.js';
 import type { MachineView } from '../../contract/machines.js';
 import { until } from '../support/helpers.js';
@@ -21,6 +23,8 @@ beforeAll(async () => {
       REAPER_SCHEDULE: `*/${TICK_SECONDS} * * * * *`,
       MACHINE_LIVENESS_SECONDS: '10',
       CLAIM_TIMEOUT_SECONDS: '3',
+      // These tests pin the timer's and reaper's behaviour; placement on events has its own (placement.test.ts).
+      PLACEMENT_ON_EVENTS: 'false',
     },
     { timers: true },
   );
@@ -124,6 +128,8 @@ describe('registration and machine tokens', () => {
     // A pool nobody serves: its jobs wait with no estimate.
     const user = await t.as(`pooluser-${suffix()}`);
     const orphanPool = `none${suffix()}`;
+    // Intake refuses a pool nobody ever registered in (unknown_pool): a registered machine that never beats serves none.
+    await admin.post('machines', { machine_id: `gpu-${orphanPool}`, pool: orphanPool, slots: 1 });
     const orphan = await user.post<{ job_id: string }>('jobs', { service_required: 'comfyui', pool: orphanPool });
     const op = await waitFor('the orphan pool to be listed', async () => (await pools()).find((p) => p.pool === orphanPool));
     expect(op).toMatchObject({ machines_live: 0, slots_total: 0, pending_jobs: 1, estimated_wait_seconds: null });
@@ -235,5 +241,41 @@ describe('re-routing', () => {
     a.stop();
     b.stop();
     await user.delete<JobView>(`jobs/${job_id}`);
+  });
+});
+
+describe('machine token lifetime', () => {
+  it('expires tokens and hands out a fresh one in the heartbeat once half the lifetime has passed', async () => {
+    const id = `ttl-${suffix()}`;
+    const reg = (await admin.post<{ token: string; token_version: number; token_expires_at: string }>('machines', { machine_id: id, pool: 'ttlpool', slots: 1 }));
+    const ttlMs = Date.parse(reg.token_expires_at) - Date.now();
+    // The default lifetime: one day, not forever.
+    expect(ttlMs).toBeGreaterThan(23 * 3600_000);
+    expect(ttlMs).toBeLessThanOrEqual(24 * 3600_000);
+    // A fresh token: no rotation yet.
+    const fresh = await t.anonymous.withToken(reg.token).post<{ machine_token?: unknown }>(`machines/${id}/heartbeat`, heartbeat('ttlpool', 1));
+    expect(fresh.machine_token).toBeUndefined();
+
+    const secret = t.settings.MACHINE_TOKEN_SECRET!;
+    const day = 24 * 3600;
+    // Issued 13 hours ago: past half its life, so the heartbeat rotates it.
+    const old = await issueMachineToken(secret, id, reg.token_version, day, Date.now() - 13 * 3600_000);
+    const rotated = await t.anonymous.withToken(old.token).post<{ machine_token?: { token: string; expires_at: string } }>(`machines/${id}/heartbeat`, heartbeat('ttlpool', 1));
+    expect(rotated.machine_token).toBeDefined();
+    expect(Date.parse(rotated.machine_token!.expires_at) - Date.now()).toBeGreaterThan(23 * 3600_000);
+    expect(await t.anonymous.withToken(rotated.machine_token!.token).post(`machines/${id}/heartbeat`, heartbeat('ttlpool', 1))).toMatchObject({ ok: true });
+
+    // Expired: refused.
+    const expired = await issueMachineToken(secret, id, reg.token_version, day, Date.now() - day * 1000 - 60_000);
+    expect(await errorOf(await t.anonymous.withToken(expired.token).raw('POST', `machines/${id}/heartbeat`, { body: heartbeat('ttlpool', 1) }))).toMatchObject({ status: 401 });
+    // Never-expiring tokens (as issued before lifetimes existed): refused.
+    const forever = await new SignJWT({ role: 'machine', ver: reg.token_version })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(id)
+      .setIssuer('lora-router-machines')
+      .setAudience('lora-router')
+      .setIssuedAt()
+      .sign(new TextEncoder().encode(secret));
+    expect(await errorOf(await t.anonymous.withToken(forever).raw('POST', `machines/${id}/heartbeat`, { body: heartbeat('ttlpool', 1) }))).toMatchObject({ status: 401 });
   });
 });

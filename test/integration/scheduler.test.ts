@@ -27,7 +27,7 @@ const extraClients: AzureClients[] = [];
 const machines: TestMachine[] = [];
 
 beforeAll(async () => {
-  t = await startTestHost({ TENANT_MAX_ACTIVE_JOBS: '100000' }, { timers: false });
+  t = await startTestHost({ TENANT_MAX_ACTIVE_JOBS: '100000', PLACEMENT_ON_EVENTS: 'false' }, { timers: false });
   admin = await t.as('ops', 'admin');
 });
 afterAll(async () => {

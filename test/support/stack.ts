@@ -21,6 +21,7 @@ export function testSettings(overrides: Record<string, string> = {}): Record<str
     COSMOS_DATABASE: `test-${suffix}`,
     USER_LORA_CONTAINER: `user-loras-${suffix}`,
     SHARED_LORA_CONTAINER: `shared-loras-${suffix}`,
+    OUTPUT_CONTAINER: `job-outputs-${suffix}`,
     DISPATCH_QUEUE_PREFIX: `m${suffix}-`,
     ...overrides,
   };

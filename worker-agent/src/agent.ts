@@ -9,7 +9,7 @@
 // let running jobs finish for up to DRAIN_GRACE_SECONDS, then cancel the rest (executor SIGTERM → SIGKILL) and report
 // them failed/retryable ("agent shutting down") so the scheduler re-routes them, then a final draining heartbeat.
 import type { Heartbeat } from '../../contract/machines.js';
-import type { DispatchReceiver, ReceivedDispatch } from '../../dispatch/types.js';
+import { isSessionBusy, type DispatchReceiver, type ReceivedDispatch } from '../../dispatch/types.js';
 import type { CacheInventory, LoraCache } from './cache/lora-cache.js';
 import type { ControlPlaneApi } from './api.js';
 import type { AgentConfig } from './config.js';
@@ -27,6 +27,9 @@ import { join } from 'node:path';
 export const RECEIVE_WAIT_MS = 2_000;
 /** After the executors were told to stop: time for them to die and for the outcomes to be accepted. */
 export const OUTCOME_GRACE_MS = 15_000;
+
+/** Longest wait between attempts to accept a session another receiver holds. */
+export const SESSION_BUSY_MAX_BACKOFF_MS = 15_000;
 
 export class AgentStartError extends Error {
   override readonly name = 'AgentStartError';
@@ -114,6 +117,9 @@ export class Agent {
     this.orders = new OperatorOrders({ cache: deps.cache, log: deps.log.child({ component: 'orders' }), signal: this.hardStop.signal });
   }
 
+  /** False while the last receive attempt failed (session busy, transport down): reported in the heartbeat. */
+  receiving = true;
+
   get isDraining(): boolean {
     return this.draining;
   }
@@ -174,6 +180,7 @@ export class Agent {
   private async receiveLoop(): Promise<void> {
     const { receiver, log, config } = this.deps;
     let failures = 0;
+    let busy = 0;
     while (!this.stopping) {
       const free = config.slots - this.runs.size;
       if (free <= 0) {
@@ -183,11 +190,25 @@ export class Agent {
       let messages: ReceivedDispatch[];
       try {
         messages = await receiver.receive(free, RECEIVE_WAIT_MS);
+        if (busy > 0) log.info({ attempts: busy }, 'dispatch session acquired; receiving again');
         failures = 0;
+        busy = 0;
+        this.setReceiving(true);
       } catch (err) {
-        failures++;
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
-        log.warn({ err: (err as Error).message, retry_in_ms: delay }, 'receive failed');
+        let delay: number;
+        if (isSessionBusy(err)) {
+          // Loud and honest: the log says so every time, and the heartbeat says this machine is not receiving, so the
+          // scheduler sends it nothing until the session is held again (the broker frees a stale lock within its
+          // lockDuration; a second agent with this machine id holds it until it stops).
+          busy++;
+          delay = Math.min(SESSION_BUSY_MAX_BACKOFF_MS, 1_000 * 2 ** Math.min(busy - 1, 5));
+          log.warn({ err: (err as Error).message, attempt: busy, retry_in_ms: delay }, 'session busy: cannot receive dispatches');
+        } else {
+          failures++;
+          delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
+          log.warn({ err: (err as Error).message, retry_in_ms: delay }, 'receive failed');
+        }
+        this.setReceiving(false);
         await new Promise<void>((r) => {
           const t = setTimeout(r, delay);
           this.wakeLoop = () => {
@@ -209,6 +230,13 @@ export class Agent {
     }
   }
 
+  /** Whether the last receive attempt worked. A change is heartbeaten at once: the scheduler must know now. */
+  private setReceiving(ok: boolean): void {
+    if (this.receiving === ok) return;
+    this.receiving = ok;
+    this.beatSoon();
+  }
+
   private launch(m: ReceivedDispatch): void {
     const { config, api, receiver, cache, executor, log } = this.deps;
     const run = new JobRun(m, {
@@ -223,7 +251,7 @@ export class Agent {
       lockRenewMs: config.lockRenewMs,
       hardStop: this.hardStop.signal,
       isStopping: () => this.stopping,
-      isRunningElsewhere: (r) => [...this.runs].some((o) => o !== r && o.jobId === r.jobId && o.epoch === r.epoch && o.phase !== 'claiming'),
+      isRunningElsewhere: (r) => [...this.runs].some((o) => o !== r && o.jobId === r.jobId && o.epoch === r.epoch && o.phase !== 'done'),
       markUnhealthy: (reason) => {
         this.health.mark(reason);
         this.beatSoon();
@@ -272,6 +300,7 @@ export class Agent {
         counters: inv?.counters ?? { hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 },
       },
       draining: this.draining,
+      receiving: this.receiving,
       agent_version: agentVersion(),
       unhealthy_reason: this.health.recheck(),
     };
@@ -282,31 +311,44 @@ export class Agent {
 
   private scheduleHeartbeat(): void {
     if (this.stopping && this.hardStop.signal.aborted) return;
-    this.heartbeatTimer = setTimeout(() => {
-      this.heartbeatInFlight = this.beat().finally(() => {
-        this.heartbeatInFlight = undefined;
-        if (!this.shutdownComplete) this.scheduleHeartbeat();
-      });
-    }, this.deps.config.heartbeatMs);
+    this.heartbeatTimer = setTimeout(() => this.beatNow(), this.deps.config.heartbeatMs);
+  }
+
+  private beatNow(): void {
+    this.heartbeatInFlight = this.beat().finally(() => {
+      this.heartbeatInFlight = undefined;
+      if (this.shutdownComplete) return;
+      if (this.beatAgain && !this.stopping) {
+        this.beatAgain = false;
+        this.beatNow();
+      } else {
+        this.scheduleHeartbeat();
+      }
+    });
   }
 
   private shutdownComplete = false;
+  /** Something changed while a heartbeat was in flight (it carried the old state): beat again as soon as it is back. */
+  private beatAgain = false;
 
-  /** An out-of-band heartbeat, then the periodic rhythm restarts from it. Skipped while one is in flight or stopping. */
+  /** An out-of-band heartbeat, then the periodic rhythm restarts from it. Deferred while one is in flight; not while stopping. */
   private beatSoon(): void {
-    if (this.stopping || this.heartbeatInFlight || this.heartbeatTimer === undefined) return;
+    if (this.stopping || this.heartbeatTimer === undefined) return;
+    if (this.heartbeatInFlight) {
+      this.beatAgain = true;
+      return;
+    }
     clearTimeout(this.heartbeatTimer);
-    this.heartbeatInFlight = this.beat().finally(() => {
-      this.heartbeatInFlight = undefined;
-      if (!this.shutdownComplete) this.scheduleHeartbeat();
-    });
+    this.beatNow();
   }
 
   /** One heartbeat; applies `stop_jobs`. Never throws. */
   async beat(opts: { signal?: AbortSignal; retries?: number } = {}): Promise<void> {
     const { log } = this.deps;
     try {
-      const answer = await this.deps.api.heartbeat(this.buildHeartbeat(), {
+      const hb = this.buildHeartbeat();
+      log.debug({ receiving: hb.receiving, draining: hb.draining, running: hb.running_jobs.length }, 'sending heartbeat');
+      const answer = await this.deps.api.heartbeat(hb, {
         retries: opts.retries ?? 1,
         maxDelayMs: 1_000,
         signal: opts.signal ?? this.hardStop.signal,

@@ -13,6 +13,7 @@ import {
   type JobEventResponse,
 } from '../../contract/jobs.js';
 import { heartbeatResponseSchema, type Heartbeat, type HeartbeatResponse } from '../../contract/machines.js';
+import { outputUploadResponseSchema, type OutputUploadRequest, type OutputUploadResponse } from '../../contract/outputs.js';
 import type { Logger } from './logger.js';
 
 /** A definite answer other than success: the caller decides what it means. */
@@ -36,11 +37,14 @@ export interface RetryPolicy {
 
 /** What the agent needs from the control plane (a fake in tests). */
 export interface ControlPlaneApi {
-  claim(jobId: string, epoch: number, policy: RetryPolicy): Promise<Answer<ClaimResponse>>;
+  /** `traceparent`: the agent's claim span, so the server's span joins the job's trace. */
+  claim(jobId: string, epoch: number, policy: RetryPolicy, traceparent?: string): Promise<Answer<ClaimResponse>>;
   event(jobId: string, event: JobEventInput, policy: RetryPolicy): Promise<Answer<JobEventResponse>>;
   heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>>;
   /** Swaps the machine token (optional: fakes in tests need not). */
   setToken?(token: string): void;
+  /** Write-only upload URLs for this attempt's output files (409: the attempt moved on; 413: over the limits). */
+  outputUploads(jobId: string, body: OutputUploadRequest, policy: RetryPolicy): Promise<Answer<OutputUploadResponse>>;
 }
 
 export const isRetryableStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429;
@@ -48,7 +52,15 @@ export const isRetryableStatus = (status: number): boolean => status >= 500 || s
 export class HttpControlPlane implements ControlPlaneApi {
   private client: ApiClient;
   constructor(
-    private readonly opts: { baseUrl: string; token: string; machineId: string; log: Logger; requestTimeoutMs?: number },
+    private readonly opts: {
+      baseUrl: string;
+      token: string;
+      machineId: string;
+      log: Logger;
+      requestTimeoutMs?: number;
+      /** Called with a rotated token from a heartbeat answer, after the agent switched to it (to keep it for restarts). */
+      onTokenRotated?: (token: string) => void;
+    },
   ) {
     this.client = new ApiClient({ baseUrl: opts.baseUrl, token: opts.token });
   }
@@ -58,8 +70,9 @@ export class HttpControlPlane implements ControlPlaneApi {
     this.client = this.client.withToken(token);
   }
 
-  claim(jobId: string, epoch: number, policy: RetryPolicy): Promise<Answer<ClaimResponse>> {
-    return this.call('claim', `jobs/${encodeURIComponent(jobId)}/claim`, { machine_id: this.opts.machineId, epoch }, policy, (v) =>
+  claim(jobId: string, epoch: number, policy: RetryPolicy, traceparent?: string): Promise<Answer<ClaimResponse>> {
+    const body = { machine_id: this.opts.machineId, epoch, ...(traceparent ? { traceparent } : {}) };
+    return this.call('claim', `jobs/${encodeURIComponent(jobId)}/claim`, body, policy, (v) =>
       claimResponseSchema.parse(v),
     );
   }
@@ -68,10 +81,26 @@ export class HttpControlPlane implements ControlPlaneApi {
     return this.call(`event:${event.type}`, `jobs/${encodeURIComponent(jobId)}/events`, event, policy, (v) => jobEventResponseSchema.parse(v));
   }
 
-  heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>> {
-    return this.call('heartbeat', `machines/${encodeURIComponent(this.opts.machineId)}/heartbeat`, hb, policy, (v) =>
+  async heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>> {
+    const answer = await this.call('heartbeat', `machines/${encodeURIComponent(this.opts.machineId)}/heartbeat`, hb, policy, (v) =>
       heartbeatResponseSchema.parse(v),
     );
+    const rotated = answer.ok ? answer.value.machine_token : undefined;
+    if (rotated) {
+      // Self-rotation before expiry: every later request uses the fresh token.
+      this.client = this.client.withToken(rotated.token);
+      this.opts.log.info({ expires_at: rotated.expires_at }, 'machine token rotated');
+      try {
+        this.opts.onTokenRotated?.(rotated.token);
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message }, 'could not keep the rotated machine token; a restart will use the configured one');
+      }
+    }
+    return answer;
+  }
+
+  outputUploads(jobId: string, body: OutputUploadRequest, policy: RetryPolicy): Promise<Answer<OutputUploadResponse>> {
+    return this.call('outputs', `jobs/${encodeURIComponent(jobId)}/outputs/uploads`, body, policy, (v) => outputUploadResponseSchema.parse(v));
   }
 
   private async call<T>(what: string, path: string, body: unknown, policy: RetryPolicy, parse: (v: unknown) => T): Promise<Answer<T>> {

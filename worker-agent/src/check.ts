@@ -67,8 +67,18 @@ export async function runCheck(opts: { envFile?: string; env: NodeJS.ProcessEnv;
     return { code: 78, lines };
   }
   lines.push({ status: 'ok', what: 'settings', detail: 'all settings parse' });
-  const exe = resolveExecutable(config.executor.command, opts.env);
-  lines.push(exe.ok ? { status: 'ok', what: 'executor', detail: `${exe.path} is executable` } : { status: 'fail', what: 'executor', detail: exe.problem });
+  if (config.executor.kind === 'command') {
+    const exe = resolveExecutable(config.executor.command, opts.env);
+    lines.push(exe.ok ? { status: 'ok', what: 'executor', detail: `${exe.path} is executable` } : { status: 'fail', what: 'executor', detail: exe.problem });
+  } else {
+    // ComfyUI: the agent links LoRAs into its models/loras folder; the server itself is reached per job.
+    const loraDirProblem = writableDir(config.executor.loraDir);
+    lines.push(
+      loraDirProblem
+        ? { status: 'fail', what: 'executor', detail: `COMFYUI_LORA_DIR ${config.executor.loraDir}: ${loraDirProblem}` }
+        : { status: 'ok', what: 'executor', detail: `ComfyUI at ${config.executor.url}; ${config.executor.loraDir} is writable` },
+    );
+  }
   const cacheProblem = writableDir(config.cacheDir);
   if (cacheProblem && env.CACHE_DIRECTORY === SYSTEMD_CACHE_DIRECTORY && !opts.env.CACHE_DIRECTORY) {
     lines.push({ status: 'systemd', what: 'cache dir', detail: `${config.cacheDir}: systemd creates it for the service user (${cacheProblem} here)` });

@@ -91,6 +91,15 @@ describe('agent settings', () => {
     expect(SETTINGS_HELP).toMatch(/^ +CACHE_BUDGET +.*\(50GB\)$/m);
   });
 
+  it('EXECUTOR=comfyui needs COMFYUI_LORA_DIR; URL and stall time have defaults and are checked', () => {
+    expect(() => loadAgentConfig({ ...base, EXECUTOR: 'comfyui' }, '/')).toThrow(/Missing setting COMFYUI_LORA_DIR/);
+    const c = loadAgentConfig({ ...base, EXECUTOR: 'comfyui', COMFYUI_LORA_DIR: 'comfy/models/loras' }, '/srv');
+    expect(c.executor).toEqual({ kind: 'comfyui', url: 'http://127.0.0.1:8188', loraDir: '/srv/comfy/models/loras', stallMs: 300_000 });
+    expect(() => loadAgentConfig({ ...base, EXECUTOR: 'comfyui', COMFYUI_LORA_DIR: '/x', COMFYUI_URL: 'localhost:8188' })).toThrow(/Invalid setting COMFYUI_URL/);
+    expect(() => loadAgentConfig({ ...base, EXECUTOR: 'comfyui', COMFYUI_LORA_DIR: '/x', COMFYUI_STALL_SECONDS: '0' })).toThrow(/Invalid setting COMFYUI_STALL_SECONDS/);
+    expect(() => loadAgentConfig({ ...base, EXECUTOR: 'gpu-magic' })).toThrow(/Invalid setting EXECUTOR/);
+  });
+
   it('no longer reads the pre-0.1 names', () => {
     const { CACHE_DIR: _c, ...noCacheDir } = base;
     expect(() => loadAgentConfig({ ...noCacheDir, LORA_CACHE_DIR: '/var/cache/x' })).toThrow(/CACHE_DIR/);

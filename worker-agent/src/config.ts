@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import { AgentConfigError, splitCommand, type Env } from './env-file.js';
 import { AGENT_SETTINGS, SETTINGS, type SettingKey } from './settings.js';
 import { SHARED_LORA_FILENAME } from '../../contract/ids.js';
+import { AgentIdentityError, describeCredential, readAgentCredential, type AgentCredentialConfig } from './identity.js';
 
 export { AgentConfigError, parseBytes, parseEnvFile, readAgentEnv, splitCommand } from './env-file.js';
 export { AGENT_SETTINGS, SETTINGS_HELP } from './settings.js';
@@ -21,12 +22,14 @@ export type StorageQueueTransport = {
   kind: 'storage-queue';
   prefix: string;
   lockSeconds: number;
-  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; queueServiceUri: string; clientId?: string };
+  /** Local tests/demos only: while this file exists, receive() fails as a busy Service Bus session does. */
+  simulateSessionBusyFile?: string;
+  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; queueServiceUri: string; credential: AgentCredentialConfig };
 };
 export type ServiceBusTransport = {
   kind: 'servicebus';
   queue: string;
-  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; fullyQualifiedNamespace: string; clientId?: string };
+  connection: { kind: 'connectionString'; connectionString: string } | { kind: 'identity'; fullyQualifiedNamespace: string; credential: AgentCredentialConfig };
 };
 export type TransportConfig = StorageQueueTransport | ServiceBusTransport;
 
@@ -35,7 +38,14 @@ export interface CommandExecutorConfig {
   command: string;
   args: string[];
 }
-export type ExecutorConfig = CommandExecutorConfig;
+export interface ComfyUiExecutorConfig {
+  kind: 'comfyui';
+  url: string;
+  /** ComfyUI's models/loras folder (absolute). */
+  loraDir: string;
+  stallMs: number;
+}
+export type ExecutorConfig = CommandExecutorConfig | ComfyUiExecutorConfig;
 
 export interface AgentConfig {
   apiBaseUrl: string;
@@ -54,6 +64,8 @@ export interface AgentConfig {
   /** Run directories (job file, output) and the outcome outbox. */
   stateDir: string;
   executor: ExecutorConfig;
+  /** Longest a job may run before it is stopped and failed. */
+  maxRunMs: number;
   cancelGraceMs: number;
   drainGraceMs: number;
   heartbeatMs: number;
@@ -116,7 +128,20 @@ function readToken(env: Env): { token: string; source: AgentConfig['machineToken
   return { token, source, path };
 }
 
+function identity(env: Env, transportClientId: string | undefined): AgentCredentialConfig {
+  try {
+    return readAgentCredential(env, transportClientId);
+  } catch (err) {
+    if (err instanceof AgentIdentityError) throw new AgentConfigError(err.message);
+    throw err;
+  }
+}
+
 function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed): TransportConfig {
+  const busyFile = env[AGENT_SETTINGS.simulateSessionBusyFile]?.trim() || undefined;
+  if (busyFile && kind !== 'storage-queue') {
+    throw new AgentConfigError(`${AGENT_SETTINGS.simulateSessionBusyFile} is for the local storage-queue transport only (tests and demos).`);
+  }
   if (kind === 'storage-queue') {
     const cs = env[AGENT_SETTINGS.storageConnection]?.trim();
     const uri = env[AGENT_SETTINGS.storageQueueServiceUri]?.trim();
@@ -126,14 +151,21 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed
         kind,
         prefix: s.storageQueuePrefix,
         lockSeconds: s.dispatchLockSeconds,
-        connection: { kind: 'identity', queueServiceUri: uri, clientId: env[AGENT_SETTINGS.storageClientId]?.trim() || undefined },
+        ...(busyFile ? { simulateSessionBusyFile: busyFile } : {}),
+        connection: { kind: 'identity', queueServiceUri: uri, credential: identity(env, env[AGENT_SETTINGS.storageClientId]?.trim() || undefined) },
       };
     }
     if (cs) {
       if (!/QueueEndpoint=|UseDevelopmentStorage=true|AccountName=/i.test(cs)) {
         throw new AgentConfigError(`Invalid setting ${AGENT_SETTINGS.storageConnection}: expected a storage connection string.`);
       }
-      return { kind, prefix: s.storageQueuePrefix, lockSeconds: s.dispatchLockSeconds, connection: { kind: 'connectionString', connectionString: cs } };
+      return {
+        kind,
+        prefix: s.storageQueuePrefix,
+        lockSeconds: s.dispatchLockSeconds,
+        ...(busyFile ? { simulateSessionBusyFile: busyFile } : {}),
+        connection: { kind: 'connectionString', connectionString: cs },
+      };
     }
     throw new AgentConfigError(
       `Missing setting ${AGENT_SETTINGS.storageQueueServiceUri} (identity) or ${AGENT_SETTINGS.storageConnection} (connection string, local) for DISPATCH_TRANSPORT=storage-queue.`,
@@ -148,7 +180,7 @@ function readTransport(env: Env, kind: 'storage-queue' | 'servicebus', s: Parsed
     return {
       kind,
       queue: s.serviceBusQueue,
-      connection: { kind: 'identity', fullyQualifiedNamespace: ns, clientId: env[AGENT_SETTINGS.serviceBusClientId]?.trim() || undefined },
+      connection: { kind: 'identity', fullyQualifiedNamespace: ns, credential: identity(env, env[AGENT_SETTINGS.serviceBusClientId]?.trim() || undefined) },
     };
   }
   if (cs) {
@@ -185,7 +217,13 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
   const stateDir = abs(get(env, 'stateDir') ?? env.STATE_DIRECTORY?.split(':')[0]?.trim() ?? join(cacheDir, 'agent-state'));
 
   let executor: ExecutorConfig;
-  {
+  if (s.executor === 'comfyui') {
+    const loraDir = get(env, 'comfyUiLoraDir');
+    if (!loraDir) {
+      throw new AgentConfigError(`Missing setting ${AGENT_SETTINGS.comfyUiLoraDir} (ComfyUI's models/loras folder, e.g. /opt/ComfyUI/models/loras) for EXECUTOR=comfyui.`);
+    }
+    executor = { kind: 'comfyui', url: s.comfyUiUrl.replace(/\/+$/, ''), loraDir: abs(loraDir), stallMs: s.comfyUiStallSeconds * 1000 };
+  } else {
     const cmdRaw = get(env, 'executorCommand');
     if (!cmdRaw) {
       throw new AgentConfigError(`Missing setting ${AGENT_SETTINGS.executorCommand} (the program that runs a job, e.g. ["/usr/bin/python3","/opt/jobs/run.py"]).`);
@@ -228,6 +266,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     pinnedLoras,
     stateDir,
     executor,
+    maxRunMs: Math.round(s.executorMaxRunSeconds * 1000),
     cancelGraceMs: Math.round(s.cancelGraceSeconds * 1000),
     drainGraceMs: Math.round(s.drainGraceSeconds * 1000),
     heartbeatMs: Math.round(s.heartbeatSeconds * 1000),
@@ -253,13 +292,18 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     cache_ttl_days: c.cacheTtlMs / 86_400_000,
     pinned_loras: c.pinnedLoras,
     state_dir: c.stateDir,
-    executor: { kind: c.executor.kind, command: c.executor.command, args: c.executor.args },
+    executor: { ...c.executor },
+    max_run_s: c.maxRunMs / 1000,
     cancel_grace_s: c.cancelGraceMs / 1000,
     drain_grace_s: c.drainGraceMs / 1000,
     heartbeat_s: c.heartbeatMs / 1000,
     transport:
       c.transport.kind === 'storage-queue'
-        ? { kind: c.transport.kind, prefix: c.transport.prefix, auth: c.transport.connection.kind }
-        : { kind: c.transport.kind, queue: c.transport.queue, auth: c.transport.connection.kind },
+        ? { kind: c.transport.kind, prefix: c.transport.prefix, auth: c.transport.connection.kind, ...credentialOf(c.transport) }
+        : { kind: c.transport.kind, queue: c.transport.queue, auth: c.transport.connection.kind, ...credentialOf(c.transport) },
   };
+}
+
+function credentialOf(t: TransportConfig): { credential?: Record<string, string> } {
+  return t.connection.kind === 'identity' ? { credential: describeCredential(t.connection.credential) } : {};
 }

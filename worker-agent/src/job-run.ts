@@ -8,7 +8,9 @@
 // removed in `finally`, whatever happened.
 //
 // Outcome mapping (the `retryable` flag decides whether the scheduler tries another attempt):
-//   executor exit 0                          → succeeded (result.json as result)
+//   executor exit 0                          → outputs delivered (./outputs.ts) → succeeded (result.json as result, + outputs)
+//   outputs over the limits / bad file name  → failed, retryable=false — the API's or the agent's message
+//   output upload trouble (network, storage) → failed, retryable=true
 //   executor exit ≠ 0 (the job's own error)  → failed, retryable=false — re-running the same payload would fail again
 //   executor exit 75 (EX_TEMPFAIL)           → failed, retryable=true  — the job says "try again"
 //   executor killed by a foreign signal      → failed, retryable=true  — OOM killer, GPU fault: machine trouble
@@ -18,16 +20,19 @@
 //   InvalidLoraError (malformed claim data)  → failed, retryable=false — another attempt gets the same data
 //   agent shutting down (drain grace over)   → failed, handback=true   — "agent shutting down", re-routed elsewhere
 //   cancelled by the control plane / stale   → nothing reported (the job is cancelled or belongs to another epoch)
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClaimResponse, JobEventInput } from '../../contract/jobs.js';
-import type { DispatchReceiver, ReceivedDispatch } from '../../dispatch/types.js';
+import { isDispatchLockLost, type DispatchReceiver, type ReceivedDispatch } from '../../dispatch/types.js';
 import type { AcquireResult, LoraCache } from './cache/lora-cache.js';
 import type { ControlPlaneApi } from './api.js';
 import type { Execution, ExecutionOutcome, Executor } from './executor/types.js';
 import type { Logger } from './logger.js';
 import type { Outbox } from './outbox.js';
+import { deliverOutputs } from './outputs.js';
+import type { JobOutput } from '../../contract/outputs.js';
 import { RunReporter, type StopKind } from './reporter.js';
+import { RunTrace } from './run-trace.js';
 
 export type RunPhase = 'claiming' | 'preparing' | 'running' | 'reporting' | 'done';
 export type CancelKind = 'server' | 'stale' | 'shutdown';
@@ -49,7 +54,7 @@ export interface RunEnvironment {
   hardStop: AbortSignal;
   /** True once the agent is draining: a run that has not claimed yet gives its message back. */
   isStopping(): boolean;
-  /** Whether another run of this agent holds this attempt (a duplicate delivery). */
+  /** Whether another run of this agent holds this attempt, in any phase (a duplicate delivery). */
   isRunningElsewhere(run: JobRun): boolean;
   /** The machine itself cannot run jobs (executor missing, disk full, backend down): report it in the heartbeat. */
   markUnhealthy?(reason: string): void;
@@ -74,6 +79,8 @@ export class JobRun {
   private renewing: Promise<void> | undefined;
   private settling = false;
   private lockLost = false;
+  private outputs: JobOutput[] = [];
+  private renewFailures = 0;
   private readonly log: Logger;
 
   constructor(
@@ -100,6 +107,13 @@ export class JobRun {
   }
 
   async run(): Promise<RunResult> {
+    const tr = new RunTrace(this.jobId, this.epoch, undefined, this.message.message.traceparent);
+    const result = await this.runTraced(tr);
+    tr.end(result.kind, 'why' in result ? result.why : undefined);
+    return result;
+  }
+
+  private async runTraced(tr: RunTrace): Promise<RunResult> {
     this.startLockRenewal();
     let acquired: AcquireResult | undefined;
     let runDir: string | undefined;
@@ -108,8 +122,9 @@ export class JobRun {
 
       // 1. claim
       const claimAnswer = await this.env.api
-        .claim(this.jobId, this.epoch, { retries: 6, maxDelayMs: 10_000, signal: this.env.hardStop })
+        .claim(this.jobId, this.epoch, { retries: 6, maxDelayMs: 10_000, signal: this.env.hardStop }, tr.begin('job.claim'))
         .catch((err: unknown) => err as Error);
+      tr.done({}, claimAnswer instanceof Error || !claimAnswer.ok ? claimAnswer.message : undefined);
       if (claimAnswer instanceof Error) return await this.giveBack(`claim failed: ${claimAnswer.message}`);
       if (!claimAnswer.ok) {
         if (claimAnswer.status === 401 || claimAnswer.status === 403) {
@@ -137,8 +152,11 @@ export class JobRun {
       this.phase = 'preparing';
       let outcome: ExecutionOutcome | undefined;
       try {
+        tr.begin('lora.acquire', { 'lora_router.job.loras': claim.loras.length });
         acquired = await this.acquire(claim, reporter);
+        tr.cache(claim.loras, acquired);
       } catch (err) {
+        tr.done({}, (err as Error)?.message ?? String(err));
         outcome = this.cancelKind ? this.cancelledOutcome() : failureFromCacheError(err);
         this.log.warn({ err: (err as Error)?.message, error_type: (err as Error)?.name }, 'could not prepare LoRAs');
         reporter.line('agent', `[agent] could not prepare LoRAs: ${(err as Error)?.message ?? String(err)}`);
@@ -152,8 +170,11 @@ export class JobRun {
       }
       if (acquired && !this.cancelKind) {
         this.phase = 'running';
+        tr.begin('job.execute', { 'lora_router.job.service': claim.service_required });
         runDir = join(this.env.stateDir, 'runs', `${this.jobId}.${this.epoch}`);
         rmSync(runDir, { recursive: true, force: true });
+        const outputDir = join(runDir, 'output');
+        mkdirSync(outputDir, { recursive: true });
         this.execution = this.env.executor.start(
           {
             jobId: this.jobId,
@@ -163,13 +184,16 @@ export class JobRun {
             payload: claim.payload,
             loras: claim.loras.map((l) => ({ kind: l.kind, key: l.key, path: acquired!.paths[l.key]!, sha256: l.sha256, size_bytes: l.size_bytes })),
             runDir,
+            outputDir,
           },
           { log: (stream, line) => reporter.line(stream, line), progress: (p, m) => reporter.progress(p, m) },
         );
         if (this.cancelKind) this.execution.cancel(this.cancelReason); // cancelled while starting
         outcome = await this.execution.done;
+        if (outcome.status === 'succeeded' && !this.cancelKind) outcome = await this.deliver(outputDir, reporter, outcome);
         this.log.info({ status: outcome.status, ...(outcome.status === 'failed' ? { reason: outcome.reason.slice(0, 300) } : {}) }, 'executor finished');
       }
+      tr.done(outcome ? { 'lora_router.execution.status': outcome.status } : {}, outcome?.status === 'failed' ? outcome.reason.slice(0, 300) : undefined);
       outcome ??= this.cancelledOutcome();
 
       // 4. outcome
@@ -181,7 +205,10 @@ export class JobRun {
         await this.settle();
         return { kind: 'unreported', why: this.cancelReason };
       }
+      tr.outcome(event);
+      tr.begin('job.report', { 'lora_router.job.outcome': event.type });
       const accepted = await this.report(event);
+      tr.done({ 'lora_router.report.accepted': accepted ?? false });
       if (accepted === undefined) return { kind: 'unreported', why: 'agent stopped before the outcome was accepted (kept in the outbox)' };
       await this.settle();
       return { kind: 'reported', event: event.type, accepted };
@@ -202,17 +229,32 @@ export class JobRun {
       if (this.lockLost || this.renewing || this.settling) return;
       this.renewing = this.env.receiver
         .renew(this.message)
+        .then(() => {
+          this.renewFailures = 0;
+        })
         .catch((err: unknown) => {
           if (this.settling) return; // settled meanwhile: the message is gone on purpose
-          // The message will be delivered again; the claim's epoch fence makes that second delivery a no-op (409).
-          this.lockLost = true;
-          this.log.warn({ err: (err as Error)?.message }, 'dispatch lock lost; the run continues (fenced by its epoch)');
+          if (isDispatchLockLost(err)) {
+            // The message will be delivered again; the claim's epoch fence makes that second delivery a no-op (409).
+            this.lockLost = true;
+            this.log.warn({ err: (err as Error)?.message }, 'dispatch lock lost; the run continues (fenced by its epoch)');
+            return;
+          }
+          // A transient failure (timeout, connection trouble): the lock still runs for the rest of its duration, so
+          // try again at the next interval rather than giving the lock up.
+          this.renewFailures++;
+          this.log.warn({ err: (err as Error)?.message, failures: this.renewFailures }, 'dispatch lock renewal failed; retrying');
         })
         .finally(() => {
           this.renewing = undefined;
         });
     }, this.env.lockRenewMs);
     this.renewTimer.unref();
+  }
+
+  /** Renewal state, for the agent's tests: whether the lock is known lost and how many renewals failed in a row. */
+  get lockState(): { lost: boolean; failuresInARow: number } {
+    return { lost: this.lockLost, failuresInARow: this.renewFailures };
   }
 
   /**
@@ -301,6 +343,32 @@ export class JobRun {
     }
   }
 
+  /** Uploads the run's output folder for this epoch; the outcome becomes a failure when that cannot be done. */
+  private async deliver(outputDir: string, reporter: RunReporter, outcome: ExecutionOutcome): Promise<ExecutionOutcome> {
+    const delivery = await deliverOutputs({
+      api: this.env.api,
+      jobId: this.jobId,
+      epoch: this.epoch,
+      outputDir,
+      signal: this.abort.signal,
+      onProgress: (line) => reporter.line('agent', line),
+    });
+    if (delivery.kind === 'stale') {
+      this.cancel('stale', `output upload refused: ${delivery.reason}`);
+      return this.cancelledOutcome();
+    }
+    if (delivery.kind === 'failed') {
+      reporter.line('agent', `[agent] outputs not delivered: ${delivery.reason}`);
+      this.log.warn({ reason: delivery.reason, retryable: delivery.retryable }, 'outputs not delivered');
+      return { status: 'failed', reason: delivery.reason, retryable: delivery.retryable };
+    }
+    this.outputs = delivery.outputs;
+    if (delivery.outputs.length) {
+      this.log.info({ outputs: delivery.outputs.length, bytes: delivery.bytes, ms: Math.round(delivery.ms) }, 'outputs delivered');
+    }
+    return outcome;
+  }
+
   private cancelledOutcome(): ExecutionOutcome {
     return { status: 'cancelled', reason: this.cancelReason || 'cancelled', forced: false };
   }
@@ -310,7 +378,12 @@ export class JobRun {
     if (this.cancelKind === 'server' || this.cancelKind === 'stale') return null;
     switch (o.status) {
       case 'succeeded':
-        return o.result === undefined ? { type: 'succeeded', epoch: this.epoch } : { type: 'succeeded', epoch: this.epoch, result: o.result };
+        return {
+          type: 'succeeded',
+          epoch: this.epoch,
+          ...(o.result === undefined ? {} : { result: o.result }),
+          ...(this.outputs.length ? { outputs: this.outputs } : {}),
+        };
       case 'failed':
         if (o.infrastructure) {
           // The machine failed, not the job: hand it back (no attempt spent) and stop taking work until it is fixed.

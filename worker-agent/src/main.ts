@@ -13,9 +13,11 @@ import { formatCheck, runCheck } from './check.js';
 import { AgentConfigError, describeConfig, loadAgentConfig, readAgentEnv } from './config.js';
 import { resolveExecutable } from './executor/preflight.js';
 import { createExecutor } from './executor/index.js';
+import { TokenStore } from './token-store.js';
 import { createAgentLogger } from './logger.js';
 import { createReceiver } from './transport.js';
 import { agentVersion } from './version.js';
+import { registerCacheMetrics, setupAgentTelemetry, type AgentTelemetry } from './telemetry.js';
 
 export const EX_CONFIG = 78;
 const EX_USAGE = 64;
@@ -35,8 +37,11 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     return r.code;
   }
   let config;
+  let telemetry: AgentTelemetry;
   try {
-    config = loadAgentConfig(readAgentEnv(opts.envFile, opts.env ?? process.env));
+    const env = readAgentEnv(opts.envFile, opts.env ?? process.env);
+    config = loadAgentConfig(env);
+    telemetry = setupAgentTelemetry(env, config.machineId);
   } catch (err) {
     if (err instanceof AgentConfigError) {
       process.stderr.write(`lora-router agent: configuration error: ${err.message}\n`);
@@ -44,10 +49,13 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     }
     throw err;
   }
-  const exe = resolveExecutable(config.executor.command, opts.env ?? process.env);
-  if (!exe.ok) {
-    process.stderr.write(`lora-router agent: configuration error: ${exe.problem}\n`);
-    return EX_CONFIG;
+  // A missing job program is a configuration error (exit 78); a ComfyUI server is reached per job instead.
+  if (config.executor.kind === 'command') {
+    const exe = resolveExecutable(config.executor.command, opts.env ?? process.env);
+    if (!exe.ok) {
+      process.stderr.write(`lora-router agent: configuration error: ${exe.problem}\n`);
+      return EX_CONFIG;
+    }
   }
 
   const log = createAgentLogger({ level: config.logLevel, machineId: config.machineId });
@@ -67,11 +75,21 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.fatal({ err: (err as Error).message, cache_dir: config.cacheDir }, 'cannot open the LoRA cache');
     return 1;
   }
-  const receiver = createReceiver(config.transport, config.machineId);
+  registerCacheMetrics(() => {
+    try {
+      return cache.inventory();
+    } catch {
+      return undefined; // closed
+    }
+  });
+  const receiver = createReceiver(config.transport, config.machineId, log.child({ component: 'dispatch' }));
+  const tokens = new TokenStore(config.stateDir);
+  const initialToken = tokens.pick(config.machineToken);
   const tokenPath = config.machineTokenPath;
   const agent = new Agent({
     config,
-    initialToken: config.machineToken,
+    initialToken,
+    // After a refused beat the operator's token file is read again (a re-registration writes a new token there).
     reloadToken: tokenPath
       ? () => {
           try {
@@ -81,10 +99,16 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
           }
         }
       : undefined,
-    api: new HttpControlPlane({ baseUrl: config.apiBaseUrl, token: config.machineToken, machineId: config.machineId, log: log.child({ component: 'api' }) }),
+    api: new HttpControlPlane({
+      baseUrl: config.apiBaseUrl,
+      token: initialToken,
+      machineId: config.machineId,
+      log: log.child({ component: 'api' }),
+      onTokenRotated: (token) => tokens.save(token),
+    }),
     receiver,
     cache,
-    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, log: log.child({ component: 'executor' }) }),
+    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, maxRunMs: config.maxRunMs, log: log.child({ component: 'executor' }) }),
     log,
   });
 
@@ -102,9 +126,11 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     process.stderr.write(`lora-router agent: ${(err as Error).message}\n`);
     await receiver.close().catch(() => undefined);
     await cache.close().catch(() => undefined);
+    await telemetry.shutdown();
     return start ? EX_CONFIG : 1;
   }
   await agent.finished;
+  await telemetry.shutdown();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   if (agent.exitCode !== 0) process.stderr.write(`lora-router agent: the control plane refuses this machine's token; exiting ${agent.exitCode}\n`);

@@ -1,7 +1,8 @@
 // Ships one run's log lines and progress to the control plane as `log` / `progress` events.
 //
 // Lines are batched: a batch goes out 1 s after its first line (FLUSH_MS), or at once when 500 lines are waiting, so
-// users see output at most ~1 s late without one POST per line. Progress is coalesced (only the latest value waiting
+// users see output at most ~1 s late without one POST per line. A batch is also cut by size (MAX_EVENT_LINE_BYTES of
+// JSON-encoded lines), so 500 long lines never exceed the API's 1 MiB body limit. Progress is coalesced (only the latest value waiting
 // is sent). Sends are sequential, so events arrive in order. Logs are best effort: a batch that still fails after
 // retries is dropped with a note (the outcome, sent separately, is never dropped). An answer of 409 (the attempt is
 // no longer current) or `cancel_requested` is passed to onStop, so the run can stop its executor.
@@ -11,6 +12,8 @@ import type { Logger } from './logger.js';
 
 export const FLUSH_MS = 1000;
 export const MAX_LINES_PER_EVENT = 500;
+/** JSON-encoded bytes of lines per event: the API refuses bodies over 1 MiB; the rest is headroom for the envelope. */
+export const MAX_EVENT_LINE_BYTES = 768 * 1024;
 /** While the API is unreachable, at most this many lines wait; more are counted and dropped. */
 export const MAX_BUFFERED_LINES = 20_000;
 
@@ -27,6 +30,7 @@ export interface ReporterOptions {
   signal?: AbortSignal;
   flushMs?: number;
   maxLinesPerEvent?: number;
+  maxEventLineBytes?: number;
   retries?: number;
 }
 
@@ -95,6 +99,7 @@ export class RunReporter {
 
   private async drain(): Promise<void> {
     const max = this.opts.maxLinesPerEvent ?? MAX_LINES_PER_EVENT;
+    const maxBytes = this.opts.maxEventLineBytes ?? MAX_EVENT_LINE_BYTES;
     if (this.dropped > 0) {
       this.buffer.unshift({ stream: 'agent', line: `[agent] ${this.dropped} log line(s) dropped while the API was unreachable` });
       this.dropped = 0;
@@ -105,7 +110,14 @@ export class RunReporter {
     while (i < batch.length && !this.stopped) {
       const stream = batch[i]!.stream;
       const lines: string[] = [];
-      while (i < batch.length && batch[i]!.stream === stream && lines.length < max) lines.push(batch[i++]!.line);
+      let bytes = 0;
+      while (i < batch.length && batch[i]!.stream === stream && lines.length < max) {
+        // As it will be encoded in the body: quotes, escapes (up to 6 bytes per control character) and a comma.
+        const size = Buffer.byteLength(JSON.stringify(batch[i]!.line)) + 1;
+        if (lines.length > 0 && bytes + size > maxBytes) break;
+        bytes += size;
+        lines.push(batch[i++]!.line);
+      }
       const ok = await this.send({ type: 'log', epoch: this.opts.epoch, stream, lines });
       if (ok) this.stats.lines += lines.length;
     }

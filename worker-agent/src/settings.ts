@@ -53,9 +53,28 @@ export const SETTINGS = {
   cacheTtlDays: { name: 'CACHE_TTL_DAYS', help: 'delete LoRAs unused this long', default: '7', parse: seconds(0.000001, 3650) },
   pinnedLoras: { name: 'PINNED_LORAS', help: 'comma list of shared LoRA file names never evicted' },
   stateDir: { name: 'STATE_DIR', help: 'run dirs + outcome outbox', note: '$STATE_DIRECTORY, else CACHE_DIR/agent-state' },
-  executor: { name: 'EXECUTOR', help: 'how jobs run', default: 'command', parse: z.enum(['command']) },
-  executorCommand: { name: 'EXECUTOR_COMMAND', help: 'program + args, JSON array or words (no shell)', note: 'required' },
+  executor: { name: 'EXECUTOR', help: 'how jobs run: command | comfyui', default: 'command', parse: z.enum(['command', 'comfyui']) },
+  executorCommand: { name: 'EXECUTOR_COMMAND', help: 'program + args, JSON array or words (no shell)', note: 'required for command' },
   executorArgs: { name: 'EXECUTOR_ARGS', help: 'extra args, JSON array' },
+  comfyUiUrl: {
+    name: 'COMFYUI_URL',
+    help: "ComfyUI's base URL (EXECUTOR=comfyui)",
+    default: 'http://127.0.0.1:8188',
+    parse: z.string().regex(/^https?:\/\/[^\s/]+(\/.*)?$/, "must be ComfyUI's base URL, e.g. http://127.0.0.1:8188"),
+  },
+  comfyUiLoraDir: { name: 'COMFYUI_LORA_DIR', help: "ComfyUI's models/loras folder; runs link their LoRAs below it", note: 'required for comfyui' },
+  comfyUiStallSeconds: {
+    name: 'COMFYUI_STALL_SECONDS',
+    help: 'no ComfyUI message this long → the attempt fails, retryable',
+    default: '300',
+    parse: seconds(1, 86_400),
+  },
+  executorMaxRunSeconds: {
+    name: 'EXECUTOR_MAX_RUN_SECONDS',
+    help: 'a job running longer is stopped and failed (every executor)',
+    default: '3600',
+    parse: seconds(1, 7 * 86_400),
+  },
   cancelGraceSeconds: {
     name: 'CANCEL_GRACE_SECONDS',
     help: 'SIGTERM → SIGKILL delay when a job is cancelled',
@@ -120,12 +139,32 @@ export const SETTINGS = {
     transport: 'storage-queue',
     parse: z.string().regex(/^[a-z0-9-]{1,15}$/, 'must be 1-15 chars of a-z, 0-9 and hyphens'),
   },
+  // How an identity-based transport logs in (worker-agent/src/identity.ts; docs/agent-runbook.md "Logging in to Azure").
+  azureCredential: {
+    name: 'AZURE_CREDENTIAL',
+    help: 'identity login for the transport: managed-identity | arc | certificate | workload-identity | default',
+    note: 'managed-identity if a client id is set, else default',
+  },
+  azureTenantId: { name: 'AZURE_TENANT_ID', help: 'tenant (certificate, workload-identity)' },
+  azureClientId: { name: 'AZURE_CLIENT_ID', help: 'client id (managed-identity, certificate, workload-identity); else the transport clientId' },
+  azureClientCertificatePath: {
+    name: 'AZURE_CLIENT_CERTIFICATE_PATH',
+    help: 'PEM certificate + key (certificate)',
+    note: 'or LoadCredential=azure-client-certificate:<path>',
+  },
+  azureFederatedTokenFile: { name: 'AZURE_FEDERATED_TOKEN_FILE', help: 'OIDC token file kept fresh by its issuer (workload-identity)' },
+  azureAuthorityHost: { name: 'AZURE_AUTHORITY_HOST', help: 'sovereign clouds', note: 'https://login.microsoftonline.com' },
   dispatchLockSeconds: {
     name: 'DISPATCH_LOCK_SECONDS',
     help: 'visibility timeout per renewal',
     default: '60',
     transport: 'storage-queue',
     parse: z.coerce.number().int().min(5).max(7 * 24 * 3600),
+  },
+  simulateSessionBusyFile: {
+    name: 'DISPATCH_SIMULATE_SESSION_BUSY_FILE',
+    help: 'tests/demos: while this file exists, act as if another receiver held the session',
+    transport: 'storage-queue',
   },
 } as const satisfies Record<string, SettingSpec>;
 

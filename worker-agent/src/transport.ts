@@ -2,8 +2,10 @@
 // Azure, or this machine's Storage queue locally. Both come from dispatch/createDispatchReceiver.
 import { createDispatchReceiver, type DispatchReceiver } from '../../dispatch/index.js';
 import type { TransportConfig } from './config.js';
+import { buildCredential } from './identity.js';
+import type { Logger } from './logger.js';
 
-export function createReceiver(transport: TransportConfig, machineId: string): DispatchReceiver {
+export function createReceiver(transport: TransportConfig, machineId: string, log?: Logger): DispatchReceiver {
   if (transport.kind === 'storage-queue') {
     const c = transport.connection;
     return createDispatchReceiver({
@@ -11,7 +13,8 @@ export function createReceiver(transport: TransportConfig, machineId: string): D
       machineId,
       queuePrefix: transport.prefix,
       lockSeconds: transport.lockSeconds,
-      ...(c.kind === 'connectionString' ? { connectionString: c.connectionString } : { queueServiceUri: c.queueServiceUri, clientId: c.clientId }),
+      simulateSessionBusyFile: transport.simulateSessionBusyFile,
+      ...(c.kind === 'connectionString' ? { connectionString: c.connectionString } : { queueServiceUri: c.queueServiceUri, credential: buildCredential(c.credential) }),
     });
   }
   const c = transport.connection;
@@ -19,8 +22,9 @@ export function createReceiver(transport: TransportConfig, machineId: string): D
     transport: 'servicebus',
     machineId,
     queue: transport.queue,
+    warn: log ? (fields, msg) => log.warn(fields, msg) : undefined,
     ...(c.kind === 'connectionString'
       ? { connectionString: c.connectionString }
-      : { fullyQualifiedNamespace: c.fullyQualifiedNamespace, clientId: c.clientId }),
+      : { fullyQualifiedNamespace: c.fullyQualifiedNamespace, credential: buildCredential(c.credential) }),
   });
 }

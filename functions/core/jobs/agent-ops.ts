@@ -13,6 +13,9 @@ import type { CoreDeps } from '../deps.js';
 import { appendEvent } from './events.js';
 import { afterHandBack, afterLostAttempt, type JobDoc } from './model.js';
 import { findJobById, updateJob } from './store.js';
+import { outputsExpireAt, verifyReportedOutputs } from '../outputs/outputs.js';
+import { observeOutcome, observeStarted } from './observe.js';
+import { inSpan, SpanKind } from '../telemetry.js';
 
 function describeHolder(job: JobDoc): string {
   return `job ${job.id} is ${job.status} at epoch ${job.epoch}${job.machine_id ? ` on ${job.machine_id}` : ''}`;
@@ -50,6 +53,20 @@ export async function claimJob(deps: CoreDeps, principal: Principal, jobId: stri
   await authorizeMachine(deps, principal, req.machine_id);
   const job = await findJobById(deps.jobs, jobId);
   if (!job) throw notFound(`job ${jobId}`);
+  // The agent's claim span is the parent when it sent one; else the job's own trace.
+  return inSpan(
+    'job.claim.accept',
+    {
+      parent: req.traceparent ?? job.trace_parent ?? null,
+      kind: SpanKind.SERVER,
+      attributes: { 'lora_router.job.id': job.id, 'lora_router.job.epoch': req.epoch, 'lora_router.machine.id': req.machine_id },
+    },
+    () => acceptClaim(deps, job, req),
+  );
+}
+
+async function acceptClaim(deps: CoreDeps, job: JobDoc, req: ClaimRequest): Promise<ClaimResponse> {
+  const jobId = job.id;
   fenceClaim(job, req);
 
   // Resolve the files before the transition: a job whose LoRA has gone since intake never becomes running.
@@ -149,6 +166,9 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
     return { accepted: true, cancel_requested: false };
   }
 
+  // Outputs are checked before the transition and recorded in the same CAS as the outcome: all of them or none.
+  const outputs = ev.type === 'succeeded' && ev.outputs?.length ? await verifyReportedOutputs(deps, job, ev.epoch, ev.outputs) : [];
+
   // started, succeeded, failed: a transition of the job document, fenced again on the fresh state.
   let cancelled = false;
   const { doc, changed } = await updateJob(deps.jobs, job, (d) => {
@@ -166,7 +186,17 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
       case 'started':
         return { ...d, cache_outcome: ev.cache, updated_at: at };
       case 'succeeded':
-        return { ...d, status: 'succeeded', result: ev.result ?? null, error: null, finished_at: at, updated_at: at };
+        return {
+          ...d,
+          status: 'succeeded',
+          result: ev.result ?? null,
+          outputs,
+          outputs_epoch: outputs.length ? ev.epoch : null,
+          outputs_expire_at: outputs.length ? outputsExpireAt(deps) : null,
+          error: null,
+          finished_at: at,
+          updated_at: at,
+        };
       case 'failed':
         if (ev.handback) return afterHandBack(d, ev.reason, deps.now());
         return afterLostAttempt(d, 'agent_failure', ev.reason, deps.now(), deps.config.retryBaseSeconds, ev.retryable);
@@ -181,6 +211,9 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
     const outcome = ev.type === 'failed' && ev.handback ? 'handed_back' : doc.status === 'pending' ? 'retrying' : 'failed';
     const data = ev.type === 'failed' ? { ...eventData(ev), outcome, not_before: doc.not_before } : eventData(ev);
     await appendEvent(deps, job, ev.type, data);
+    if (ev.type === 'started') await observeStarted(deps, job, ev.cache, machineId);
+    else if (ev.type === 'succeeded') await observeOutcome(deps, job, 'succeeded');
+    else await observeOutcome(deps, job, doc.status === 'pending' ? 'retried' : 'failed', ev.reason);
   }
   return { accepted: true, cancel_requested: doc.status === 'cancelled' };
 }

@@ -104,6 +104,8 @@ export interface StreamOptions {
   /** The stream ends after this long even if the job is still running; clients reconnect with Last-Event-ID. */
   maxMs?: number;
   keepaliveMs?: number;
+  /** Called once when the stream ends for any reason (finished, cancelled by the client, or failed). */
+  onClose?: () => void;
 }
 
 const frame = (event: string, data: unknown, id?: number): string =>
@@ -124,6 +126,10 @@ export function eventStream(deps: CoreDeps, tenantId: string, jobId: string, aft
   let lastSent = Date.now();
   let first = true;
   let closed = false;
+  const finish = () => {
+    closed = true;
+    opts.onClose?.();
+  };
   let wake: (() => void) | null = null;
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -150,6 +156,21 @@ export function eventStream(deps: CoreDeps, tenantId: string, jobId: string, aft
 
   return new ReadableStream<Uint8Array>({
     pull: async (controller) => {
+      try {
+        await step(controller);
+      } catch (err) {
+        finish();
+        throw err;
+      }
+      if (closed) opts.onClose?.();
+    },
+    cancel: () => {
+      finish();
+      wake?.();
+    },
+  });
+
+  async function step(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
       for (;;) {
         if (closed) return;
         const out: string[] = [];
@@ -195,10 +216,5 @@ export function eventStream(deps: CoreDeps, tenantId: string, jobId: string, aft
         }
         await sleep(pollMs);
       }
-    },
-    cancel: () => {
-      closed = true;
-      wake?.();
-    },
-  });
+  }
 }

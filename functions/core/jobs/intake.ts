@@ -17,6 +17,7 @@ import {
   type JobLora,
 } from './model.js';
 import { readJob } from './store.js';
+import { inSpan, SpanKind, traceparentOf } from '../telemetry.js';
 
 export type SubmitOutcome = { created: true; doc: JobDoc } | { created: false; doc: JobDoc };
 
@@ -135,8 +136,15 @@ export async function submitJob(deps: CoreDeps, tenantId: string, body: SubmitJo
 
   const doc = newJobDoc({ id, tenantId, body, loras, requestHash: hash, nowMs: deps.now(), maxAttempts: deps.config.maxAttempts });
   try {
-    const { resource } = await deps.jobs.items.create<JobDoc>(doc);
-    return { created: true, doc: resource ?? doc };
+    return await inSpan(
+      'job.submit',
+      { kind: SpanKind.SERVER, attributes: { 'lora_router.job.id': id, 'lora_router.tenant.id': tenantId, 'lora_router.job.pool': doc.pool, 'lora_router.job.loras': loras.length } },
+      async (span) => {
+        const traced: JobDoc = { ...doc, trace_parent: traceparentOf(span) ?? null };
+        const { resource } = await deps.jobs.items.create<JobDoc>(traced);
+        return { created: true, doc: resource ?? traced };
+      },
+    );
   } catch (err) {
     if (isConflict(err) && hash && idempotencyKey) {
       // The same key raced in concurrently: whoever created it first wins; the other sees that job.

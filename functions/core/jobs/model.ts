@@ -11,6 +11,7 @@
 // machine may only claim or report for the epoch it was given.
 import { createHash } from 'node:crypto';
 import type { JobStatus, JobView, LoraRequirement } from '../../../contract/jobs.js';
+import type { JobOutput } from '../../../contract/outputs.js';
 
 export const ACTIVE_STATUSES = ['pending', 'assigned', 'running'] as const satisfies readonly JobStatus[];
 /** Statuses that hold a machine slot. */
@@ -63,6 +64,11 @@ export interface JobDoc {
   /** Final error, or the reason of the last lost/failed attempt while a retry is pending. */
   error: string | null;
   result: unknown;
+  /** Files delivered by the attempt that succeeded (epoch `outputs_epoch`), set in the same CAS as `succeeded`. */
+  outputs?: JobOutput[];
+  outputs_epoch?: number | null;
+  /** The record's retention: after this the outputs are no longer listed or served (the blobs are deleted by a lifecycle rule). */
+  outputs_expire_at?: string | null;
   /** The last failed attempt, so a duplicate `failed` report for it is recognised. */
   last_failure: { epoch: number; kind: LossKind; reason: string; retryable: boolean; at: string } | null;
   /** Assignments made (all attempts) and how many of them were re-routes after a lost or unclaimed dispatch. */
@@ -74,6 +80,8 @@ export interface JobDoc {
   started_at: string | null;
   finished_at: string | null;
   not_before: string | null;
+  /** W3C traceparent of the job's `job.submit` span: every later span of the job joins this trace. */
+  trace_parent?: string | null;
   _etag?: string;
 }
 
@@ -97,6 +105,8 @@ export function toJobView(doc: JobDoc): JobView {
     },
     error: doc.error,
     result: doc.result ?? null,
+    outputs: outputsLive(doc, Date.now()) ? (doc.outputs ?? []) : [],
+    outputs_expire_at: doc.outputs_expire_at ?? null,
     created_at: doc.created_at,
     assigned_at: doc.assigned_at,
     started_at: doc.started_at,
@@ -104,6 +114,10 @@ export function toJobView(doc: JobDoc): JobView {
     not_before: doc.not_before,
   };
 }
+
+/** Whether the job's recorded outputs are still within their retention. */
+export const outputsLive = (doc: Pick<JobDoc, 'outputs_expire_at'>, nowMs: number): boolean =>
+  !doc.outputs_expire_at || Date.parse(doc.outputs_expire_at) > nowMs;
 
 const BASE32 = '0123456789abcdefghjkmnpqrstvwxyz';
 
@@ -218,6 +232,9 @@ export const unplaced = () =>
     cache_outcome: null,
     error: null,
     result: null,
+    outputs: [] as JobOutput[],
+    outputs_epoch: null,
+    outputs_expire_at: null,
     assigned_at: null,
     started_at: null,
     finished_at: null,

@@ -17,6 +17,8 @@ export interface MachineDoc {
   updated_at: string;
   last_heartbeat_at: string | null;
   draining: boolean;
+  /** What the last heartbeat said about receiving dispatches; absent in records written before the field existed. */
+  receiving?: boolean;
   agent_version: string | null;
   cached_user: string[];
   cached_shared: string[];
@@ -66,6 +68,7 @@ export function newMachineDoc(req: { machine_id: string; pool: string; slots: nu
     updated_at: at,
     last_heartbeat_at: null,
     draining: false,
+    receiving: true,
     agent_version: null,
     cached_user: [],
     cached_shared: [],
@@ -84,6 +87,9 @@ export function isLive(m: Pick<MachineDoc, 'last_heartbeat_at'>, nowMs: number, 
   return at !== null && nowMs - at <= livenessSeconds * 1000;
 }
 
+/** False only when the agent said it cannot receive its dispatches (session busy, transport down). */
+export const isReceiving = (m: Pick<MachineDoc, 'receiving'>): boolean => m.receiving !== false;
+
 export function toMachineView(m: MachineDoc, nowMs: number, livenessSeconds: number, runningJobs: number): MachineView {
   return {
     machine_id: m.machine_id,
@@ -91,6 +97,7 @@ export function toMachineView(m: MachineDoc, nowMs: number, livenessSeconds: num
     slots: m.slots,
     live: isLive(m, nowMs, livenessSeconds),
     draining: m.draining,
+    receiving: isReceiving(m),
     last_heartbeat_at: m.last_heartbeat_at,
     running_jobs: runningJobs,
     cached_user_loras: m.cached_user.length,

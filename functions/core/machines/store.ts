@@ -1,12 +1,14 @@
 // Machine registration, machine-token checks and heartbeats. All writes are CAS on the machine document's ETag.
 import type { Container } from '@azure/cosmos';
 import type { HeartbeatResponse, Heartbeat, RegisterMachineRequest } from '../../../contract/machines.js';
-import { issueMachineToken, type Principal } from '../auth.js';
+import { issueMachineToken, type IssuedMachineToken, type Principal } from '../auth.js';
 import { ApiError, conflict, forbidden, unauthorized } from '../errors.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
 import { ensureLedger } from './ledger.js';
 import { newMachineDoc, type MachineDoc, type PrewarmOrder } from './model.js';
+import { addMachineDelta, addToRollups, FLEET_SCOPE } from '../metrics/rollups.js';
+import { emptyCounters, type CacheCounters } from '../../../contract/machines.js';
 
 /** How long a pre-warm download URL stays valid. */
 const PREWARM_SAS_MINUTES = 30;
@@ -36,7 +38,7 @@ export async function listMachineDocs(machines: Container): Promise<MachineDoc[]
 export interface Registration {
   doc: MachineDoc;
   created: boolean;
-  token: string;
+  token: IssuedMachineToken;
 }
 
 /** Registers a machine, or re-registers it: the token version moves on, which revokes every earlier token. */
@@ -73,7 +75,7 @@ export async function registerMachine(deps: CoreDeps, req: RegisterMachineReques
     if (!doc) continue;
     await deps.sender.ensureMachine(doc.machine_id);
     await ensureLedger(deps.machines, doc.machine_id, deps.now());
-    const token = await issueMachineToken(deps.config.auth.machineTokenSecret, doc.machine_id, doc.token_version);
+    const token = await issueMachineToken(deps.config.auth.machineTokenSecret, doc.machine_id, doc.token_version, deps.config.machineTokenTtlMinutes * 60, deps.now());
     return { doc, created, token };
   }
   throw conflict(`machine ${req.machine_id} is being registered concurrently; try again`);
@@ -127,7 +129,25 @@ export async function jobsToStop(deps: CoreDeps, machineId: string, running: { j
   });
 }
 
-export async function recordHeartbeat(deps: CoreDeps, principal: Principal, machineId: string, hb: Heartbeat): Promise<HeartbeatResponse> {
+/**
+ * Self-rotation: once half the calling token's lifetime has passed, the heartbeat answer carries a fresh token of the
+ * same version (re-registration still revokes every token at once). A token nobody refreshes dies at its expiry.
+ */
+async function refreshedToken(deps: CoreDeps, principal: Principal, doc: MachineDoc): Promise<Pick<HeartbeatResponse, 'machine_token'>> {
+  const ttl = deps.config.machineTokenTtlMinutes * 60;
+  const remaining = (principal.expiresAt ?? 0) - deps.now() / 1000;
+  if (remaining > ttl / 2) return {};
+  return { machine_token: await issueMachineToken(deps.config.auth.machineTokenSecret, doc.machine_id, doc.token_version, ttl, deps.now()) };
+}
+
+export async function recordHeartbeat(
+  deps: CoreDeps,
+  principal: Principal,
+  machineId: string,
+  hb: Heartbeat,
+  /** Called once the beat is stored, with the document before and after (placement on events uses it). */
+  onRecorded?: (before: MachineDoc, after: MachineDoc) => Promise<void>,
+): Promise<HeartbeatResponse> {
   for (let attempt = 0; attempt < 8; attempt++) {
     const doc = await authorizeMachine(deps, principal, machineId);
     if (hb.pool !== doc.pool) {
@@ -148,6 +168,7 @@ export async function recordHeartbeat(deps: CoreDeps, principal: Principal, mach
       last_heartbeat_at: at,
       updated_at: at,
       draining: hb.draining,
+      receiving: hb.receiving,
       agent_version: hb.agent_version ?? null,
       cached_user: hb.cached_loras.user,
       cached_shared: hb.cached_loras.shared,
@@ -162,16 +183,40 @@ export async function recordHeartbeat(deps: CoreDeps, principal: Principal, mach
       if ((err as { code?: number }).code === 413) throw new ApiError('too_large', 'heartbeat inventory is too large to store');
       throw err;
     }
-    const answer: HeartbeatResponse = { ok: true, stop_jobs: await jobsToStop(deps, machineId, hb.running_jobs) };
+    await rollupCounterDelta(deps, machineId, doc.cache?.counters, hb.cache.counters);
+    const [stop_jobs] = await Promise.all([jobsToStop(deps, machineId, hb.running_jobs), onRecorded?.(doc, next)]);
+    const answer: HeartbeatResponse = { ok: true, stop_jobs, ...(await refreshedToken(deps, principal, doc)) };
+    // The orders as read (`next` has them cleared: they go out in this answer).
     if (doc.admin_drained) answer.admin_drained = true;
     if (doc.pending_evict?.length) answer.evict = doc.pending_evict;
     if (doc.pending_prewarm?.length) answer.prewarm = await prewarmUrls(deps, doc.pending_prewarm);
-    if (hb.slots > doc.registered_slots) {
+    if (hb.slots > next.registered_slots) {
       answer.warnings = [
-        `SLOTS=${hb.slots} is above this machine's admin limit of ${doc.registered_slots}: the scheduler uses ${doc.registered_slots}. Lower SLOTS, or raise the limit: lora-router machines register ${machineId} --pool ${doc.pool} --slots ${hb.slots}`,
+        `SLOTS=${hb.slots} is above this machine's admin limit of ${next.registered_slots}: the scheduler uses ${next.registered_slots}. Lower SLOTS, or raise the limit: lora-router machines register ${machineId} --pool ${next.pool} --slots ${hb.slots}`,
       ];
     }
     return answer;
   }
   throw conflict(`machine ${machineId} is changing too fast; send the next heartbeat`);
+}
+
+/**
+ * Adds what a machine's cumulative cache counters moved since its last stored heartbeat to the fleet's rollup buckets
+ * (evictions, thrash, bytes downloaded over time). Runs after the heartbeat's CAS, so each delta is added once. A
+ * counter that went down (a new cache database) counts from zero.
+ */
+async function rollupCounterDelta(deps: CoreDeps, machineId: string, before: CacheCounters | undefined, after: CacheCounters): Promise<void> {
+  const delta = emptyCounters();
+  let moved = false;
+  for (const k of Object.keys(delta) as (keyof CacheCounters)[]) {
+    const prev = before?.[k] ?? 0;
+    delta[k] = after[k] >= prev ? after[k] - prev : after[k];
+    if (delta[k] > 0) moved = true;
+  }
+  if (!moved) return;
+  try {
+    await addToRollups(deps.events, [FLEET_SCOPE], deps.now(), (d) => addMachineDelta(d, delta));
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message, machine_id: machineId }, 'metrics rollup (heartbeat) not written');
+  }
 }

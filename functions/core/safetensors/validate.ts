@@ -3,37 +3,16 @@
 // costs two small ranged reads. Format: u64 LE header length N, N bytes of UTF-8 JSON header, then the data section,
 // which the header's data_offsets must tile exactly (the reference implementation's rules, huggingface/safetensors).
 import { formatBytes } from '../../../contract/bytes.js';
+import { dtypeBits, HeaderParseError, parseHeader, q, type HeaderLimits, type RawTensor } from './header-parse.js';
 import type { RangeSource } from './range-source.js';
 
-export const DEFAULT_MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** The reference loader's MAX_HEADER_SIZE (decimal 100 MB). */
+export const DEFAULT_MAX_HEADER_BYTES = 100_000_000;
+/** Product limits (the reference has none): far above any real LoRA, low enough that a header cannot hold a parser. */
+export const DEFAULT_MAX_TENSORS = 100_000;
+export const DEFAULT_MAX_METADATA_ENTRIES = 10_000;
 
-/** Element width in bits. F4/F6 are sub-byte: a tensor of them must pack into whole bytes. */
-export const DTYPE_BITS: Readonly<Record<string, number>> = Object.freeze({
-  BOOL: 8,
-  F4: 4,
-  F6_E2M3: 6,
-  F6_E3M2: 6,
-  U8: 8,
-  I8: 8,
-  F8_E5M2: 8,
-  F8_E4M3: 8,
-  F8_E8M0: 8,
-  I16: 16,
-  U16: 16,
-  F16: 16,
-  BF16: 16,
-  I32: 32,
-  U32: 32,
-  F32: 32,
-  C64: 64,
-  F64: 64,
-  I64: 64,
-  U64: 64,
-});
-
-export function dtypeBits(dtype: string): number | undefined {
-  return Object.hasOwn(DTYPE_BITS, dtype) ? DTYPE_BITS[dtype] : undefined;
-}
+export { DTYPE_BITS, dtypeBits } from './header-parse.js';
 
 export const VALIDATION_CODES = [
   'empty_file',
@@ -48,8 +27,9 @@ export const VALIDATION_CODES = [
   'header_beyond_file',
   'header_not_utf8',
   'header_bad_json',
+  'header_too_deep',
   'header_not_object',
-  'header_bad_start',
+  'header_too_many_entries',
   'bad_metadata',
   'bad_tensor_entry',
   'unknown_dtype',
@@ -87,8 +67,12 @@ export interface ValidationFailure {
 export type ValidationResult = ValidationOk | ValidationFailure;
 
 export interface ValidateOptions {
-  /** Reject headers longer than this. Default 100 MiB. */
+  /** Reject headers longer than this. Default 100 000 000 bytes, the reference's limit. */
   maxHeaderBytes?: number;
+  /** Reject headers with more tensor entries than this. Default 100 000. */
+  maxTensors?: number;
+  /** Reject a __metadata__ with more entries than this. Default 10 000. */
+  maxMetadataEntries?: number;
 }
 
 function fail(code: ValidationCode, reason: string): ValidationFailure {
@@ -96,31 +80,12 @@ function fail(code: ValidationCode, reason: string): ValidationFailure {
 }
 
 /** "12 KiB (12288 bytes)", or just "12 bytes" when small. */
-function bytesExact(n: number): string {
-  return n < 1024 ? formatBytes(n) : `${formatBytes(n)} (${n} bytes)`;
+function bytesExact(n: bigint): string {
+  return n < 1024n ? formatBytes(n) : `${formatBytes(n)} (${n} bytes)`;
 }
 
-/** A tensor name or dtype from an untrusted header, quoted and cut short so a reason stays a readable sentence. */
-function q(s: string): string {
-  const cut = s.length > 100 ? `${s.slice(0, 97)}...` : s;
-  return JSON.stringify(cut);
-}
-
-function shapeStr(dims: number[]): string {
+function shapeStr(dims: bigint[]): string {
   return `[${dims.slice(0, 8).join(', ')}${dims.length > 8 ? `, ... (${dims.length} dims)` : ''}]`;
-}
-
-function describeValue(v: unknown): string {
-  if (v === undefined) return 'missing';
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `the string ${q(v)}`;
-  if (typeof v === 'object') return 'an object';
-  return `${typeof v} ${String(v).slice(0, 40)}`;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function printableAscii(bytes: Buffer): boolean {
@@ -174,14 +139,7 @@ export function sniffWrongFormat(head: Buffer): ValidationFailure | undefined {
   return undefined;
 }
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
-interface TensorEntry {
-  name: string;
-  dtype: string;
-  begin: number;
-  end: number;
-}
+const U64_MAX = (1n << 64n) - 1n;
 
 /**
  * Checks that `src` is a well-formed safetensors file with at least one tensor. Reads only bytes [0, 8 + N).
@@ -235,9 +193,13 @@ export async function validateSafetensors(src: RangeSource, opts: ValidateOption
   }
 
   const header = await readExact(src, 8, n);
-  // A real header starts with '{'; only then can a magic-number match be a coincidence of the length bytes.
-  if (wrongFormat && header[0] !== 0x7b) return wrongFormat;
-  return checkHeader(header, size - 8 - n);
+  const limits: HeaderLimits = {
+    maxTensors: opts.maxTensors ?? DEFAULT_MAX_TENSORS,
+    maxMetadataEntries: opts.maxMetadataEntries ?? DEFAULT_MAX_METADATA_ENTRIES,
+  };
+  const result = checkHeader(header, size - 8 - n, limits);
+  // A valid header wins: the length bytes of a real file can coincide with a magic number (0x280 looks like a pickle).
+  return result.ok ? result : (wrongFormat ?? result);
 }
 
 async function readExact(src: RangeSource, offset: number, length: number): Promise<Buffer> {
@@ -246,134 +208,72 @@ async function readExact(src: RangeSource, offset: number, length: number): Prom
   return buf;
 }
 
-function checkHeader(header: Buffer, dataSize: number): ValidationResult {
-  const n = header.length;
-  let text: string;
+function checkHeader(header: Buffer, dataSize: number, limits: HeaderLimits): ValidationResult {
+  let parsed;
   try {
-    // ignoreBOM keeps a byte-order mark in the text, so JSON.parse rejects it like the reference reader does.
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(header);
-  } catch {
-    return fail('header_not_utf8', `the JSON header (${formatBytes(n)}) is not valid UTF-8 text; the file is corrupt`);
-  }
-
-  if (text.startsWith('\uFEFF')) {
-    return fail('header_bad_json', 'the header starts with a UTF-8 byte-order mark, which safetensors does not allow');
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
+    parsed = parseHeader(header, limits);
   } catch (err) {
-    const detail = err instanceof Error ? err.message.slice(0, 160) : String(err);
-    return fail('header_bad_json', `the header is not valid JSON (${detail}); the file is corrupt or not safetensors`);
+    if (err instanceof HeaderParseError) return fail(err.code, err.message);
+    throw err;
   }
-  if (!isPlainObject(parsed)) {
-    return fail('header_not_object', `the header must be a JSON object mapping tensor names to tensors, but it is ${describeValue(parsed)}`);
-  }
-  if (header[0] !== 0x7b) {
-    return fail('header_bad_start', "the header must begin with '{' (only trailing space padding is allowed)");
-  }
-
-  let metadata: Record<string, string> = {};
-  const tensors: TensorEntry[] = [];
-  for (const [name, value] of Object.entries(parsed)) {
-    if (name === '__metadata__') {
-      if (!isPlainObject(value)) {
-        return fail('bad_metadata', `__metadata__ must be an object of string values, but it is ${describeValue(value)}`);
-      }
-      for (const [k, v] of Object.entries(value)) {
-        if (typeof v !== 'string') {
-          return fail('bad_metadata', `__metadata__ value for ${q(k)} must be a string, but it is ${describeValue(v)}`);
-        }
-      }
-      // fromEntries defines own properties, so a "__proto__" key stays data and cannot touch a prototype.
-      metadata = Object.fromEntries(Object.entries(value as Record<string, string>));
-      continue;
-    }
-    const t = checkTensor(name, value);
-    if ('ok' in t) return t;
-    tensors.push(t);
-  }
-
+  const tensors = [...parsed.tensors.values()];
   if (tensors.length === 0) {
     return fail('no_tensors', 'the file contains no tensors, so it cannot be a LoRA');
   }
-
-  const tiled = checkTiling(tensors, dataSize);
+  for (const t of tensors) {
+    const bad = checkTensor(t);
+    if (bad) return bad;
+  }
+  const tiled = checkTiling(tensors, BigInt(dataSize));
   if (tiled) return tiled;
 
   return {
     ok: true,
-    headerBytes: n,
+    headerBytes: header.length,
     dataBytes: dataSize,
     tensorCount: tensors.length,
     dtypes: [...new Set(tensors.map((t) => t.dtype))].sort(),
-    metadata,
+    // fromEntries defines own properties, so a "__proto__" key stays data and cannot touch a prototype.
+    metadata: Object.fromEntries(parsed.metadata ?? []),
   };
 }
 
-function checkTensor(name: string, value: unknown): TensorEntry | ValidationFailure {
-  if (!isPlainObject(value)) {
-    return fail('bad_tensor_entry', `tensor ${q(name)} must be an object with dtype, shape and data_offsets, but it is ${describeValue(value)}`);
-  }
-  const { dtype, shape, data_offsets: offsets } = value;
-  if (typeof dtype !== 'string') {
-    return fail('bad_tensor_entry', `tensor ${q(name)} has no dtype string (dtype is ${describeValue(dtype)})`);
-  }
-  const bits = dtypeBits(dtype);
-  if (bits === undefined) {
-    return fail('unknown_dtype', `tensor ${q(name)} has unknown dtype ${q(dtype)}; known: ${Object.keys(DTYPE_BITS).join(', ')}`);
-  }
-  if (!Array.isArray(shape)) {
-    return fail('bad_shape', `tensor ${q(name)} shape must be an array of dimensions, but it is ${describeValue(shape)}`);
-  }
-  for (const d of shape as unknown[]) {
-    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
-      return fail('bad_shape', `tensor ${q(name)} shape has an invalid dimension ${describeValue(d)}; dimensions are non-negative integers`);
-    }
-  }
-  if (
-    !Array.isArray(offsets) ||
-    offsets.length !== 2 ||
-    !offsets.every((o: unknown) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)
-  ) {
-    return fail('bad_offsets', `tensor ${q(name)} data_offsets must be two non-negative integers [begin, end]`);
-  }
-  const [begin, end] = offsets as [number, number];
+/** Size from shape and dtype with the reference's checked u64 arithmetic (left to right, overflow fails at once). */
+function checkTensor(t: RawTensor): ValidationFailure | undefined {
+  const { name, dtype, shape: dims, begin, end } = t;
   if (begin > end) {
     return fail('bad_offsets', `tensor ${q(name)} data_offsets [${begin}, ${end}) end before they begin`);
   }
-
-  // Element count and size with a checked multiply at every step (left to right, like the reference reader).
-  const dims = shape as number[];
+  const bits = BigInt(dtypeBits(dtype)!);
   let elements = 1n;
   for (const d of dims) {
-    elements *= BigInt(d);
-    if (elements > MAX_SAFE) {
-      return fail('shape_overflow', `tensor ${q(name)} shape ${shapeStr(dims)} is impossibly large (over 2^53 elements)`);
+    elements *= d;
+    if (elements > U64_MAX) {
+      return fail('shape_overflow', `tensor ${q(name)} shape ${shapeStr(dims)} is impossibly large (over 2^64 elements)`);
     }
   }
-  const totalBits = elements * BigInt(bits);
-  if (totalBits / 8n > MAX_SAFE) {
-    return fail('shape_overflow', `tensor ${q(name)} shape ${shapeStr(dims)} of ${dtype} is impossibly large (over 2^53 bytes)`);
+  const totalBits = elements * bits;
+  if (totalBits > U64_MAX) {
+    return fail('shape_overflow', `tensor ${q(name)} shape ${shapeStr(dims)} of ${dtype} is impossibly large (over 2^64 bits)`);
   }
   if (totalBits % 8n !== 0n) {
     return fail('misaligned_sub_byte', `tensor ${q(name)} has ${elements} ${dtype} elements (${bits} bits each), which do not fill whole bytes`);
   }
-  const bytes = Number(totalBits / 8n);
+  const bytes = totalBits / 8n;
   if (end - begin !== bytes) {
     return fail(
       'tensor_size_mismatch',
       `tensor ${q(name)} shape ${shapeStr(dims)} of ${dtype} needs ${bytes} bytes but data_offsets [${begin}, ${end}) span ${end - begin}`,
     );
   }
-  return { name, dtype, begin, end };
+  return undefined;
 }
 
-/** The data ranges, sorted, must cover [0, dataSize) with no gap and no overlap. */
-function checkTiling(tensors: TensorEntry[], dataSize: number): ValidationFailure | undefined {
-  const sorted = [...tensors].sort((a, b) => a.begin - b.begin || a.end - b.end);
-  let pos = 0;
-  let prev: TensorEntry | undefined;
+/** The data ranges, sorted by (begin, end) like the reference, must cover [0, dataSize) with no gap and no overlap. */
+function checkTiling(tensors: RawTensor[], dataSize: bigint): ValidationFailure | undefined {
+  const sorted = [...tensors].sort((a, b) => (a.begin !== b.begin ? (a.begin < b.begin ? -1 : 1) : a.end < b.end ? -1 : a.end > b.end ? 1 : 0));
+  let pos = 0n;
+  let prev: RawTensor | undefined;
   for (const t of sorted) {
     if (t.begin < pos && prev) {
       return fail(

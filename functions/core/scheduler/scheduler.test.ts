@@ -114,11 +114,13 @@ describe('every policy', () => {
         expect(reasonOf(r, 'job_g')).toBe('no_machine_in_pool');
       });
 
-      it('never uses dead or draining machines', () => {
+      it('never uses dead, draining or not-receiving machines', () => {
         const ms = [
           makeMachine('gpu-dead', { live: false, slots: 8, cachedUser: ['lora_u1'] }),
           makeMachine('gpu-drain', { draining: true, slots: 8, cachedUser: ['lora_u1'] }),
-          makeMachine('gpu-ok', { slots: 1 }),
+          // Live, idle and holding the LoRA, but its heartbeat says its session is held by another receiver.
+          makeMachine('gpu-busy-session', { receiving: false, slots: 8, cachedUser: ['lora_u1'] }),
+          makeMachine('gpu-ok', { slots: 1, receiving: true }),
         ];
         const jobs = [1, 2, 3].map((i) => makeJob(`job_${i}`, { loras: [userLora('lora_u1')], createdAtMs: i }));
         const r = run(policy, jobs, ms);
@@ -129,8 +131,8 @@ describe('every policy', () => {
         ]);
       });
 
-      it('reports no_machine_in_pool when the pool only has dead or draining machines', () => {
-        const ms = [makeMachine('gpu-dead', { live: false }), makeMachine('gpu-drain', { draining: true })];
+      it('reports no_machine_in_pool when the pool only has dead, draining or not-receiving machines', () => {
+        const ms = [makeMachine('gpu-dead', { live: false }), makeMachine('gpu-drain', { draining: true }), makeMachine('gpu-busy-session', { receiving: false })];
         const r = run(policy, [makeJob('job_1')], ms);
         expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'no_machine_in_pool' }]);
       });

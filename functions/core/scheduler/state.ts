@@ -2,6 +2,7 @@
 // assignments made so far (which LoRAs each one sends where). Policies, the candidate index, the scorers and the delay
 // rule all read it; only `assign` changes it.
 import type { IndexedHeap } from './heap.js';
+import { MACHINE_FILTERS } from './registry.js';
 import type { Assignment, LoraRef, MachineState, PendingJob, SchedulerInput } from './types.js';
 import {
   DEFAULT_DOWNLOAD_BYTES_PER_SECOND,
@@ -16,7 +17,7 @@ export type Kind = typeof USER | typeof SHARED;
 export const kindOf = (l: LoraRef): Kind => (l.kind === 'user' ? USER : SHARED);
 
 export interface PoolState {
-  /** Live, non-draining machines of the pool, in input order. */
+  /** The pool's machines that pass every machine filter (live, not draining, receiving), in input order. */
   members: number[];
   slots: number;
   busy: number;
@@ -94,12 +95,12 @@ export class PassState {
         ? input.defaultDownloadBytesPerSecond
         : DEFAULT_DOWNLOAD_BYTES_PER_SECOND;
 
-    // Filters that do not depend on the job: live, not draining. Pool membership is by machine.pool.
+    // Filters that do not depend on the job (registry.ts: live, not draining, receiving). Pool membership is by machine.pool.
     for (let i = 0; i < n; i++) {
       const m = ms[i]!;
       if (this.idIndex.has(m.id)) continue; // a duplicated machine id keeps its first entry only
       this.idIndex.set(m.id, i);
-      if (!m.live || m.draining) continue;
+      if (!MACHINE_FILTERS.every((f) => f.accepts(m))) continue;
       const slots = Math.max(0, Math.floor(m.slots) || 0);
       const busy = Math.min(slots, Math.max(0, Math.floor(m.busySlots) || 0));
       this.slots[i] = slots;

@@ -7,10 +7,11 @@ import { mapLimit } from '../map-limit.js';
 import type { CoreDeps } from '../deps.js';
 import { BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
 import { casReplaceJob } from '../jobs/store.js';
-import { acceptsWork, isLive, type MachineDoc } from '../machines/model.js';
+import { acceptsWork, isLive, isReceiving, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
-import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob } from '../machines/ledger.js';
+import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
+import { recordBacklog, tracePlacement } from './trace.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
 export const MAX_PENDING_PER_TICK = 5_000;
@@ -29,7 +30,7 @@ export interface TickResult {
   policy: string;
 }
 
-interface BusyRow {
+export interface BusyRow {
   id: string;
   machine_id: string | null;
   status: JobDoc['status'];
@@ -85,8 +86,10 @@ export function toMachineState(
     slots: m.slots,
     busySlots,
     live: isLive(m, nowMs, livenessSeconds),
-    // Drained by the agent or an admin, or unhealthy by the agent's own report: no new work (the scheduler's filter).
-    draining: !acceptsWork(m),
+    draining: m.draining,
+    receiving: isReceiving(m),
+    // Drained by an admin, or unhealthy by the agent's own report: no new work (scheduler/filters/accepts-work.ts).
+    acceptsWork: acceptsWork(m),
     cachedUser: new Set(m.cached_user),
     cachedShared: new Set(m.cached_shared),
     budgetBytes: m.cache?.budget_bytes ?? 0,
@@ -116,16 +119,43 @@ export function assignedDoc(doc: JobDoc, a: Assignment, nowMs: number): JobDoc {
   };
 }
 
-export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
+/** What a pass reads about the fleet besides the pending jobs: busy jobs, machines, slot ledgers. */
+export interface FleetSnapshot {
+  readAtMs: number;
+  busy: BusyRow[];
+  machines: MachineDoc[];
+  ledgers: Map<string, LedgerDoc>;
+}
+
+export async function readFleetSnapshot(deps: CoreDeps): Promise<FleetSnapshot> {
+  const readAtMs = deps.now();
+  const [busy, machines, ledgers] = await Promise.all([readBusyJobs(deps), listMachineDocs(deps.machines), readAllLedgers(deps.machines)]);
+  return { readAtMs, busy, machines, ledgers };
+}
+
+export interface PassOptions {
+  /** Place only these pending jobs (intake: the job just stored) instead of reading the oldest pending ones. */
+  jobs?: JobDoc[];
+  /** A recent snapshot to plan from instead of reading one (placement.ts caches one per instance). */
+  snapshot?: FleetSnapshot;
+  /** Called with the snapshot the pass planned from, after its own assignments were added to it. */
+  onSnapshot?: (snapshot: FleetSnapshot) => void;
+}
+
+/**
+ * One scheduler pass: the timer's (all pending jobs, a fresh snapshot) or an event's (placement.ts). A stale snapshot
+ * is safe: the ledger CAS re-reads the machine's holders before a slot is taken, and the job CAS fences the job.
+ */
+export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): Promise<TickResult> {
   const nowMs = deps.now();
   const { config } = deps;
   const { policy, weights } = schedulerSettings(config);
-  const [pendingDocs, busy, machines, ledgers] = await Promise.all([
-    readPendingJobs(deps, new Date(nowMs).toISOString()),
-    readBusyJobs(deps),
-    listMachineDocs(deps.machines),
-    readAllLedgers(deps.machines),
+  const [pendingDocs, snapshot] = await Promise.all([
+    opts.jobs ?? readPendingJobs(deps, new Date(nowMs).toISOString()),
+    opts.snapshot ?? readFleetSnapshot(deps),
   ]);
+  const { busy, ledgers } = snapshot;
+  const machines = [...snapshot.machines];
 
   const known = new Map<string, KnownJob>();
   const busyByMachine = new Map<string, number>();
@@ -168,6 +198,7 @@ export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
     policy,
   };
   for (const u of result.unassigned) out.unassigned[u.reason] = (out.unassigned[u.reason] ?? 0) + 1;
+  recordBacklog(pendingDocs);
 
   const docs = new Map(pendingDocs.map((d) => [d.id, d]));
   const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots]));
@@ -202,15 +233,21 @@ export async function runSchedulerTick(deps: CoreDeps): Promise<TickResult> {
           return;
         }
         out.assigned++;
-        try {
-          await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch });
-        } catch (err) {
-          // The job stays assigned; unclaimed, the reaper re-routes it after CLAIM_TIMEOUT_SECONDS.
-          out.send_failures++;
-          deps.log.warn({ err: (err as Error).message, job_id: stored.id, machine_id: machineId }, 'dispatch send failed');
-        }
+        snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, started_at: null });
+        await tracePlacement(doc, stored, a, async (traceparent) => {
+          try {
+            await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch, ...(traceparent ? { traceparent } : {}) });
+            return true;
+          } catch (err) {
+            // The job stays assigned; unclaimed, the reaper re-routes it after CLAIM_TIMEOUT_SECONDS.
+            out.send_failures++;
+            deps.log.warn({ err: (err as Error).message, job_id: stored.id, machine_id: machineId }, 'dispatch send failed');
+            return false;
+          }
+        });
       },
     );
   });
+  opts.onSnapshot?.(snapshot);
   return out;
 }

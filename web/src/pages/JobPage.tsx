@@ -2,17 +2,11 @@
 // log lines and progress from the event stream, cancel and retry, and the job's outputs when the API lists them.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { JobEvent, JobView } from '../../../contract/jobs.js';
+import type { JobOutputList } from '../../../contract/outputs.js';
 import { ApiError, type Api } from '../api.js';
 import { Badge, ErrorNote } from '../components.js';
 import { ago, isTerminalJob, JOB_STATUS_WORDS } from '../format.js';
 
-/** Output files (the job-outputs work adds them to the job view); shown when present. */
-interface JobOutput {
-  name?: string;
-  url: string;
-  content_type?: string;
-  size_bytes?: number;
-}
 
 interface LogLine {
   key: string;
@@ -44,6 +38,17 @@ export function JobPage({ api, id }: { api: Api; id: string }) {
   const [streamState, setStreamState] = useState<'connecting' | 'live' | 'ended' | 'failed'>('connecting');
   const [epochKey, setEpochKey] = useState(0); // bumps after a retry to restart the stream
   const logRef = useRef<HTMLPreElement>(null);
+  const [outputs, setOutputs] = useState<JobOutputList['outputs']>([]);
+  const recorded = job?.outputs?.length ?? 0;
+
+  // The job view lists outputs without URLs; the owner's short-lived read URLs come from /jobs/{id}/outputs.
+  useEffect(() => {
+    if (recorded === 0) return setOutputs([]);
+    api
+      .get<JobOutputList>(`jobs/${encodeURIComponent(id)}/outputs`)
+      .then((list) => setOutputs(list.outputs))
+      .catch((err: ApiError) => setError(`Outputs: ${err.message}`));
+  }, [id, recorded]);
 
   useEffect(() => {
     setJob(null);
@@ -121,7 +126,6 @@ export function JobPage({ api, id }: { api: Api; id: string }) {
     }
   };
 
-  const outputs = (job as JobView & { outputs?: JobOutput[] }).outputs ?? [];
   const breakdown = Object.entries(job.score_breakdown ?? {});
   const hit = new Set(job.cache.hit_loras);
   const missing = new Set(job.cache.missing_loras);
@@ -197,9 +201,9 @@ export function JobPage({ api, id }: { api: Api; id: string }) {
           {outputs.length > 0 && (
             <ul class="outputs">
               {outputs.map((o) => (
-                <li key={o.url}>
-                  {o.content_type?.startsWith('image/') ? <img src={o.url} alt={o.name ?? 'job output'} loading="lazy" /> : null}
-                  <a href={o.url} download={o.name}>{o.name ?? 'download'}</a>
+                <li key={o.name}>
+                  {o.content_type.startsWith('image/') ? <img src={o.url} alt={o.name} loading="lazy" /> : null}
+                  <a href={o.url} download={o.name}>{o.name}</a>
                 </li>
               ))}
             </ul>

@@ -20,6 +20,7 @@ function job(payload: Record<string, unknown> = {}): ExecutorJob {
     payload,
     loras: [{ kind: 'user', key: 'lora_x', path: '/cache/loras/user/lora_x.safetensors', sha256: 'a'.repeat(64), size_bytes: 1 }],
     runDir: join(dir, `run-${n}`),
+    outputDir: join(dir, `run-${n}`, 'output'),
   };
 }
 

@@ -4,7 +4,8 @@
 //   LORA_ROUTER_JOB_ID, LORA_ROUTER_EPOCH, LORA_ROUTER_ATTEMPT, LORA_ROUTER_SERVICE
 //   LORA_ROUTER_JOB_FILE    JSON: {job_id, epoch, attempt, service_required, payload, loras:[{kind,key,path,sha256,size_bytes}]}
 //   LORA_ROUTER_LORA_PATHS  the LoRA file paths joined with the OS path delimiter (':' on Linux)
-//   LORA_ROUTER_OUTPUT_DIR  an empty directory for outputs; `result.json` there becomes the job's result
+//   LORA_ROUTER_OUTPUT_DIR  an empty directory for outputs: `result.json` there becomes the job's result, every other
+//                           file is uploaded as a job output (images...) when the program exits 0
 // plus the agent's own environment minus anything secret-looking (tokens, keys, connection strings, credentials).
 //
 // What it may do:
@@ -94,7 +95,7 @@ export class LineSplitter {
 
 export function writeJobFile(job: ExecutorJob): { jobFile: string; outputDir: string } {
   mkdirSync(job.runDir, { recursive: true });
-  const outputDir = join(job.runDir, 'output');
+  const outputDir = job.outputDir;
   mkdirSync(outputDir, { recursive: true });
   const jobFile = join(job.runDir, 'job.json');
   const body = {

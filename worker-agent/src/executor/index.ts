@@ -1,14 +1,24 @@
-// Picks the executor named by EXECUTOR. Only `command` exists today; a ComfyUI executor slots in here.
+// Picks the executor named by EXECUTOR: `command` (a child process per job) or `comfyui` (a ComfyUI server next to
+// the agent, driven over its HTTP + WebSocket API).
 import type { ExecutorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import { CommandExecutor } from './command.js';
+import { ComfyUiExecutor } from './comfyui.js';
+import { withRunTimeLimit } from './run-limit.js';
 import type { Executor } from './types.js';
 
 export type { Execution, ExecutionOutcome, ExecutionSink, Executor, ExecutorJob, ExecutorLora } from './types.js';
 
-export function createExecutor(config: ExecutorConfig, opts: { cancelGraceMs: number; log: Logger }): Executor {
+/** The configured executor, with the maximum run time enforced around it whatever its kind. */
+export function createExecutor(config: ExecutorConfig, opts: { cancelGraceMs: number; maxRunMs: number; log?: Logger }): Executor {
+  return withRunTimeLimit(baseExecutor(config, opts), opts.maxRunMs);
+}
+
+function baseExecutor(config: ExecutorConfig, opts: { cancelGraceMs: number; log?: Logger }): Executor {
   switch (config.kind) {
     case 'command':
       return new CommandExecutor({ command: config.command, args: config.args, cancelGraceMs: opts.cancelGraceMs, log: opts.log });
+    case 'comfyui':
+      return new ComfyUiExecutor({ url: config.url, loraDir: config.loraDir, stallMs: config.stallMs, cancelGraceMs: opts.cancelGraceMs, log: opts.log });
   }
 }

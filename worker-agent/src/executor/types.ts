@@ -1,7 +1,7 @@
 // The seam between the agent and whatever actually runs a job on the GPU. The agent prepares a run (LoRAs in the
 // cache, a private run directory), starts an Execution and only ever sees lines, progress and one outcome.
-// Implementations: `command` (a child process, ./command.ts). A ComfyUI executor (HTTP to a local ComfyUI server,
-// LoRAs already in its models/loras layout under CACHE_DIR) would implement the same interface.
+// Implementations: `command` (a child process, ./command.ts) and `comfyui` (a local ComfyUI server over its HTTP +
+// WebSocket API, ./comfyui.ts).
 
 /** One LoRA of the job as it sits in the local cache. */
 export interface ExecutorLora {
@@ -23,6 +23,11 @@ export interface ExecutorJob {
   loras: ExecutorLora[];
   /** A directory private to this run; the executor may write anything below it. Removed after the run. */
   runDir: string;
+  /**
+   * `<runDir>/output`, created empty: every file left here when the execution succeeds is uploaded as a job output
+   * (`result.json` aside: it is the job's result). Sub-folders are flattened with '_'.
+   */
+  outputDir: string;
 }
 
 /** Where an execution reports while it runs. Calls are cheap and never throw; the agent batches and ships them. */

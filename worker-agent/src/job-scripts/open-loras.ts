@@ -1,15 +1,17 @@
 // A job program for the `command` executor that really uses its LoRAs: it opens every LoRA file it was given, checks
 // the file size and the safetensors header (the same validator the upload pipeline runs), optionally hashes the whole
-// file, prints what it found, and writes `result.json`. Used by the local fleet, the demo and the agent's tests:
+// file, prints what it found, and writes `result.json`:
 //
 //   EXECUTOR_COMMAND='["node", "<repo>/dist/worker-agent/src/job-scripts/open-loras.js"]'
 //
-// Job payload fields it understands (all optional):
+// Job payload field it understands: verify_sha256 (also hash every file and compare with the job's sha256).
+// Demo and test behaviour is off unless the agent's EXECUTOR_COMMAND passes `--demo` (the local fleet, the demo and
+// the tests do; the sample production config does not), so a tenant's payload can never make a production machine
+// sleep or write files outside the run directory. With --demo these payload fields work too:
 //   sleep_ms | duration_ms   keep "working" this long after opening the LoRAs, printing ::progress lines (default 0)
 //   fail                     true or a message: print it on stderr and exit with `exit_code` (default 3)
 //   exit_code                exit code used by `fail` (75 = retryable, per the executor's contract)
 //   ignore_sigterm           keep running on SIGTERM (to show the executor's SIGKILL after the grace period)
-//   verify_sha256            also hash every file and compare with the sha256 the job file gives
 //   lines                    print this many extra numbered log lines on stdout
 //   trace_file               append one line per lifecycle step (start, opened, sigterm, done) to this path (tests)
 import { createHash } from 'node:crypto';
@@ -33,7 +35,10 @@ if (!jobFilePath || !outputDir) {
   process.exit(2);
 }
 const job = JSON.parse(readFileSync(jobFilePath, 'utf8')) as JobFile;
-const p = job.payload ?? {};
+const demo = process.argv.includes('--demo');
+const payload = job.payload ?? {};
+// Without --demo only the production field survives.
+const p: Record<string, unknown> = demo ? payload : { verify_sha256: payload.verify_sha256 };
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
 const sleepMs = num(p.sleep_ms) || num(p.duration_ms);
 const traceFile = typeof p.trace_file === 'string' ? p.trace_file : undefined;

@@ -1,0 +1,71 @@
+// Placement on events (issue 14): a job is placed when it arrives and when a slot frees, not only on the timer's next
+// pass. The timer stays as the safety net (held jobs, failed sends, not_before retries).
+// - placeNewJob: intake's pass over the job it just stored. It plans from a fleet snapshot cached per instance for
+//   SNAPSHOT_TTL_MS (re-read when it cannot place the job and is older than SNAPSHOT_RECHECK_MS), so a burst of
+//   submits costs at most one snapshot read (3 queries) per 200 ms, plus per placed job one ledger read + CAS, one job
+//   CAS and one dispatch send.
+// - placeIfSlotFreed: a heartbeat that reports fewer running jobs than the one before freed a slot (the agent beats at
+//   once after every run): one full pass (pending jobs + a fresh snapshot, which also refreshes the cache).
+// Both are safe against each other and the timer (ledger CAS + job CAS, see ledger.ts) and never throw: a job they
+// cannot place stays pending for the next event or timer pass.
+import type { CoreDeps } from '../deps.js';
+import type { JobDoc } from '../jobs/model.js';
+import type { MachineDoc } from '../machines/model.js';
+import { readFleetSnapshot, runSchedulerTick, type FleetSnapshot, type TickResult } from './tick.js';
+
+/** How long intake trusts a cached fleet snapshot. */
+export const SNAPSHOT_TTL_MS = 1_000;
+
+const cached = new WeakMap<object, FleetSnapshot>();
+
+/** A cached snapshot that could not place the job is re-read when older than this (a machine may have come or freed). */
+export const SNAPSHOT_RECHECK_MS = 200;
+
+async function recentSnapshot(deps: CoreDeps, maxAgeMs = SNAPSHOT_TTL_MS): Promise<FleetSnapshot> {
+  const hit = cached.get(deps.machines);
+  if (hit && deps.now() - hit.readAtMs < maxAgeMs) return hit;
+  const fresh = await readFleetSnapshot(deps);
+  cached.set(deps.machines, fresh);
+  return fresh;
+}
+
+const remember = (deps: CoreDeps) => (s: FleetSnapshot) => {
+  const hit = cached.get(deps.machines);
+  if (!hit || hit.readAtMs <= s.readAtMs) cached.set(deps.machines, s);
+};
+
+/** Whether event placement is on (PLACEMENT_ON_EVENTS, default true). */
+export const placementOnEvents = (deps: CoreDeps): boolean => deps.config.placementOnEvents;
+
+export async function placeNewJob(deps: CoreDeps, doc: JobDoc): Promise<TickResult | null> {
+  if (!placementOnEvents(deps) || doc.status !== 'pending') return null;
+  try {
+    const first = await runSchedulerTick(deps, { jobs: [doc], snapshot: await recentSnapshot(deps), onSnapshot: remember(deps) });
+    if (first.planned > 0) return first;
+    // Not placed from the cached view: look once more at a view at most SNAPSHOT_RECHECK_MS old.
+    const snapshot = await recentSnapshot(deps, SNAPSHOT_RECHECK_MS);
+    return await runSchedulerTick(deps, { jobs: [doc], snapshot, onSnapshot: remember(deps) });
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message, job_id: doc.id }, 'placement at intake failed; the timer will place the job');
+    return null;
+  }
+}
+
+/** A heartbeat freed a slot when it reports fewer running jobs than the beat before (the agent beats after every run). */
+export function freedSlot(before: MachineDoc, after: MachineDoc): boolean {
+  return !after.draining && after.running_jobs.length < before.running_jobs.length;
+}
+
+export async function placeIfSlotFreed(deps: CoreDeps, before: MachineDoc, after: MachineDoc): Promise<void> {
+  if (freedSlot(before, after)) await placeAfterSlotFreed(deps, after.machine_id);
+}
+
+export async function placeAfterSlotFreed(deps: CoreDeps, machineId: string): Promise<TickResult | null> {
+  if (!placementOnEvents(deps)) return null;
+  try {
+    return await runSchedulerTick(deps, { onSnapshot: remember(deps) });
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message, machine_id: machineId }, 'placement after a finished job failed; the timer will retry');
+    return null;
+  }
+}

@@ -1,0 +1,66 @@
+// Placement on events over real HTTP (dev host, Azurite, cosmosdb-server) with the timers OFF: nothing but intake and
+// heartbeats can place a job here, so every assignment below was made by an event, not by a scheduler tick.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ApiClient } from '../../api-client/index.js';
+import { startTestHost, type TestHost } from '../support/stack.js';
+import { getJob, suffix, TestMachine } from './jobs.fixtures.js';
+
+let t: TestHost;
+let admin: ApiClient;
+const machines: TestMachine[] = [];
+
+beforeAll(async () => {
+  t = await startTestHost({ SCHEDULER_POLICY: 'affinity' }, { timers: false });
+  admin = await t.as('ops', 'admin');
+});
+afterAll(async () => {
+  for (const m of machines) await m.close();
+  await t?.stop();
+});
+
+async function machine(pool: string, slots = 1): Promise<TestMachine> {
+  const m = await TestMachine.register(t, admin, `gpu-ev-${suffix()}`, pool, slots);
+  machines.push(m);
+  return m;
+}
+
+const jobBody = (pool: string) => ({ service_required: 'comfyui', pool, payload: { prompt: 'a cat' }, requirements: { loras: [] } });
+
+describe('placement on events (no timer runs)', () => {
+  it('intake places a job on an idle fleet at once and dispatches it', async () => {
+    const user = await t.as(`una-${suffix()}`);
+    const pool = `evpool${suffix()}`;
+    const m = await machine(pool);
+    await m.beat();
+    const res = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    expect(res.status).toBe('assigned');
+    expect(await getJob(user, res.job_id)).toMatchObject({ status: 'assigned', machine_id: m.id, epoch: 1 });
+    expect(await m.drain()).toEqual([{ job_id: res.job_id, epoch: 1 }]);
+  });
+
+  it('a heartbeat that frees a slot places the next pending job on it', async () => {
+    const user = await t.as(`vera-${suffix()}`);
+    const pool = `evpool${suffix()}`;
+    const m = await machine(pool, 1);
+    await m.beat();
+    const first = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    expect(first.status).toBe('assigned');
+    const second = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    expect(second.status).toBe('pending'); // the only slot is taken
+    expect(await m.drain()).toEqual([{ job_id: first.job_id, epoch: 1 }]);
+    expect((await m.claim(first.job_id, 1)).status).toBe(200);
+    await m.beat({ running: [{ job_id: first.job_id, epoch: 1 }] });
+    expect((await getJob(user, second.job_id)).status).toBe('pending'); // a beat that frees nothing places nothing here
+    expect((await m.event(first.job_id, { type: 'succeeded', epoch: 1 })).status).toBe(200);
+    await m.beat({ running: [] }); // the agent beats right after a run: one running job fewer
+    expect(await getJob(user, second.job_id)).toMatchObject({ status: 'assigned', machine_id: m.id });
+    expect(await m.drain()).toEqual([{ job_id: second.job_id, epoch: 1 }]);
+  });
+
+  it('a job for a pool with no machine stays pending (for the timer), and intake still answers 201', async () => {
+    const user = await t.as(`wes-${suffix()}`);
+    const res = await user.raw('POST', 'jobs', { body: jobBody(`nopool${suffix()}`) });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { status: string }).status).toBe('pending');
+  });
+});
