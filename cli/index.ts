@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { issueDevToken } from '../functions/core/auth.js';
 import { ApiClient, ApiRequestError, resolveApiBase } from '../api-client/index.js';
+import { agentVersion } from '../worker-agent/src/version.js';
 
 export interface CliContext {
   api(): ApiClient;
@@ -28,6 +29,7 @@ program
   .description('LoRA-aware GPU job router: upload LoRAs, submit jobs, run GPU agents')
   .option('--api <url>', 'API base URL (default: LORA_ROUTER_API, .local/stack.json, http://127.0.0.1:7071/api)')
   .option('--token <jwt>', 'bearer token (default: LORA_ROUTER_TOKEN)')
+  .version(agentVersion(), '-V, --version', 'print the version (the agent reports the same in its heartbeat)')
   .showHelpAfterError();
 
 const ctx: CliContext = {

@@ -153,6 +153,11 @@ export const jobEventInputSchema = z
         reason: z.string().max(2000),
         /** false when another attempt cannot help (bad payload); true for machine-side trouble (cache full, crash). */
         retryable: z.boolean().default(true),
+        /**
+         * true when the machine, not the job, is at fault (executor missing, disk full, executor backend down, agent
+         * draining): the job goes back to pending without spending an attempt, and this machine is avoided.
+         */
+        handback: z.boolean().optional(),
       })
       .strict(),
   ])

@@ -4,6 +4,27 @@ import { z } from './zod.js';
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 
+/** A LoRA in a machine's cache: a user LoRA by flat_file_id or a shared one by file name. */
+export const cacheKeySchema = z
+  .discriminatedUnion('kind', [
+    z.object({ kind: z.literal('user'), key: loraIdSchema }).strict(),
+    z.object({ kind: z.literal('shared'), key: sharedFilenameSchema }).strict(),
+  ])
+  .openapi('CacheKey');
+export type CacheKey = z.infer<typeof cacheKeySchema>;
+
+/** A pre-warm order: what to fetch and from where (a read SAS minted when the heartbeat answer is built). */
+export const prewarmItemSchema = z
+  .object({
+    kind: z.enum(['user', 'shared']),
+    key: z.string(),
+    size_bytes: z.number().int().nonnegative(),
+    sha256: z.string(),
+    download_url: z.string().url(),
+  })
+  .openapi('PrewarmItem');
+export type PrewarmItem = z.infer<typeof prewarmItemSchema>;
+
 export const registerMachineRequestSchema = z
   .object({
     machine_id: machineIdSchema,
@@ -55,8 +76,17 @@ export const heartbeatSchema = z
      */
     receiving: z.boolean().default(true),
     agent_version: z.string().max(64).optional(),
+    /**
+     * Set while the machine itself is broken (executor missing, disk full, executor backend down): the scheduler sends
+     * it nothing until a heartbeat without it. Absent or null: healthy.
+     */
+    unhealthy_reason: z.string().max(1000).nullable().optional(),
+    /** Cache keys the agent never evicts (PINNED_LORAS). */
+    pinned: z.array(z.string().max(256)).max(1000).optional(),
   })
-  .strict()
+  // Version skew (docs/agent-runbook.md): the control plane ignores heartbeat fields it does not know (a newer agent),
+  // and every field added later is optional (an older agent). Unknown fields are dropped, never a 400.
+  .strip()
   .openapi('Heartbeat');
 export type Heartbeat = z.infer<typeof heartbeatSchema>;
 
@@ -65,9 +95,18 @@ export const heartbeatResponseSchema = z
     ok: z.literal(true),
     /** Jobs this machine runs that were cancelled or re-routed: stop them. */
     stop_jobs: z.array(z.object({ job_id: jobIdSchema, epoch: z.number().int() })),
+    /** An admin drained this machine: it gets no new jobs; running jobs finish. The agent keeps running. */
+    admin_drained: z.boolean().optional(),
+    /** LoRAs an admin asked this machine to drop from its cache (skipped while a job uses them or they are pinned). */
+    evict: z.array(cacheKeySchema).max(1000).optional(),
+    /** LoRAs an admin asked this machine to download ahead of demand (within the budget; never evicts pins or in-use). */
+    prewarm: z.array(prewarmItemSchema).max(100).optional(),
+    /** Things the operator should know, e.g. the agent's SLOTS above the admin's limit. The agent logs each one. */
+    warnings: z.array(z.string()).max(20).optional(),
     /** Present once half of the calling token's lifetime has passed: use it from now on (and keep it for restarts). */
     machine_token: z.object({ token: z.string(), expires_at: z.string() }).optional(),
   })
+  // The agent ignores answer fields it does not know (a newer control plane): see the version-skew rule.
   .openapi('HeartbeatResponse');
 export type HeartbeatResponse = z.infer<typeof heartbeatResponseSchema>;
 
@@ -86,9 +125,49 @@ export const machineViewSchema = z
     cached_shared_loras: z.number().int(),
     cache: heartbeatSchema.shape.cache.nullable(),
     registered_at: z.string(),
+    /** Drained by an admin (no new jobs; the agent keeps running). `draining` is the agent's own shutdown drain. */
+    admin_drained: z.boolean(),
+    /** Why the agent says the machine cannot run jobs now; null when healthy. */
+    unhealthy_reason: z.string().nullable(),
+    agent_version: z.string().nullable(),
+    /** The admin's limit (registration) and what the agent reports (SLOTS); `slots` is the smaller one. */
+    registered_slots: z.number().int(),
+    agent_slots: z.number().int().nullable(),
   })
   .openapi('Machine');
 export type MachineView = z.infer<typeof machineViewSchema>;
+
+/** GET /machines/{id}: the view plus what the machine holds and runs. */
+export const machineDetailSchema = machineViewSchema
+  .extend({
+    cached: z.object({ user: z.array(z.string()), shared: z.array(z.string()) }),
+    /** Pins and per-LoRA sizes/last use, as the agent last reported them (absent for agents that do not report them). */
+    pinned: z.array(z.string()),
+    jobs: z.array(z.object({ job_id: z.string(), status: z.string(), epoch: z.number().int(), assigned_at: z.string().nullable(), started_at: z.string().nullable() })),
+    pending_evict: z.array(cacheKeySchema),
+    pending_prewarm: z.array(cacheKeySchema),
+  })
+  .openapi('MachineDetail');
+export type MachineDetail = z.infer<typeof machineDetailSchema>;
+
+/** POST /machines/{id}/drain | /undrain. */
+export const drainResponseSchema = z.object({ machine_id: machineIdSchema, admin_drained: z.boolean() }).openapi('DrainResponse');
+
+/** POST /machines/evict: drop a LoRA from one machine (machine_id) or from every machine (no machine_id). */
+export const evictRequestSchema = z
+  .object({ lora: cacheKeySchema, machine_id: machineIdSchema.optional() })
+  .strict()
+  .openapi('EvictRequest');
+export type EvictRequest = z.infer<typeof evictRequestSchema>;
+
+/** POST /machines/prewarm: fetch a LoRA onto the named machines ahead of demand. */
+export const prewarmRequestSchema = z
+  .object({ lora: cacheKeySchema, machine_ids: z.array(machineIdSchema).min(1).max(100) })
+  .strict()
+  .openapi('PrewarmRequest');
+export type PrewarmRequest = z.infer<typeof prewarmRequestSchema>;
+
+export const cacheOrderResponseSchema = z.object({ machines: z.array(machineIdSchema) }).openapi('CacheOrderResponse');
 
 export const machineListSchema = z.object({ machines: z.array(machineViewSchema) }).openapi('MachineList');
 

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { issueDevToken } from '../functions/core/auth.js';
 import { ConfigError } from '../functions/core/config.js';
 import { parseBytes } from '../worker-agent/src/config.js';
-import { DEFAULT_FLEET_BUDGET, startFleet, type Fleet } from './agents.js';
+import { agentEnv, DEFAULT_FLEET_BUDGET, startFleet, type Fleet } from './agents.js';
 import { repoRoot } from './settings.js';
 import { startStack, type Stack } from './stack.js';
 
@@ -88,6 +88,21 @@ try {
     apiPort: values.port ? Number(values.port) : undefined,
   });
   fleet = await startFleet({ stack, count: agents, budget: values.budget, stateDir, slots, executor });
+  const { MACHINE_ID: _m, MACHINE_TOKEN_FILE: _t, CACHE_DIR: _c, STATE_DIR: _s, ...extraAgentSettings } = agentEnv({
+    machineId: 'extra',
+    token: '',
+    pool: 'standard',
+    slots: 1,
+    apiUrl: stack.apiUrl,
+    storageConnection: stack.settings.LoraStorage!,
+    queuePrefix: stack.settings.DISPATCH_QUEUE_PREFIX ?? 'machine-',
+    dir: stateDir,
+    budgetBytes: parseBytes(values.budget) ?? 96 * 1024 * 1024,
+  });
+  const agentEnvFile = join(stateDir, 'agent.env');
+  writeFileSync(agentEnvFile, Object.entries(extraAgentSettings).map(([k, v]) => `${k}='${v}'`).join('\n') + '\n');
+  const extraAgentCommand =
+    'M=local-gpu-extra; mkdir -p .local/$M && LORA_ROUTER_TOKEN=$(node bin/lora-router.js dev-token ops --role admin) node bin/lora-router.js machines register $M > .local/$M/machine-token && MACHINE_ID=$M MACHINE_TOKEN_FILE=.local/$M/machine-token CACHE_DIR=.local/$M/cache node bin/lora-router.js agent --env-file .local/agent.env';
   const health = await fetch(`${stack.apiUrl}/health`).then((r) => r.json() as Promise<{ status: string }>);
   const info = {
     api_base_url: stack.apiUrl,
@@ -117,6 +132,11 @@ try {
       comfyui_url: a.comfyui?.url ?? null,
       log_file: join(a.cacheDir, '..', 'agent.log'),
     })),
+    // Everything an extra local agent needs but its own identity (MACHINE_ID, token, CACHE_DIR): `agent_env_file`
+    // holds the same as KEY=VALUE for `lora-router agent --env-file` (the Azurite key is the public emulator key).
+    agent_settings: extraAgentSettings,
+    agent_env_file: agentEnvFile,
+    extra_agent_command: extraAgentCommand,
     started_at: new Date().toISOString(),
   };
   writeFileSync(stackFile, JSON.stringify(info, null, 2));
@@ -141,7 +161,7 @@ try {
       ...(executor === 'comfyui'
         ? [`  executor      comfyui: each agent drives its own ComfyUI protocol double (a test double of ComfyUI's API, not ComfyUI), ${fleet.agents.map((a) => a.comfyui?.url).join(', ')}`]
         : ['  executor      command (the bundled open-loras job script)']),
-      `  stack file    .local/stack.json`,
+      `  stack file    .local/stack.json (agent settings for an extra agent: .local/agent.env)`,
       '',
       'What to do next (in another terminal):',
       '  npm run demo                                   # upload LoRAs as two users, stream jobs, print the hit rate',
@@ -152,6 +172,8 @@ try {
       '  curl -s localhost:' + new URL(stack.apiUrl).port + '/api/health',
       '  LORA_ROUTER_TOKEN=$(npx lora-router dev-token ops --role admin) npx lora-router machines list   # the fleet',
       '  tail -f .local/fleet/local-gpu-1/agent.log     # one agent: claims, downloads, evictions, job output',
+      '  # one more agent (registers local-gpu-extra and runs it in the foreground; Ctrl-C drains it):',
+      `  ${extraAgentCommand}`,
       '',
       'Ctrl-C stops everything.',
       '',

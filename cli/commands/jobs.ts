@@ -27,7 +27,7 @@ function table(rows: string[][]): string {
 
 function describeStatus(j: JobView): string {
   const where = j.machine_id ? ` on ${j.machine_id}` : '';
-  const score = j.affinity_score !== null ? `, score ${j.affinity_score} (${j.policy})` : '';
+  const score = j.affinity_score !== null ? `, score ${round2(j.affinity_score)} (${j.policy})` : '';
   const wait = j.status === 'pending' && j.not_before ? `, retry not before ${j.not_before}` : '';
   const err = j.error ? ` — ${j.error}` : '';
   return `${j.status}${where} (attempt ${j.attempt}, epoch ${j.epoch}${score}${wait})${err}`;
@@ -165,17 +165,20 @@ export function register(program: Command, ctx: CliContext): void {
       }
       const rows = [['JOB', 'STATUS', 'POOL', 'MACHINE', 'ATTEMPT', 'SCORE', 'CREATED']];
       for (const j of jobs) {
-        rows.push([j.job_id, j.status, j.pool, j.machine_id ?? '-', String(j.attempt), j.affinity_score === null ? '-' : String(j.affinity_score), j.created_at]);
+        rows.push([j.job_id, j.status, j.pool, j.machine_id ?? '-', String(j.attempt), j.affinity_score === null ? '-' : round2(j.affinity_score), j.created_at]);
       }
       process.stdout.write(`${table(rows)}\n`);
     });
 
   program
     .command('job')
-    .description('show one job (JSON), including its score breakdown')
+    .description('show one job (JSON), including its score breakdown; --explain: why it is where it is, in words')
     .argument('<job_id>')
-    .action(async (id: string) => {
-      process.stdout.write(`${JSON.stringify(await ctx.api().get<JobView>(`jobs/${encodeURIComponent(id)}`), null, 2)}\n`);
+    .option('--explain', 'placement (machine, policy, rounded score parts), cache hits/misses, the reason it waits')
+    .action(async (id: string, opts: { explain?: boolean }) => {
+      const j = await ctx.api().get<JobView>(`jobs/${encodeURIComponent(id)}`);
+      if (!opts.explain) return void process.stdout.write(`${JSON.stringify(j, null, 2)}\n`);
+      process.stdout.write(`${explainJob(j, Date.now()).join('\n')}\n`);
     });
 
   program
@@ -204,4 +207,23 @@ export function register(program: Command, ctx: CliContext): void {
       const status = await watchJob(ctx.api(), id);
       if (status !== 'succeeded') process.exitCode = 1;
     });
+}
+
+export const round2 = (n: number): string => (Math.round(n * 100) / 100).toFixed(2);
+
+/** `job --explain`: what the stored job says about its placement and its wait, in words. */
+export function explainJob(j: JobView, nowMs: number): string[] {
+  const out = [`${j.job_id}: ${j.status}, pool ${j.pool}, attempt ${j.attempt}, epoch ${j.epoch}`];
+  if (j.machine_id) {
+    out.push(`placed on ${j.machine_id} by ${j.policy ?? '?'}${j.affinity_score === null ? '' : ` with score ${round2(j.affinity_score)}`}`);
+    const parts = Object.entries(j.score_breakdown ?? {}).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+    if (parts.length) out.push(`  score parts: ${parts.map(([k, v]) => `${k} ${round2(v)}`).join(', ')}`);
+    out.push(`  LoRAs already there: ${j.cache.hit_loras.join(', ') || '-'}; fetched: ${j.cache.missing_loras.join(', ') || '-'}`);
+  } else if (j.status === 'pending') {
+    const until = j.not_before ? Date.parse(j.not_before) : NaN;
+    if (Number.isFinite(until) && until > nowMs) out.push(`waiting: retry backoff for ${Math.ceil((until - nowMs) / 1000)} s more`);
+    else out.push('waiting: for a free slot on a live, healthy, undrained machine of the pool (see `lora-router pools`)');
+  }
+  if (j.error) out.push(`last problem: ${j.error}`);
+  return out;
 }

@@ -19,6 +19,8 @@ const machines: TestMachine[] = [];
 beforeAll(async () => {
   t = await startTestHost({ SCHEDULER_POLICY: 'adr010', TENANT_MAX_ACTIVE_JOBS: '10', PLACEMENT_ON_EVENTS: 'false' }, { timers: false });
   admin = await t.as('ops', 'admin');
+  // Intake refuses a pool no machine was ever registered in (unknown_pool): these pools exist, with no live machine.
+  for (const pool of ['heavy', 'nopool']) await admin.post('machines', { machine_id: `gpu-${pool}-placeholder`, pool, slots: 1 });
 });
 afterAll(async () => {
   for (const m of machines) await m.close();

@@ -128,6 +128,8 @@ describe('registration and machine tokens', () => {
     // A pool nobody serves: its jobs wait with no estimate.
     const user = await t.as(`pooluser-${suffix()}`);
     const orphanPool = `none${suffix()}`;
+    // Intake refuses a pool nobody ever registered in (unknown_pool): a registered machine that never beats serves none.
+    await admin.post('machines', { machine_id: `gpu-${orphanPool}`, pool: orphanPool, slots: 1 });
     const orphan = await user.post<{ job_id: string }>('jobs', { service_required: 'comfyui', pool: orphanPool });
     const op = await waitFor('the orphan pool to be listed', async () => (await pools()).find((p) => p.pool === orphanPool));
     expect(op).toMatchObject({ machines_live: 0, slots_total: 0, pending_jobs: 1, estimated_wait_seconds: null });

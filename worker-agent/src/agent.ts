@@ -16,7 +16,10 @@ import type { AgentConfig } from './config.js';
 import type { Executor } from './executor/types.js';
 import { JobRun, SHUTDOWN_REASON, type RunResult } from './job-run.js';
 import type { Logger } from './logger.js';
+import { MachineHealth } from './health.js';
+import { OperatorOrders } from './operator-orders.js';
 import { Outbox } from './outbox.js';
+import { TokenWatch } from './token-watch.js';
 import { agentVersion } from './version.js';
 import { join } from 'node:path';
 
@@ -32,7 +35,11 @@ export class AgentStartError extends Error {
   override readonly name = 'AgentStartError';
 }
 
-export type AgentCache = Pick<LoraCache, 'acquire' | 'inventory' | 'sweepTtl' | 'close'>;
+export type AgentCache = Pick<LoraCache, 'acquire' | 'inventory' | 'sweepTtl' | 'close'> & Partial<Pick<LoraCache, 'evictUnused'>>;
+
+/** Exit code after the control plane refused the machine token for good (deregistered, or re-registered with a token
+ * the agent does not have): EX_CONFIG, which the systemd unit does not restart. */
+export const EXIT_TOKEN_REFUSED = 78;
 
 export interface AgentDeps {
   config: Pick<
@@ -47,7 +54,11 @@ export interface AgentDeps {
     | 'ttlSweepMs'
     | 'drainGraceMs'
     | 'cancelGraceMs'
-  >;
+  > &
+    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs'>>;
+  /** The token the agent started with, and how to re-read it from its file (absent: not from a file). */
+  initialToken?: string;
+  reloadToken?: () => string | null;
   api: ControlPlaneApi;
   receiver: DispatchReceiver;
   cache: AgentCache;
@@ -78,9 +89,32 @@ export class Agent {
   /** Resolves when the agent has shut down completely. */
   readonly finished = new Promise<void>((r) => (this.resolveFinished = r));
   readonly stats: AgentStats = { received: 0, runs: [], heartbeats: 0 };
+  /** The process exit code once finished: 0, or EXIT_TOKEN_REFUSED. */
+  exitCode = 0;
+  readonly health: MachineHealth;
+  readonly orders: OperatorOrders;
+  private readonly tokens: TokenWatch;
 
   constructor(private readonly deps: AgentDeps) {
     this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
+    this.health = new MachineHealth({
+      preflight: deps.executor.preflight?.bind(deps.executor),
+      freeDiskBytes: () => {
+        try {
+          return deps.cache.inventory().freeDiskBytes;
+        } catch {
+          return undefined;
+        }
+      },
+      log: deps.log,
+    });
+    this.tokens = new TokenWatch(deps.initialToken ?? null, {
+      reload: deps.reloadToken,
+      apply: deps.api.setToken?.bind(deps.api),
+      graceMs: deps.config.tokenRefusedGraceMs ?? 120_000,
+      log: deps.log,
+    });
+    this.orders = new OperatorOrders({ cache: deps.cache, log: deps.log.child({ component: 'orders' }), signal: this.hardStop.signal });
   }
 
   /** False while the last receive attempt failed (session busy, transport down): reported in the heartbeat. */
@@ -218,6 +252,10 @@ export class Agent {
       hardStop: this.hardStop.signal,
       isStopping: () => this.stopping,
       isRunningElsewhere: (r) => [...this.runs].some((o) => o !== r && o.jobId === r.jobId && o.epoch === r.epoch && o.phase !== 'done'),
+      markUnhealthy: (reason) => {
+        this.health.mark(reason);
+        this.beatSoon();
+      },
     });
     this.runs.add(run);
     log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');
@@ -264,7 +302,9 @@ export class Agent {
       draining: this.draining,
       receiving: this.receiving,
       agent_version: agentVersion(),
+      unhealthy_reason: this.health.recheck(),
     };
+    if (config.pinnedLoras?.length) hb.pinned = config.pinnedLoras.slice(0, 1000);
     if (inv?.downloadBytesPerSecond !== undefined) hb.download_bytes_per_second = Math.max(0, inv.downloadBytesPerSecond);
     return hb;
   }
@@ -315,9 +355,12 @@ export class Agent {
       });
       if (!answer.ok) {
         log.error({ status: answer.status, code: answer.code, err: answer.message }, 'heartbeat refused');
+        if (answer.status === 401) this.tokenRejected(answer.message);
         return;
       }
       this.stats.heartbeats++;
+      this.tokens.accepted();
+      this.orders.apply(answer.value);
       for (const s of answer.value.stop_jobs) {
         for (const r of this.runs) {
           if (r.jobId === s.job_id && r.epoch === s.epoch) r.cancel('server', 'the control plane asked to stop this job (cancelled or re-routed)');
@@ -326,6 +369,17 @@ export class Agent {
     } catch (err) {
       log.warn({ err: (err as Error)?.message }, 'heartbeat failed');
     }
+  }
+
+  /** A 401: re-read the token file (token-watch.ts); refused past the grace period, drain and exit 78. */
+  private tokenRejected(message: string): void {
+    if (this.stopping || this.tokens.refused() !== 'give_up') return;
+    this.exitCode = EXIT_TOKEN_REFUSED;
+    this.deps.log.fatal(
+      { err: message },
+      'the control plane refuses this machine token (deregistered, or re-registered with a token not in the token file); stopping. Put the token from the latest registration in the token file and start the agent again',
+    );
+    void this.shutdown('machine token refused');
   }
 
   // ------------------------------------------------------------------ outbox

@@ -41,6 +41,8 @@ export interface ControlPlaneApi {
   claim(jobId: string, epoch: number, policy: RetryPolicy, traceparent?: string): Promise<Answer<ClaimResponse>>;
   event(jobId: string, event: JobEventInput, policy: RetryPolicy): Promise<Answer<JobEventResponse>>;
   heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>>;
+  /** Swaps the machine token (optional: fakes in tests need not). */
+  setToken?(token: string): void;
   /** Write-only upload URLs for this attempt's output files (409: the attempt moved on; 413: over the limits). */
   outputUploads(jobId: string, body: OutputUploadRequest, policy: RetryPolicy): Promise<Answer<OutputUploadResponse>>;
 }
@@ -61,6 +63,11 @@ export class HttpControlPlane implements ControlPlaneApi {
     },
   ) {
     this.client = new ApiClient({ baseUrl: opts.baseUrl, token: opts.token });
+  }
+
+  /** Uses a new machine token from now on (re-read from its file after a 401). */
+  setToken(token: string): void {
+    this.client = this.client.withToken(token);
   }
 
   claim(jobId: string, epoch: number, policy: RetryPolicy, traceparent?: string): Promise<Answer<ClaimResponse>> {

@@ -53,6 +53,8 @@ export interface AgentConfig {
   machineToken: string;
   /** Where the token came from, for the startup log (never the token itself). */
   machineTokenSource: 'MACHINE_TOKEN' | 'MACHINE_TOKEN_FILE' | 'credential';
+  /** The file the token was read from (re-read after a 401); undefined for MACHINE_TOKEN. */
+  machineTokenPath?: string;
   pool: string;
   slots: number;
   cacheDir: string;
@@ -67,6 +69,8 @@ export interface AgentConfig {
   cancelGraceMs: number;
   drainGraceMs: number;
   heartbeatMs: number;
+  /** After a 401: how long to keep re-reading the token file before exiting EXIT_TOKEN_REFUSED. */
+  tokenRefusedGraceMs: number;
   ttlSweepMs: number;
   lockRenewMs: number;
   keepRunDirs: boolean;
@@ -98,7 +102,7 @@ function parseTable(env: Env): Parsed {
   return out as Parsed;
 }
 
-function readToken(env: Env): { token: string; source: AgentConfig['machineTokenSource'] } {
+function readToken(env: Env): { token: string; source: AgentConfig['machineTokenSource']; path?: string } {
   const direct = env[AGENT_SETTINGS.machineToken]?.trim();
   if (direct) return { token: direct, source: 'MACHINE_TOKEN' };
   const file = env[AGENT_SETTINGS.machineTokenFile]?.trim();
@@ -121,7 +125,7 @@ function readToken(env: Env): { token: string; source: AgentConfig['machineToken
     throw new AgentConfigError(`Invalid setting ${name}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
   }
   if (!token) throw new AgentConfigError(`Invalid setting ${name}: ${path} is empty.`);
-  return { token, source };
+  return { token, source, path };
 }
 
 function identity(env: Env, transportClientId: string | undefined): AgentCredentialConfig {
@@ -247,12 +251,13 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     executor = { kind: 'command', command: words[0], args: words.slice(1) };
   }
 
-  const { token, source } = readToken(env);
+  const { token, source, path: tokenPath } = readToken(env);
   return {
     apiBaseUrl: s.api.replace(/\/+$/, ''),
     machineId: s.machineId,
     machineToken: token,
     machineTokenSource: source,
+    ...(tokenPath ? { machineTokenPath: tokenPath } : {}),
     pool: s.pool,
     slots: s.slots,
     cacheDir,
@@ -265,6 +270,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     cancelGraceMs: Math.round(s.cancelGraceSeconds * 1000),
     drainGraceMs: Math.round(s.drainGraceSeconds * 1000),
     heartbeatMs: Math.round(s.heartbeatSeconds * 1000),
+    tokenRefusedGraceMs: Math.round(s.tokenRefusedGraceSeconds * 1000),
     ttlSweepMs: Math.round(s.ttlSweepMinutes * 60_000),
     lockRenewMs: Math.round(s.lockRenewSeconds * 1000),
     keepRunDirs: s.keepRunDirs,

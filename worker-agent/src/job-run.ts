@@ -14,10 +14,11 @@
 //   executor exit ≠ 0 (the job's own error)  → failed, retryable=false — re-running the same payload would fail again
 //   executor exit 75 (EX_TEMPFAIL)           → failed, retryable=true  — the job says "try again"
 //   executor killed by a foreign signal      → failed, retryable=true  — OOM killer, GPU fault: machine trouble
-//   executor could not start                 → failed, retryable=true  — this machine is misconfigured
+//   executor could not start / disk full     → failed, handback=true   — the machine's fault: no attempt spent, the
+//                                              machine reports itself unhealthy until it is fixed
 //   CacheFullError / download failure        → failed, retryable=true  — machine-side; another machine may have room
 //   InvalidLoraError (malformed claim data)  → failed, retryable=false — another attempt gets the same data
-//   agent shutting down (drain grace over)   → failed, retryable=true  — "agent shutting down", re-routed elsewhere
+//   agent shutting down (drain grace over)   → failed, handback=true   — "agent shutting down", re-routed elsewhere
 //   cancelled by the control plane / stale   → nothing reported (the job is cancelled or belongs to another epoch)
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,6 +56,8 @@ export interface RunEnvironment {
   isStopping(): boolean;
   /** Whether another run of this agent holds this attempt, in any phase (a duplicate delivery). */
   isRunningElsewhere(run: JobRun): boolean;
+  /** The machine itself cannot run jobs (executor missing, disk full, backend down): report it in the heartbeat. */
+  markUnhealthy?(reason: string): void;
 }
 
 /** How a run ended, for the agent's bookkeeping and tests. */
@@ -382,10 +385,16 @@ export class JobRun {
           ...(this.outputs.length ? { outputs: this.outputs } : {}),
         };
       case 'failed':
+        if (o.infrastructure) {
+          // The machine failed, not the job: hand it back (no attempt spent) and stop taking work until it is fixed.
+          this.env.markUnhealthy?.(o.reason.slice(0, 1000));
+          return { type: 'failed', epoch: this.epoch, reason: o.reason.slice(0, 2000), retryable: true, handback: true };
+        }
         return { type: 'failed', epoch: this.epoch, reason: o.reason.slice(0, 2000), retryable: o.retryable };
       case 'cancelled':
-        // Only the agent itself cancels with something to report: it is shutting down, so hand the job back.
-        return { type: 'failed', epoch: this.epoch, reason: SHUTDOWN_REASON, retryable: true };
+        // Only the agent itself cancels with something to report: it is shutting down, so hand the job back
+        // (the job did nothing wrong: no attempt is spent).
+        return { type: 'failed', epoch: this.epoch, reason: SHUTDOWN_REASON, retryable: true, handback: true };
     }
   }
 
@@ -424,5 +433,8 @@ export function failureFromCacheError(err: unknown): ExecutionOutcome {
   const message = e?.message ?? String(err);
   if (name === 'InvalidLoraError') return { status: 'failed', retryable: false, reason: `invalid LoRA in the job: ${message}` };
   if (name === 'CacheFullError') return { status: 'failed', retryable: true, reason: `LoRA cache full on this machine: ${message}` };
+  if ((e as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC' || /\bENOSPC\b/.test(message)) {
+    return { status: 'failed', retryable: true, infrastructure: true, reason: `disk full on this machine: ${message}` };
+  }
   return { status: 'failed', retryable: true, reason: `LoRA download failed (${name}): ${message}` };
 }

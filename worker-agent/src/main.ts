@@ -1,14 +1,17 @@
 // The agent process: settings → logger → cache → receiver → agent; SIGTERM/SIGINT drain it. Used by
 // `lora-router agent [--env-file path]` (cli/commands/agent.ts).
 //
-// Exit codes: 0 after a clean drain; 78 (EX_CONFIG) for a bad setting or a refused registration (the systemd unit
-// does not restart on 78: restarting cannot fix it); 1 for anything else (systemd restarts it).
-import { mkdirSync, realpathSync } from 'node:fs';
+// Exit codes: 0 after a clean drain; 78 (EX_CONFIG) for a bad setting, a missing executor, or a machine token the
+// control plane refuses even after re-reading the token file (the systemd unit does not restart on 78: restarting
+// cannot fix it); 1 for anything else (systemd restarts it).
+import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Agent, AgentStartError } from './agent.js';
 import { HttpControlPlane } from './api.js';
 import { LoraCache } from './cache/lora-cache.js';
+import { formatCheck, runCheck } from './check.js';
 import { AgentConfigError, describeConfig, loadAgentConfig, readAgentEnv } from './config.js';
+import { resolveExecutable } from './executor/preflight.js';
 import { createExecutor } from './executor/index.js';
 import { TokenStore } from './token-store.js';
 import { createAgentLogger } from './logger.js';
@@ -22,12 +25,17 @@ const EX_USAGE = 64;
 export interface AgentMainOptions {
   envFile?: string;
   env?: NodeJS.ProcessEnv;
-  /** Only validate and print the settings (secrets redacted), then exit. */
+  /** Only check what can be checked (settings, executor, cache dir, API) and say what systemd provides, then exit. */
   check?: boolean;
 }
 
 /** Runs the agent until it is stopped by a signal. Resolves with the process exit code. */
 export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number> {
+  if (opts.check) {
+    const r = await runCheck({ envFile: opts.envFile, env: opts.env ?? process.env });
+    process.stdout.write(formatCheck(r));
+    return r.code;
+  }
   let config;
   let telemetry: AgentTelemetry;
   try {
@@ -41,9 +49,13 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     }
     throw err;
   }
-  if (opts.check) {
-    process.stdout.write(`${JSON.stringify(describeConfig(config), null, 2)}\n`);
-    return 0;
+  // A missing job program is a configuration error (exit 78); a ComfyUI server is reached per job instead.
+  if (config.executor.kind === 'command') {
+    const exe = resolveExecutable(config.executor.command, opts.env ?? process.env);
+    if (!exe.ok) {
+      process.stderr.write(`lora-router agent: configuration error: ${exe.problem}\n`);
+      return EX_CONFIG;
+    }
   }
 
   const log = createAgentLogger({ level: config.logLevel, machineId: config.machineId });
@@ -72,11 +84,24 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
   });
   const receiver = createReceiver(config.transport, config.machineId, log.child({ component: 'dispatch' }));
   const tokens = new TokenStore(config.stateDir);
+  const initialToken = tokens.pick(config.machineToken);
+  const tokenPath = config.machineTokenPath;
   const agent = new Agent({
     config,
+    initialToken,
+    // After a refused beat the operator's token file is read again (a re-registration writes a new token there).
+    reloadToken: tokenPath
+      ? () => {
+          try {
+            return readFileSync(tokenPath, 'utf8').trim() || null;
+          } catch {
+            return null;
+          }
+        }
+      : undefined,
     api: new HttpControlPlane({
       baseUrl: config.apiBaseUrl,
-      token: tokens.pick(config.machineToken),
+      token: initialToken,
       machineId: config.machineId,
       log: log.child({ component: 'api' }),
       onTokenRotated: (token) => tokens.save(token),
@@ -108,7 +133,8 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
   await telemetry.shutdown();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
-  return 0;
+  if (agent.exitCode !== 0) process.stderr.write(`lora-router agent: the control plane refuses this machine's token; exiting ${agent.exitCode}\n`);
+  return agent.exitCode;
 }
 
 /** `node dist/worker-agent/src/main.js [--env-file path] [--check]`: the same as `lora-router agent`. */
@@ -128,6 +154,10 @@ if (isEntryPoint()) {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--check') check = true;
+    else if (a === '--version') {
+      process.stdout.write(`${agentVersion()}\n`);
+      process.exit(0);
+    }
     else if (a === '--env-file' && i + 1 < args.length) envFile = args[++i];
     else if (a.startsWith('--env-file=')) envFile = a.slice('--env-file='.length);
     else {

@@ -88,6 +88,12 @@ export const SETTINGS = {
     parse: seconds(0, 86_400),
   },
   heartbeatSeconds: { name: 'HEARTBEAT_SECONDS', help: 'heartbeat interval', default: '5', parse: seconds(0.2, 60) },
+  tokenRefusedGraceSeconds: {
+    name: 'TOKEN_REFUSED_GRACE_SECONDS',
+    help: 'after a 401, how long the token file is re-read for a new token before the agent exits 78',
+    default: '120',
+    parse: seconds(0, 3600),
+  },
   ttlSweepMinutes: { name: 'TTL_SWEEP_MINUTES', help: 'cache TTL sweep interval', default: '60', parse: seconds(0.01, 24 * 60) },
   lockRenewSeconds: {
     name: 'LOCK_RENEW_SECONDS',

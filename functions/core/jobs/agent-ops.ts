@@ -11,7 +11,7 @@ import { authorizeMachine } from '../machines/store.js';
 import { isNotFound } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
 import { appendEvent } from './events.js';
-import { afterLostAttempt, type JobDoc } from './model.js';
+import { afterHandBack, afterLostAttempt, type JobDoc } from './model.js';
 import { findJobById, updateJob } from './store.js';
 import { outputsExpireAt, verifyReportedOutputs } from '../outputs/outputs.js';
 import { observeOutcome, observeStarted } from './observe.js';
@@ -122,7 +122,13 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
   if (!job) throw notFound(`job ${jobId}`);
 
   const lf = job.last_failure;
-  if (ev.type === 'failed' && lf && lf.epoch === ev.epoch && lf.kind === 'agent_failure' && (job.status === 'pending' || job.epoch !== ev.epoch)) {
+  if (
+    ev.type === 'failed' &&
+    lf &&
+    lf.epoch === ev.epoch &&
+    (lf.kind === 'agent_failure' || lf.kind === 'handed_back') &&
+    (job.status === 'pending' || job.epoch !== ev.epoch)
+  ) {
     return { accepted: true, cancel_requested: false }; // this failure was already recorded and retried
   }
   if (job.epoch !== ev.epoch || job.machine_id !== machineId) {
@@ -192,6 +198,7 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
           updated_at: at,
         };
       case 'failed':
+        if (ev.handback) return afterHandBack(d, ev.reason, deps.now());
         return afterLostAttempt(d, 'agent_failure', ev.reason, deps.now(), deps.config.retryBaseSeconds, ev.retryable);
     }
   });
@@ -201,7 +208,8 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
   }
   if (changed) {
     // Attributed to the attempt that reported it (the document may already be at the next epoch).
-    const data = ev.type === 'failed' ? { ...eventData(ev), outcome: doc.status === 'pending' ? 'retrying' : 'failed', not_before: doc.not_before } : eventData(ev);
+    const outcome = ev.type === 'failed' && ev.handback ? 'handed_back' : doc.status === 'pending' ? 'retrying' : 'failed';
+    const data = ev.type === 'failed' ? { ...eventData(ev), outcome, not_before: doc.not_before } : eventData(ev);
     await appendEvent(deps, job, ev.type, data);
     if (ev.type === 'started') await observeStarted(deps, job, ev.cache, machineId);
     else if (ev.type === 'succeeded') await observeOutcome(deps, job, 'succeeded');

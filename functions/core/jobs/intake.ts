@@ -1,6 +1,6 @@
 // POST /api/jobs: validate the LoRAs a job needs, apply the tenant quota, store the job as pending. With an
 // Idempotency-Key the job id is derived from (tenant, key), so a retried request finds the job it already created.
-import { newJobId } from '../../../contract/ids.js';
+import { DEFAULT_POOL, newJobId } from '../../../contract/ids.js';
 import type { LoraRequirement, SubmitJobRequest } from '../../../contract/jobs.js';
 import { ApiError, badRequest, conflict, quotaExceeded } from '../errors.js';
 import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from '../loras/records.js';
@@ -104,6 +104,19 @@ function replay(doc: JobDoc, hash: string, key: string): SubmitOutcome {
   return { created: false, doc };
 }
 
+/**
+ * A job for a pool no machine has ever been registered in would wait forever: 422 listing the known pools. The
+ * default pool is always accepted (a fresh system has no machines yet; its jobs wait for the first one).
+ */
+export async function requireKnownPool(deps: CoreDeps, pool: string): Promise<void> {
+  if (pool === DEFAULT_POOL) return;
+  const { resources } = await deps.machines.items.query<{ pool: string }>('SELECT c.pool FROM c WHERE c.doc_type = "machine"').fetchAll();
+  const known = [...new Set([DEFAULT_POOL, ...resources.map((r) => r.pool)])].sort();
+  if (!known.includes(pool)) {
+    throw new ApiError('unknown_pool', `no machine has been registered in pool ${pool}; known pools: ${known.join(', ')}`, { known_pools: known });
+  }
+}
+
 export async function submitJob(deps: CoreDeps, tenantId: string, body: SubmitJobRequest, idempotencyKey?: string | null): Promise<SubmitOutcome> {
   let id = newJobId();
   let hash: string | null = null;
@@ -117,6 +130,7 @@ export async function submitJob(deps: CoreDeps, tenantId: string, body: SubmitJo
     if (existing) return replay(existing, hash, idempotencyKey);
   }
 
+  await requireKnownPool(deps, body.pool);
   const loras = await resolveLoras(deps, tenantId, body.requirements.loras);
   await enforceQuota(deps, tenantId);
 

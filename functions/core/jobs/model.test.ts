@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   afterClaimTimeout,
+  afterHandBack,
   afterLostAttempt,
   canonicalJson,
   idempotentJobId,
@@ -127,6 +128,14 @@ describe('lost attempts', () => {
   it('a claim timeout re-routes with the same attempt and no backoff', () => {
     const next = afterClaimTimeout(job({ status: 'assigned', started_at: null }), NOW);
     expect(next).toMatchObject({ status: 'pending', epoch: 4, attempt: 1, machine_id: null, not_before: null, avoid_machines: ['gpu-1'] });
+  });
+
+  it('a hand-back (the machine failed, not the job) spends no attempt, even on the last one, and avoids the machine', () => {
+    const last = job({ attempt: 3, attempt_limit: 3 });
+    const next = afterHandBack(last, 'cannot start /opt/run.sh: spawn ENOENT', NOW);
+    expect(next).toMatchObject({ status: 'pending', epoch: last.epoch + 1, attempt: 3, machine_id: null, not_before: null, avoid_machines: ['gpu-1'] });
+    expect(next.last_failure).toMatchObject({ epoch: last.epoch, kind: 'handed_back', retryable: true });
+    expect(next.error).toMatch(/handed back by gpu-1 \(attempt 3 not spent\)/);
   });
 });
 

@@ -174,7 +174,7 @@ export function quotaThreshold(limit: number): number {
   return Math.max(1, Math.ceil((limit * 9) / 10));
 }
 
-export type LossKind = 'machine_lost' | 'orphaned' | 'agent_failure';
+export type LossKind = 'machine_lost' | 'orphaned' | 'agent_failure' | 'handed_back';
 
 /**
  * The job after attempt `doc.attempt` was lost or failed on `doc.machine_id`: back to pending with the epoch moved on
@@ -240,6 +240,30 @@ export const unplaced = () =>
     finished_at: null,
     not_before: null,
   }) satisfies Partial<JobDoc>;
+
+/**
+ * The machine handed the job back because the machine itself cannot run it (executor missing, disk full, executor
+ * backend down, agent draining): back to pending at once with the same attempt (none is spent: the job did nothing
+ * wrong), epoch moved on, and the machine avoided. Pure.
+ */
+export function afterHandBack(doc: JobDoc, reason: string, nowMs: number): JobDoc {
+  const at = new Date(nowMs).toISOString();
+  const lostOn = doc.machine_id;
+  return {
+    ...doc,
+    status: 'pending',
+    epoch: doc.epoch + 1,
+    machine_id: null,
+    avoid_machines: lostOn && !doc.avoid_machines.includes(lostOn) ? [...doc.avoid_machines, lostOn] : doc.avoid_machines,
+    last_failure: { epoch: doc.epoch, kind: 'handed_back', reason, retryable: true, at },
+    error: `handed back by ${lostOn ?? 'its machine'} (attempt ${doc.attempt} not spent): ${reason}`,
+    assigned_at: null,
+    started_at: null,
+    not_before: null,
+    redispatches: doc.redispatches + 1,
+    updated_at: at,
+  };
+}
 
 /** An assigned job nobody claimed in time: re-route it, same attempt, epoch moved on. */
 export function afterClaimTimeout(doc: JobDoc, nowMs: number): JobDoc {

@@ -3,7 +3,7 @@ import { emptyCounters, type MachineView } from '../../../contract/machines.js';
 import { DEFAULT_EXPECTED_JOB_SECONDS } from '../scheduler/index.js';
 import type { CoreDeps } from '../deps.js';
 import { ACTIVE_STATUSES, type JobDoc } from '../jobs/model.js';
-import { isLive, isReceiving, toMachineView, type MachineDoc } from './model.js';
+import { acceptsWork, isLive, isReceiving, toMachineView, type MachineDoc } from './model.js';
 import { listMachineDocs } from './store.js';
 
 interface ActiveRow {
@@ -90,7 +90,7 @@ export async function listPools(deps: CoreDeps): Promise<PoolView[]> {
   const live = new Map<string, MachineDoc>();
   for (const m of machines) {
     const p = pool(m.pool);
-    if (!isLive(m, now, deps.config.machineLivenessSeconds) || m.draining || !isReceiving(m)) continue;
+    if (!isLive(m, now, deps.config.machineLivenessSeconds) || !acceptsWork(m) || !isReceiving(m)) continue;
     live.set(m.machine_id, m);
     p.machines_live++;
     p.slots_total += m.slots;

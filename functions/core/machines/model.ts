@@ -1,6 +1,6 @@
 // The stored shape of a GPU machine (Cosmos `machines`, partition key /machine_id): its registration (pool, slots,
 // token version) and what its last heartbeat said (cache inventory, load, counters).
-import type { Heartbeat, MachineView } from '../../../contract/machines.js';
+import type { CacheKey, Heartbeat, MachineView } from '../../../contract/machines.js';
 
 export interface MachineDoc {
   id: string;
@@ -26,8 +26,33 @@ export interface MachineDoc {
   download_bytes_per_second: number | null;
   /** The jobs the agent said it runs, as of the last heartbeat. */
   running_jobs: { job_id: string; epoch: number }[];
+  /** Drained by an admin (POST /machines/{id}/drain): no new jobs until undrained. Absent on older documents. */
+  admin_drained?: boolean;
+  /** The agent's own report that the machine cannot run jobs (executor missing, disk full, ...). */
+  unhealthy_reason?: string | null;
+  /** SLOTS as the agent last reported it (may differ from registered_slots; the scheduler uses the smaller). */
+  agent_slots?: number | null;
+  /** Admin cache orders not yet delivered in a heartbeat answer. */
+  pending_evict?: CacheKey[];
+  pending_prewarm?: PrewarmOrder[];
+  /** LoRA keys the agent pins (PINNED_LORAS), as last reported. */
+  pinned?: string[];
   _etag?: string;
 }
+
+/** A pre-warm waiting for the next heartbeat answer; the download URL is minted then (it expires). */
+export interface PrewarmOrder {
+  kind: 'user' | 'shared';
+  key: string;
+  size_bytes: number;
+  sha256: string;
+  container: string;
+  blob_name: string;
+}
+
+/** Whether the scheduler may send this machine new work (liveness aside). */
+export const acceptsWork = (m: Pick<MachineDoc, 'draining' | 'admin_drained' | 'unhealthy_reason'>): boolean =>
+  !m.draining && !m.admin_drained && !m.unhealthy_reason;
 
 /** A machine as first registered: no heartbeat yet, nothing cached, nothing running. */
 export function newMachineDoc(req: { machine_id: string; pool: string; slots: number }, at: string): MachineDoc {
@@ -79,5 +104,10 @@ export function toMachineView(m: MachineDoc, nowMs: number, livenessSeconds: num
     cached_shared_loras: m.cached_shared.length,
     cache: m.cache,
     registered_at: m.registered_at,
+    admin_drained: m.admin_drained ?? false,
+    unhealthy_reason: m.unhealthy_reason ?? null,
+    agent_version: m.agent_version,
+    registered_slots: m.registered_slots,
+    agent_slots: m.agent_slots ?? null,
   };
 }

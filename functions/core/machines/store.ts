@@ -6,9 +6,19 @@ import { ApiError, conflict, forbidden, unauthorized } from '../errors.js';
 import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
 import { ensureLedger } from './ledger.js';
-import { newMachineDoc, type MachineDoc } from './model.js';
+import { newMachineDoc, type MachineDoc, type PrewarmOrder } from './model.js';
 import { addMachineDelta, addToRollups, FLEET_SCOPE } from '../metrics/rollups.js';
 import { emptyCounters, type CacheCounters } from '../../../contract/machines.js';
+
+/** How long a pre-warm download URL stays valid. */
+const PREWARM_SAS_MINUTES = 30;
+
+async function prewarmUrls(deps: CoreDeps, orders: PrewarmOrder[]): Promise<NonNullable<HeartbeatResponse['prewarm']>> {
+  const expires = new Date(deps.now() + PREWARM_SAS_MINUTES * 60_000);
+  return Promise.all(
+    orders.map(async (o) => ({ kind: o.kind, key: o.key, size_bytes: o.size_bytes, sha256: o.sha256, download_url: await deps.blobSas.url(o.container, o.blob_name, 'read', expires) })),
+  );
+}
 
 export async function readMachine(machines: Container, machineId: string): Promise<MachineDoc | null> {
   try {
@@ -149,6 +159,12 @@ export async function recordHeartbeat(
     const next: MachineDoc = {
       ...doc,
       slots: Math.min(doc.registered_slots, hb.slots),
+      agent_slots: hb.slots,
+      unhealthy_reason: hb.unhealthy_reason ?? null,
+      pinned: hb.pinned ?? doc.pinned ?? [],
+      // Cache orders go out in this answer: taken off the document in the same CAS.
+      pending_evict: [],
+      pending_prewarm: [],
       last_heartbeat_at: at,
       updated_at: at,
       draining: hb.draining,
@@ -169,7 +185,17 @@ export async function recordHeartbeat(
     }
     await rollupCounterDelta(deps, machineId, doc.cache?.counters, hb.cache.counters);
     const [stop_jobs] = await Promise.all([jobsToStop(deps, machineId, hb.running_jobs), onRecorded?.(doc, next)]);
-    return { ok: true, stop_jobs, ...(await refreshedToken(deps, principal, doc)) };
+    const answer: HeartbeatResponse = { ok: true, stop_jobs, ...(await refreshedToken(deps, principal, doc)) };
+    // The orders as read (`next` has them cleared: they go out in this answer).
+    if (doc.admin_drained) answer.admin_drained = true;
+    if (doc.pending_evict?.length) answer.evict = doc.pending_evict;
+    if (doc.pending_prewarm?.length) answer.prewarm = await prewarmUrls(deps, doc.pending_prewarm);
+    if (hb.slots > next.registered_slots) {
+      answer.warnings = [
+        `SLOTS=${hb.slots} is above this machine's admin limit of ${next.registered_slots}: the scheduler uses ${next.registered_slots}. Lower SLOTS, or raise the limit: lora-router machines register ${machineId} --pool ${next.pool} --slots ${hb.slots}`,
+      ];
+    }
+    return answer;
   }
   throw conflict(`machine ${machineId} is changing too fast; send the next heartbeat`);
 }

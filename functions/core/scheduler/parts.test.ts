@@ -155,12 +155,13 @@ describe('machine filters', () => {
   it('are registered once each, and refuse exactly what their name says', async () => {
     const { MACHINE_FILTERS } = await import('./registry.js');
     const { makeMachine } = await import('../../../testkit/scheduler-inputs.js');
-    expect(MACHINE_FILTERS.map((f) => f.name)).toEqual(['live', 'not-draining', 'receiving']);
+    expect(MACHINE_FILTERS.map((f) => f.name)).toEqual(['live', 'not-draining', 'receiving', 'accepts-work']);
     const verdicts = (m: Parameters<(typeof MACHINE_FILTERS)[number]['accepts']>[0]) => MACHINE_FILTERS.map((f) => f.accepts(m));
-    expect(verdicts(makeMachine('a'))).toEqual([true, true, true]);
-    expect(verdicts(makeMachine('b', { live: false }))).toEqual([false, true, true]);
-    expect(verdicts(makeMachine('c', { draining: true }))).toEqual([true, false, true]);
-    expect(verdicts(makeMachine('d', { receiving: false }))).toEqual([true, true, false]);
-    expect(verdicts(makeMachine('e', { receiving: true }))).toEqual([true, true, true]);
+    expect(verdicts(makeMachine('a'))).toEqual([true, true, true, true]);
+    expect(verdicts(makeMachine('b', { live: false }))).toEqual([false, true, true, true]);
+    expect(verdicts(makeMachine('c', { draining: true }))).toEqual([true, false, true, true]);
+    expect(verdicts(makeMachine('d', { receiving: false }))).toEqual([true, true, false, true]);
+    expect(verdicts(makeMachine('e', { receiving: true }))).toEqual([true, true, true, true]);
+    expect(verdicts(makeMachine('f', { acceptsWork: false }))).toEqual([true, true, true, false]);
   });
 });

@@ -1,7 +1,7 @@
 // One scheduling pass: set aside what cannot be routed, pick the jobs to route in routing order, let the policy choose
 // a machine for each, record the assignments. Pure: no I/O, no clock (time is `input.nowMs`), no randomness.
 //   1. Jobs in backoff (notBeforeMs > nowMs) and jobs of a pool without a machine that passes the machine filters
-//      (filters/: live, not draining, receiving) are set aside.
+//      (filters/: live, not draining, receiving, accepts work) are set aside.
 //   2. Routing order (order.ts). While a pool has a free slot every job gets one, so only the first `free slots` jobs
 //      of each pool are sorted and routed; the rest are out of capacity without being scored ("stop early").
 //   3. Filters: the job's pool, the machine filters (registry.ts), a free slot. Capacity is consumed as the pass assigns (state.ts),

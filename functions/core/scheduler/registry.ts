@@ -1,6 +1,7 @@
 // The affinity policy's scorers, in the order their points are added (and listed in `Assignment.breakdown`), and the
 // machine filters every policy applies. Adding a scorer or a filter: one file under scorers/ or filters/, one line here.
 import type { MachineFilter } from './filters/filter.js';
+import { acceptsWork } from './filters/accepts-work.js';
 import { live } from './filters/live.js';
 import { notDraining } from './filters/not-draining.js';
 import { receiving } from './filters/receiving.js';
@@ -17,4 +18,4 @@ export const SCORERS = [affinity, download, load, hrw, avoid, overload] as const
 export type ScorerWeight = (typeof SCORERS)[number]['weight'];
 
 /** Machines any of these refuse get no work in the pass (whatever the job). */
-export const MACHINE_FILTERS: readonly MachineFilter[] = [live, notDraining, receiving];
+export const MACHINE_FILTERS: readonly MachineFilter[] = [live, notDraining, receiving, acceptsWork];

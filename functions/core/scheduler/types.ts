@@ -41,6 +41,8 @@ export interface MachineState {
   draining: boolean;
   /** False when the agent's heartbeat says it cannot receive dispatches (filters/receiving.ts). Absent = receiving. */
   receiving?: boolean;
+  /** False while an admin drained the machine or its agent reports it unhealthy (filters/accepts-work.ts). Absent = accepts. */
+  acceptsWork?: boolean;
   /** flat_file_ids of the user LoRAs in the machine's cache. */
   cachedUser: ReadonlySet<string>;
   /** File names of the shared LoRAs in the machine's cache. */
@@ -90,7 +92,7 @@ export interface Assignment {
 }
 
 export type UnassignedReason =
-  /** No machine of the job's pool passes the machine filters (live, not draining, receiving). */
+  /** No machine of the job's pool passes the machine filters (live, not draining, receiving, accepts work). */
   | 'no_machine_in_pool'
   /** The pool has machines, but no free slot was left for this job in this pass. */
   | 'no_capacity'

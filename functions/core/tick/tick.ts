@@ -7,7 +7,7 @@ import { mapLimit } from '../map-limit.js';
 import type { CoreDeps } from '../deps.js';
 import { BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
 import { casReplaceJob } from '../jobs/store.js';
-import { isLive, isReceiving, type MachineDoc } from '../machines/model.js';
+import { acceptsWork, isLive, isReceiving, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
@@ -88,6 +88,8 @@ export function toMachineState(
     live: isLive(m, nowMs, livenessSeconds),
     draining: m.draining,
     receiving: isReceiving(m),
+    // Drained by an admin, or unhealthy by the agent's own report: no new work (scheduler/filters/accepts-work.ts).
+    acceptsWork: acceptsWork(m),
     cachedUser: new Set(m.cached_user),
     cachedShared: new Set(m.cached_shared),
     budgetBytes: m.cache?.budget_bytes ?? 0,

@@ -23,7 +23,7 @@ export interface CacheRow {
   in_use: number;
 }
 
-export type EvictionReason = 'lru' | 'ttl';
+export type EvictionReason = 'lru' | 'ttl' | 'admin';
 
 const COUNTER_NAMES = ['hits', 'misses', 'downloads', 'bytes_downloaded', 'evictions', 'thrash'] as const;
 type CounterName = (typeof COUNTER_NAMES)[number];

@@ -321,6 +321,26 @@ export class LoraCache {
     return stale;
   }
 
+  /**
+   * An operator's eviction order: removes these entries unless pinned or held by a job (those are skipped and
+   * returned as `kept`, with the reason).
+   */
+  evictUnused(keys: readonly string[]): { evicted: string[]; kept: { key: string; why: string }[] } {
+    const db = this.requireDb();
+    const entries = new Map(this.budget.entries(db).map((e) => [e.key, e]));
+    const evicted: string[] = [];
+    const kept: { key: string; why: string }[] = [];
+    for (const key of keys) {
+      const e = entries.get(key);
+      if (!e) continue;
+      if (e.pinned) kept.push({ key, why: 'pinned (PINNED_LORAS)' });
+      else if (e.inUse > 0) kept.push({ key, why: 'in use by a running job' });
+      else evicted.push(key);
+    }
+    this.budget.evict(db, evicted, 'admin');
+    return { evicted, kept };
+  }
+
   /** Whether a key is registered (complete and verified). */
   has(key: string): boolean {
     return this.requireDb().get(key) !== undefined;

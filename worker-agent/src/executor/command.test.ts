@@ -87,10 +87,12 @@ describe('CommandExecutor', () => {
     expect(await r.execution.done).toEqual({ status: 'cancelled', reason: 'stop', forced: false });
   });
 
-  it('a program that cannot start is a retryable failure', async () => {
+  it('a program that cannot start is the machine\'s failure (infrastructure), and preflight says why', async () => {
     const ex = new CommandExecutor({ command: join(dir, 'no-such-program'), args: [], cancelGraceMs: 100 });
     const out = await ex.start(job(), { log: () => undefined, progress: () => undefined }).done;
-    expect(out).toMatchObject({ status: 'failed', retryable: true });
+    expect(out).toMatchObject({ status: 'failed', retryable: true, infrastructure: true });
+    expect(ex.preflight()).toMatch(/no-such-program does not exist/);
+    expect(new CommandExecutor({ command: 'node', args: [], cancelGraceMs: 100 }).preflight()).toBeNull();
   });
 
   it('drops secret-looking variables and parses progress lines', () => {

@@ -14,8 +14,8 @@
 //   - write `$LORA_ROUTER_OUTPUT_DIR/result.json` (≤ 1 MiB of JSON) and exit 0: succeeded with that result.
 // Exit codes: 0 → succeeded; 75 (EX_TEMPFAIL) → failed, retryable (another attempt may succeed); any other → failed,
 // not retryable (the job's own failure), reason = exit code + the tail of stderr. Killed by a signal the agent did not
-// send (OOM killer, GPU fault) → failed, retryable. Could not start the program → failed, retryable (this machine is
-// misconfigured; another may not be).
+// send (OOM killer, GPU fault) → failed, retryable. Could not start the program → failed, `infrastructure` (this
+// machine is misconfigured: the job is handed back without spending an attempt and the machine reports unhealthy).
 // Cancel: SIGTERM to the whole process group, SIGKILL after CANCEL_GRACE_SECONDS. When the main process exits, whatever
 // it left running in its group is killed too, so nothing outlives a job on the GPU.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +23,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from '../logger.js';
+import { resolveExecutable } from './preflight.js';
 import { MAX_LINE_CHARS, type Execution, type ExecutionOutcome, type ExecutionSink, type Executor, type ExecutorJob } from './types.js';
 
 export const EX_TEMPFAIL = 75;
@@ -144,6 +145,11 @@ export class CommandExecutor implements Executor {
   readonly kind = 'command';
   constructor(private readonly opts: CommandExecutorOptions) {}
 
+  preflight(): string | null {
+    const r = resolveExecutable(this.opts.command, this.opts.baseEnv ?? process.env);
+    return r.ok ? null : r.problem;
+  }
+
   start(job: ExecutorJob, sink: ExecutionSink): Execution {
     const log = this.opts.log;
     let cancelReason: string | undefined;
@@ -178,7 +184,8 @@ export class CommandExecutor implements Executor {
       };
       child = spawn(this.opts.command, this.opts.args, { cwd: job.runDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
-      settle({ status: 'failed', retryable: true, reason: `cannot start ${this.opts.command}: ${(err as Error).message}` });
+      // Writing the job file or spawning failed: the machine's trouble (disk full, program gone), not the job's.
+      settle({ status: 'failed', retryable: true, infrastructure: true, reason: `cannot start ${this.opts.command}: ${(err as Error).message}` });
       return { done, cancel: () => undefined };
     }
     const proc = child;
@@ -202,7 +209,7 @@ export class CommandExecutor implements Executor {
     proc.once('error', (e) => {
       spawnError = e;
       if (!proc.pid) {
-        settle({ status: 'failed', retryable: true, reason: `cannot start ${this.opts.command}: ${e.message}` });
+        settle({ status: 'failed', retryable: true, infrastructure: true, reason: `cannot start ${this.opts.command}: ${e.message}` });
       }
     });
     proc.once('exit', (code, signal) => {

@@ -6,6 +6,8 @@ import type { Execution, ExecutionOutcome, ExecutionSink, Executor, ExecutorJob 
 export function withRunTimeLimit(inner: Executor, maxRunMs: number): Executor {
   return {
     kind: inner.kind,
+    // The machine-health check (executor missing, backend down) is the inner executor's.
+    ...(inner.preflight ? { preflight: () => inner.preflight!() } : {}),
     start(job: ExecutorJob, sink: ExecutionSink): Execution {
       const execution = inner.start(job, sink);
       let timedOut = false;

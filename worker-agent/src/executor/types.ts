@@ -43,7 +43,18 @@ export type ExecutionOutcome =
    * retryable: whether another attempt (possibly on another machine) could succeed. false for the job's own
    * failure (non-zero exit); true for trouble around it (could not start the program, killed by a signal).
    */
-  | { status: 'failed'; reason: string; retryable: boolean; exitCode?: number | null; signal?: string | null }
+  | {
+      status: 'failed';
+      reason: string;
+      retryable: boolean;
+      exitCode?: number | null;
+      signal?: string | null;
+      /**
+       * The machine, not the job, failed (the program is missing, the disk is full, the executor's backend is down):
+       * the job is handed back without spending an attempt and the machine reports itself unhealthy.
+       */
+      infrastructure?: boolean;
+    }
   /** Stopped because cancel() was called; `reason` is what cancel() was given. */
   | { status: 'cancelled'; reason: string; forced: boolean };
 
@@ -57,6 +68,8 @@ export interface Execution {
 export interface Executor {
   readonly kind: string;
   start(job: ExecutorJob, sink: ExecutionSink): Execution;
+  /** Why this executor cannot run jobs right now (program missing, backend down), or null when it can. Cheap. */
+  preflight?(): string | null;
 }
 
 /** Lines longer than this are cut (the events API accepts up to 8192 characters per line). */
