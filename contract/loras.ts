@@ -1,5 +1,6 @@
 // LoRA library bodies (ADR-010 Part 1). snake_case on the wire.
 import { loraIdSchema, sha256HexSchema, sharedFilenameSchema } from './ids.js';
+import { USER_LORA_PAGE_MAX } from './loras-paging.js';
 import { z } from './zod.js';
 
 export const MAX_DIRECT_UPLOAD_BYTES = 100 * 1024 * 1024; // Functions cap HTTP bodies at 100 MB.
@@ -58,7 +59,26 @@ export const directUploadResponseSchema = z
   .openapi('DirectUploadResponse');
 export type DirectUploadResponse = z.infer<typeof directUploadResponseSchema>;
 
-export const userLoraListSchema = z.object({ loras: z.array(userLoraSchema) }).openapi('UserLoraList');
+/** GET /api/user-loras pages: `limit` per page (default and bounds below), `continuation` from the previous page. */
+export const USER_LORA_PAGE_DEFAULT = 100;
+export { USER_LORA_PAGE_MAX };
+/** Opaque to clients (base64url); the server checks its shape and answers 400 for anything it did not issue. */
+export const loraContinuationSchema = z.string().regex(/^[A-Za-z0-9_-]{1,8192}$/, 'must be the continuation value of a previous page');
+
+export const userLoraListQuerySchema = z.object({
+  limit: z.number().int().min(1).max(USER_LORA_PAGE_MAX).optional(),
+  continuation: loraContinuationSchema.optional(),
+});
+
+export const userLoraListSchema = z
+  .object({
+    loras: z.array(userLoraSchema),
+    /** Pass as ?continuation= for the next page; null on the last page. A page may hold fewer than `limit` entries. */
+    continuation: z.string().nullable(),
+  })
+  .openapi('UserLoraList');
+export type UserLoraList = z.infer<typeof userLoraListSchema>;
+
 
 export const createSharedUploadRequestSchema = z
   .object({ filename: sharedFilenameSchema, size_bytes: z.number().int().positive().max(MAX_LORA_BYTES) })

@@ -21,7 +21,9 @@ import {
   type SharedDirectUploadResponse,
   type SharedLora,
   type UserLora,
+  type UserLoraList,
 } from '../../contract/loras.js';
+import { allUserLoras } from '../../contract/loras-paging.js';
 import { ApiRequestError, type ApiClient } from '../../api-client/index.js';
 import type { CliContext } from '../index.js';
 
@@ -232,7 +234,8 @@ export function register(program: Command, ctx: CliContext): void {
         for (const l of loras) rows.push([l.filename, l.status, mib(l.size_bytes), (l.sha256 ?? '').slice(0, 12), l.reject_reason ?? '']);
         return void process.stdout.write(`${table(rows)}\n`);
       }
-      const { loras } = await ctx.api().get<{ loras: UserLora[] }>('user-loras');
+      const api = ctx.api();
+      const loras = await allUserLoras((path) => api.get<UserLoraList>(path));
       if (opts.json) return void process.stdout.write(`${JSON.stringify(loras, null, 2)}\n`);
       if (loras.length === 0) return void process.stdout.write('no LoRAs yet: lora-router upload <file.safetensors>\n');
       const rows = [['ID', 'NAME', 'STATUS', 'SIZE', 'SHA256', 'CREATED', 'NOTE']];

@@ -127,7 +127,9 @@ export async function ensureLocalResources(clients: AzureClients): Promise<void>
   }
   const { database } = await clients.cosmosClient.databases.createIfNotExists({ id: cfg.cosmosDatabase });
   for (const [id, path] of Object.entries(COSMOS_CONTAINERS)) {
-    await database.containers.createIfNotExists({ id, partitionKey: { paths: [path] } });
+    // As in infra/app/cosmos.bicep: -1 turns per-item ttl on (expiring nothing by itself), `events` expire after 7
+    // days. cosmosdb-server stores but does not enforce either (see functions/core/loras/retention.ts).
+    await database.containers.createIfNotExists({ id, partitionKey: { paths: [path] }, defaultTtl: id === 'events' ? 604800 : -1 });
   }
 }
 

@@ -63,6 +63,9 @@ export const SETTINGS = {
   userMaxLoraBytes: 'USER_MAX_LORA_BYTES',
   uploadSessionMinutes: 'UPLOAD_SESSION_MINUTES',
   downloadSasMinutes: 'DOWNLOAD_SAS_MINUTES',
+  downloadSasMinMinutes: 'DOWNLOAD_SAS_MIN_MINUTES',
+  downloadSasMinMiBps: 'DOWNLOAD_SAS_MIN_MIBPS',
+  rejectedLoraRetentionHours: 'REJECTED_LORA_RETENTION_HOURS',
   // Job outputs.
   outputMaxFiles: 'OUTPUT_MAX_FILES',
   outputMaxBytes: 'OUTPUT_MAX_BYTES',
@@ -118,7 +121,15 @@ const baseSchema = z.object({
   userMaxLoras: intSetting(1, 100_000).default(10),
   userMaxLoraBytes: intSetting(1, 2 ** 50).default(10 * GB),
   uploadSessionMinutes: intSetting(1, 24 * 60).default(60),
-  downloadSasMinutes: intSetting(1, 24 * 60).default(60),
+  /**
+   * LoRA read URLs (claim and refresh) live DOWNLOAD_SAS_MIN_MINUTES plus the file's size at DOWNLOAD_SAS_MIN_MIBPS,
+   * capped at DOWNLOAD_SAS_MINUTES: a cancelled or re-assigned job's URLs die soon; a slow download asks for a fresh one.
+   */
+  downloadSasMinutes: intSetting(1, 24 * 60).default(30),
+  downloadSasMinMinutes: intSetting(1, 24 * 60).default(5),
+  downloadSasMinMiBps: intSetting(1, 100_000).default(10),
+  /** Rejected LoRA records (and abandoned upload sessions) are kept this long for their reject_reason, then expire. */
+  rejectedLoraRetentionHours: intSetting(1, 24 * 365).default(24),
   outputMaxFiles: intSetting(1, 1000).default(32),
   outputMaxBytes: intSetting(1, 2 ** 40).default(512 * 1024 ** 2),
   /** Keep in step with the lifecycle rule in infra/app/storage.bicep (outputRetentionDays), which deletes the blobs. */

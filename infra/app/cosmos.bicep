@@ -47,6 +47,8 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-05-15
 }
 
 // Partition keys are part of the data model (functions/core): changing one means a new container and a migration.
+// defaultTtl -1 turns per-item ttl on without expiring anything by itself: in `loras`, rejected records and abandoned
+// upload sessions carry their own ttl (functions/core/loras/retention.ts); jobs and machines set none.
 var containers = [
   {
     name: 'loras'
@@ -76,6 +78,7 @@ resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/conta
           ]
           kind: 'Hash'
         }
+        defaultTtl: -1
       }
     }
   }

@@ -1,12 +1,13 @@
 // Reading and deleting LoRAs through the API. Every lookup is scoped to the caller's partition, so another tenant's
 // LoRA (or a made-up id) is the same 404; shared LoRAs live in their own partition and are keyed by filename.
 import { loraIdSchema, sharedFilenameSchema } from '../../../contract/ids.js';
-import type { SharedLora, UserLora } from '../../../contract/loras.js';
-import { notFound } from '../errors.js';
+import { loraContinuationSchema, USER_LORA_PAGE_DEFAULT, USER_LORA_PAGE_MAX, type SharedLora, type UserLora, type UserLoraList } from '../../../contract/loras.js';
+import { badRequest, notFound } from '../errors.js';
+import { intQuery } from '../http.js';
 import { deleteBlobIfExists } from './blob-io.js';
 import type { LoraDeps } from './deps.js';
 import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from './records.js';
-import { deleteLora, listLoras, readLora } from './store.js';
+import { deleteLora, listLoras, listLorasPage, readLora } from './store.js';
 
 /** What user and shared LoRA views share (the contract's record shape); only the naming differs. */
 const recordView = (doc: LoraDoc) => ({
@@ -43,7 +44,38 @@ export async function getSharedLora(deps: LoraDeps, filename: string | undefined
   return doc;
 }
 
-export const listUserLoras = (deps: LoraDeps, tenantId: string): Promise<LoraDoc[]> => listLoras(deps, tenantId, 'user');
+
+const badContinuation = () => badRequest('continuation must be the `continuation` value of a previous page of GET /api/user-loras, unchanged');
+
+/** Our continuation wraps the Cosmos token (opaque JSON) in base64url so it is URL-safe and its shape can be checked. */
+const encodeContinuation = (cosmosToken: string): string => Buffer.from(JSON.stringify({ v: 1, c: cosmosToken })).toString('base64url');
+
+function decodeContinuation(raw: string): string {
+  if (!loraContinuationSchema.safeParse(raw).success) throw badContinuation();
+  try {
+    const parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as { v?: unknown; c?: unknown };
+    if (parsed.v === 1 && typeof parsed.c === 'string' && parsed.c.length > 0) return parsed.c;
+  } catch {
+    // falls through to the 400
+  }
+  throw badContinuation();
+}
+
+/** GET /api/user-loras?limit=&continuation=: one page of the caller's LoRAs, newest first; 400 for bad paging values. */
+export async function listUserLorasPage(deps: LoraDeps, tenantId: string, query: URLSearchParams): Promise<UserLoraList> {
+  const limit = intQuery(query, 'limit', USER_LORA_PAGE_DEFAULT, 1, USER_LORA_PAGE_MAX);
+  const raw = query.get('continuation');
+  const continuation = raw === null ? undefined : decodeContinuation(raw);
+  let page;
+  try {
+    page = await listLorasPage(deps, tenantId, 'user', { limit, continuation });
+  } catch (err) {
+    // Cosmos refuses a token it did not issue (or one for another query) with 400.
+    if (continuation !== undefined && (err as { code?: unknown }).code === 400) throw badContinuation();
+    throw err;
+  }
+  return { loras: page.docs.map(toUserLoraView), continuation: page.continuation ? encodeContinuation(page.continuation) : null };
+}
 export const listSharedLoras = (deps: LoraDeps): Promise<LoraDoc[]> => listLoras(deps, SHARED_OWNER, 'shared');
 
 /**

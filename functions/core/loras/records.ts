@@ -33,6 +33,10 @@ export interface LoraDoc {
   upload_flow?: 'direct' | 'sas';
   /** Machine-readable reason when rejected: a safetensors validation code, 'quota_exceeded', 'too_large' or 'replaced'. */
   reject_code?: string | null;
+  /** Cosmos per-item time to live in seconds (rejected records and upload sessions only; see retention.ts). */
+  ttl?: number;
+  /** When `ttl` runs out (ISO): lets reads and the local emulator, which does not expire items, agree with Cosmos. */
+  retain_until?: string;
   _etag?: string;
 }
 

@@ -3,6 +3,7 @@
 import type { LoraDeps } from './deps.js';
 import { isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { LoraDoc } from './records.js';
+import { isExpired, withRetention } from './retention.js';
 
 /** Cosmos system properties we never write back. */
 function stripSystem(doc: LoraDoc): LoraDoc {
@@ -14,7 +15,7 @@ function stripSystem(doc: LoraDoc): LoraDoc {
 export async function readLora(deps: LoraDeps, id: string, owner: string): Promise<LoraDoc | null> {
   try {
     const { resource } = await deps.loras.item(id, owner).read<LoraDoc>();
-    return resource && resource.owner_id === owner ? resource : null;
+    return resource && resource.owner_id === owner && !isExpired(resource, deps.now()) ? resource : null;
   } catch (err) {
     if (isNotFound(err)) return null;
     throw err;
@@ -24,7 +25,7 @@ export async function readLora(deps: LoraDeps, id: string, owner: string): Promi
 /** Creates a record; returns null when one with this id already exists in the partition. */
 export async function createLora(deps: LoraDeps, doc: LoraDoc): Promise<LoraDoc | null> {
   try {
-    const { resource } = await deps.loras.items.create<LoraDoc>(stripSystem(doc));
+    const { resource } = await deps.loras.items.create<LoraDoc>(stripSystem(withRetention(doc, deps.config, deps.now())));
     return resource as LoraDoc;
   } catch (err) {
     if ((err as { code?: unknown }).code === 409) return null;
@@ -41,7 +42,7 @@ export async function casLora(deps: LoraDeps, current: LoraDoc, next: LoraDoc): 
   try {
     const { resource } = await deps.loras
       .item(current.id, current.owner_id)
-      .replace<LoraDoc>(stripSystem(next), { accessCondition: { type: 'IfMatch', condition: current._etag } });
+      .replace<LoraDoc>(stripSystem(withRetention(next, deps.config, deps.now())), { accessCondition: { type: 'IfMatch', condition: current._etag } });
     return resource ?? null;
   } catch (err) {
     if (isPreconditionFailed(err) || isNotFound(err)) return null;
@@ -62,21 +63,50 @@ export async function deleteLora(deps: LoraDeps, doc: Pick<LoraDoc, 'id' | 'owne
   }
 }
 
-/** All records of one owner and kind, newest first. The owner filter is in WHERE (the emulator ignores partitionKey). */
-export async function listLoras(deps: LoraDeps, owner: string, kind: LoraDoc['kind']): Promise<LoraDoc[]> {
-  const { resources } = await deps.loras.items
+/** Records still within their retention: the same condition as isExpired, for queries. */
+const NOT_EXPIRED = '(NOT IS_DEFINED(c.retain_until) OR IS_NULL(c.retain_until) OR c.retain_until > @now)';
+
+export interface LoraPage {
+  docs: LoraDoc[];
+  /** The Cosmos continuation token for the next page; undefined on the last. */
+  continuation?: string;
+}
+
+/**
+ * One page of an owner's records of one kind, newest first, leaving out expired ones. The owner filter is in WHERE
+ * (the emulator ignores partitionKey). A page may hold fewer than `limit` records even when more follow.
+ */
+export async function listLorasPage(
+  deps: LoraDeps,
+  owner: string,
+  kind: LoraDoc['kind'],
+  page: { limit: number; continuation?: string },
+): Promise<LoraPage> {
+  const res = await deps.loras.items
     .query<LoraDoc>(
       {
-        query: 'SELECT * FROM c WHERE c.owner_id = @owner AND c.kind = @kind',
+        query: `SELECT * FROM c WHERE c.owner_id = @owner AND c.kind = @kind AND ${NOT_EXPIRED} ORDER BY c.created_at DESC`,
         parameters: [
           { name: '@owner', value: owner },
           { name: '@kind', value: kind },
+          { name: '@now', value: new Date(deps.now()).toISOString() },
         ],
       },
-      { partitionKey: owner },
+      { partitionKey: owner, maxItemCount: page.limit, continuationToken: page.continuation },
     )
-    .fetchAll();
-  return resources
-    .filter((d) => d.owner_id === owner)
-    .sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : a.id < b.id ? 1 : -1));
+    .fetchNext();
+  const docs = res.resources.filter((d) => d.owner_id === owner && !isExpired(d, deps.now()));
+  return { docs, continuation: res.hasMoreResults && res.continuationToken ? res.continuationToken : undefined };
+}
+
+/** All records of one owner and kind, newest first (every page). */
+export async function listLoras(deps: LoraDeps, owner: string, kind: LoraDoc['kind']): Promise<LoraDoc[]> {
+  const out: LoraDoc[] = [];
+  let continuation: string | undefined;
+  do {
+    const page = await listLorasPage(deps, owner, kind, { limit: 1000, continuation });
+    out.push(...page.docs);
+    continuation = page.continuation;
+  } while (continuation);
+  return out;
 }

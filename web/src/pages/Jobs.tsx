@@ -1,7 +1,8 @@
 // My jobs: submit one (pick LoRAs, optional payload) and the list of recent jobs, each linking to its live page.
 import { useEffect, useState } from 'preact/hooks';
 import type { JobView, LoraRequirement } from '../../../contract/jobs.js';
-import type { SharedLora, UserLora } from '../../../contract/loras.js';
+import { allUserLoras } from '../../../contract/loras-paging.js';
+import type { SharedLora, UserLora, UserLoraList } from '../../../contract/loras.js';
 import type { Api } from '../api.js';
 import { Badge, ErrorNote, usePoll } from '../components.js';
 import { ago, isTerminalJob, JOB_STATUS_WORDS } from '../format.js';
@@ -33,7 +34,7 @@ export function JobsPage({ api }: { api: Api }) {
   };
   useEffect(() => {
     void refresh();
-    Promise.all([api.get<{ loras: UserLora[] }>('user-loras'), api.get<{ loras: SharedLora[] }>('shared-loras')])
+    Promise.all([allUserLoras((path) => api.get<UserLoraList>(path)).then((loras) => ({ loras })), api.get<{ loras: SharedLora[] }>('shared-loras')])
       .then(([m, s]) => {
         setMine(m.loras.filter((l) => l.status === 'ready'));
         setShared(s.loras.filter((l) => l.status === 'ready'));

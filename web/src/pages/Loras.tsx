@@ -1,6 +1,7 @@
 // My LoRAs: drag-and-drop (or pick) .safetensors files, watch them upload and get checked, see quota, delete.
 import { useEffect, useState } from 'preact/hooks';
-import type { SharedLora, UserLora } from '../../../contract/loras.js';
+import { allUserLoras } from '../../../contract/loras-paging.js';
+import type { SharedLora, UserLora, UserLoraList } from '../../../contract/loras.js';
 import type { Me } from '../../../contract/me.js';
 import type { Api } from '../api.js';
 import { Badge, ConfirmDialog, ErrorNote, Meter, usePoll } from '../components.js';
@@ -27,7 +28,7 @@ export function LorasPage({ api, me, onQuotaChange }: { api: Api; me: Me; onQuot
 
   const refresh = async () => {
     try {
-      const [mine, sys] = await Promise.all([api.get<{ loras: UserLora[] }>('user-loras'), api.get<{ loras: SharedLora[] }>('shared-loras')]);
+      const [mine, sys] = await Promise.all([allUserLoras((path) => api.get<UserLoraList>(path)).then((loras) => ({ loras })), api.get<{ loras: SharedLora[] }>('shared-loras')]);
       setLoras(mine.loras);
       setShared(sys.loras);
     } catch (err) {
