@@ -55,6 +55,16 @@ export async function runIntakeLoad(o: IntakeLoadOptions): Promise<IntakeLoadRep
   const latencies: number[] = [];
   const created = new Set<string>();
 
+  // Intake refuses a pool no machine was ever registered in (422 unknown_pool): register one (timers are off in the
+  // bench and the test, so nothing is placed on it and jobs stay pending for the quota to bite).
+  const adminToken = await issueDevToken(o.devSecret, `load-admin-${run}`, 'admin');
+  const reg = await fetch(`${o.apiUrl}/machines`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ machine_id: `load-${run}`, pool: 'load', slots: 1 }),
+  });
+  if (!reg.ok) throw new Error(`registering a machine in pool load: HTTP ${reg.status} ${await reg.text()}`);
+
   async function send(tenant: number, key: string): Promise<string | null> {
     const t0 = performance.now();
     r.requests++;
