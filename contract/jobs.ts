@@ -105,10 +105,31 @@ export const claimResponseSchema = z
     service_required: z.string(),
     payload: z.record(z.string(), z.unknown()),
     loras: z.array(claimedLoraSchema),
+    /**
+     * When the first of the download URLs expires. Each lives a few minutes plus its file's size at a minimum rate
+     * (DOWNLOAD_SAS_* settings); a download that outlasts its URL gets a fresh one from POST /jobs/{id}/download-url.
+     */
     download_url_expires_at: z.string(),
   })
   .openapi('ClaimResponse');
 export type ClaimResponse = z.infer<typeof claimResponseSchema>;
+
+/** POST /api/jobs/{id}/download-url: a fresh read URL for one LoRA of a job this machine holds (claimed, current epoch). */
+export const downloadUrlRequestSchema = z
+  .object({
+    machine_id: machineIdSchema,
+    epoch: z.number().int().positive(),
+    /** The claimed LoRA's key (flat_file_id or shared filename). */
+    key: z.string().min(1).max(300),
+  })
+  .strict()
+  .openapi('DownloadUrlRequest');
+export type DownloadUrlRequest = z.infer<typeof downloadUrlRequestSchema>;
+
+export const downloadUrlResponseSchema = z
+  .object({ key: z.string(), download_url: z.string().url(), download_url_expires_at: z.string() })
+  .openapi('DownloadUrlResponse');
+export type DownloadUrlResponse = z.infer<typeof downloadUrlResponseSchema>;
 
 const cacheOutcomeSchema = z.object({
   hit_loras: z.array(z.string()),

@@ -6,10 +6,9 @@
 import type { ClaimRequest, ClaimResponse, JobEventInput, JobEventResponse } from '../../../contract/jobs.js';
 import type { Principal } from '../auth.js';
 import { conflict, notFound } from '../errors.js';
-import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from '../loras/records.js';
 import { authorizeMachine } from '../machines/store.js';
-import { isNotFound } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
+import { issueDownloadUrl, readReadyLora } from './download-urls.js';
 import { appendEvent } from './events.js';
 import { afterHandBack, afterLostAttempt, type JobDoc } from './model.js';
 import { findJobById, updateJob } from './store.js';
@@ -38,17 +37,6 @@ export function fenceClaim(job: JobDoc, req: ClaimRequest): void {
   if (job.status !== 'assigned') throw conflict(`cannot claim: ${describeHolder(job)}`, { status: job.status, epoch: job.epoch });
 }
 
-async function readLoraDoc(deps: CoreDeps, job: JobDoc, l: JobDoc['loras'][number]): Promise<LoraDoc | null> {
-  const [id, owner] = l.kind === 'user' ? [l.key, job.tenant_id] : [sharedLoraDocId(l.key), SHARED_OWNER];
-  try {
-    const { resource } = await deps.loras.item(id, owner).read<LoraDoc>();
-    return resource && resource.status === 'ready' ? resource : null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-}
-
 export async function claimJob(deps: CoreDeps, principal: Principal, jobId: string, req: ClaimRequest): Promise<ClaimResponse> {
   await authorizeMachine(deps, principal, req.machine_id);
   const job = await findJobById(deps.jobs, jobId);
@@ -70,7 +58,7 @@ async function acceptClaim(deps: CoreDeps, job: JobDoc, req: ClaimRequest): Prom
   fenceClaim(job, req);
 
   // Resolve the files before the transition: a job whose LoRA has gone since intake never becomes running.
-  const docs = await Promise.all(job.loras.map((l) => readLoraDoc(deps, job, l)));
+  const docs = await Promise.all(job.loras.map((l) => readReadyLora(deps, job, l)));
   const gone = job.loras.filter((_, i) => !docs[i]).map((l) => l.key);
   if (gone.length > 0) {
     const reason = `required LoRA(s) no longer available: ${gone.join(', ')}`;
@@ -80,8 +68,9 @@ async function acceptClaim(deps: CoreDeps, job: JobDoc, req: ClaimRequest): Prom
     });
     throw conflict(`cannot run job ${jobId}: ${reason}; the job has failed`);
   }
-  const expires = new Date(deps.now() + deps.config.downloadSasMinutes * 60_000);
-  const urls = await Promise.all(docs.map((d) => deps.blobSas.url(d!.container, d!.blob_name, 'read', expires)));
+  const urls = await Promise.all(docs.map((d) => issueDownloadUrl(deps, d!)));
+  // The first URL to expire (without LoRAs there is none; the floor is what one would have had).
+  const expires = urls.length ? Math.min(...urls.map((u) => u.expiresAt.getTime())) : deps.now() + deps.config.downloadSasMinMinutes * 60_000;
 
   const { doc } = await updateJob(deps.jobs, job, (d) => {
     fenceClaim(d, req);
@@ -99,9 +88,9 @@ async function acceptClaim(deps: CoreDeps, job: JobDoc, req: ClaimRequest): Prom
       key: l.key,
       size_bytes: docs[i]!.size_bytes,
       sha256: docs[i]!.sha256 ?? '',
-      download_url: urls[i]!,
+      download_url: urls[i]!.url,
     })),
-    download_url_expires_at: expires.toISOString(),
+    download_url_expires_at: new Date(expires).toISOString(),
   };
 }
 

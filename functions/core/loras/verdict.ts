@@ -25,10 +25,11 @@ export type Verdict =
     };
 
 /**
- * Size limit, the safetensors structure (ranged reads of the header only), the declared size (large-file flow), the
- * owner's quota at the real size, then
- * sha256 (given when the caller hashed while uploading, else one streaming GET). Throws BlobChangedError when the blob
- * is replaced or deleted under it, and storage errors as they are (never reported to the user as a bad file).
+ * Everything that needs only the blob's size comes first, from its properties, before any byte is read: the per-file
+ * limit, the owner's byte quota at the real size (an upload SAS cannot bound what is written), the declared size
+ * (large-file flow). Then the safetensors structure (ranged reads of the header only), then sha256 (given when the
+ * caller hashed while uploading, else one streaming GET). Throws BlobChangedError when the blob is replaced or
+ * deleted under it, and storage errors as they are (never reported to the user as a bad file).
  */
 export async function judgeBlob(
   deps: LoraDeps,
@@ -47,8 +48,10 @@ export async function judgeBlob(
       reason: `the file is ${formatBytes(size)}, above the ${formatBytes(MAX_LORA_BYTES)} limit for one LoRA`,
     };
   }
-  const result = await validateSafetensors(blobRangeSource(blob, state), { maxHeaderBytes: VALIDATION_MAX_HEADER_BYTES });
-  if (!result.ok) return { ok: false, code: result.code, error: 'invalid_lora', size, reason: result.reason };
+  if (doc.kind === 'user') {
+    const quota = await checkUserQuota(deps, doc.owner_id, size, doc.id);
+    if (quota) return { ok: false, code: 'quota_exceeded', error: 'quota_exceeded', size, reason: quota.message, details: quota.details };
+  }
   if (doc.upload_flow === 'sas' && doc.status !== 'ready' && doc.size_bytes !== size) {
     // The large-file flow declares the size up front (quota is held on it): a different size means a broken upload.
     return {
@@ -59,10 +62,8 @@ export async function judgeBlob(
       reason: `size mismatch: the upload was started for ${doc.size_bytes} bytes but the stored file has ${size} bytes; upload it again with the right size_bytes`,
     };
   }
-  if (doc.kind === 'user') {
-    const quota = await checkUserQuota(deps, doc.owner_id, size, doc.id);
-    if (quota) return { ok: false, code: 'quota_exceeded', error: 'quota_exceeded', size, reason: quota.message, details: quota.details };
-  }
+  const result = await validateSafetensors(blobRangeSource(blob, state), { maxHeaderBytes: VALIDATION_MAX_HEADER_BYTES });
+  if (!result.ok) return { ok: false, code: result.code, error: 'invalid_lora', size, reason: result.reason };
   const hashed = streamed ?? (await hashBlob(blob, state));
   if (hashed.bytes !== size) throw new BlobChangedError(blob.name);
   return { ok: true, sha256: hashed.sha256, size, etag: state.etag };
