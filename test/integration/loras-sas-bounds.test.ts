@@ -16,6 +16,14 @@ import { startTestHost, type TestHost } from '../support/stack.js';
 import { errorOf, runTimer, seedLora, suffix, TestMachine } from './jobs.fixtures.js';
 import { blobNames, uploadViaSas, waitSettled } from './loras.fixtures.js';
 import { BlockBlobClient } from '@azure/storage-blob';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { freshDownloadUrl, HttpControlPlane } from '../../worker-agent/src/api.js';
+import { downloadVerified } from '../../worker-agent/src/download/download.js';
+
+const silentLog = pino({ level: 'silent' });
 
 const MIB = 1024 * 1024;
 const QUOTA_BYTES = 4 * MIB;
@@ -113,6 +121,50 @@ describe('download URLs are short and bound to the claim', () => {
     // Cancelled: the machine gets no more URLs.
     await user.delete(`jobs/${id}`);
     expect(await errorOf(await refresh(m, id, { key: small }))).toMatchObject({ status: 409, message: expect.stringMatching(/cancelled/) });
+  });
+
+  it('the agent downloader, given an expired URL (403 from Azurite), gets a fresh one through the API and finishes', async () => {
+    const { id, spec } = await claimedJob([small]);
+    const lora = spec.loras[0]!;
+    const doc = (await readLora(loraDepsFromClients(t.clients), small, 'dl-owner'))!;
+    const expired = await t.clients.blobSas.url(doc.container, doc.blob_name, 'read', new Date(Date.now() - 60_000));
+    expect((await fetch(expired)).status).toBe(403);
+    const api = new HttpControlPlane({ baseUrl: t.apiUrl, token: m.token, machineId: m.id, log: silentLog });
+    const dir = mkdtempSync(join(tmpdir(), 'dl-refresh-'));
+    let refreshed = 0;
+    try {
+      const result = await downloadVerified({
+        url: expired,
+        dest: join(dir, 'lora.safetensors'),
+        partialPath: join(dir, 'lora.partial'),
+        expectedSize: lora.size_bytes,
+        expectedSha256: lora.sha256,
+        minRetryDelayMs: 10,
+        refreshUrl: () => {
+          refreshed += 1;
+          return freshDownloadUrl(api, id, 1, small, AbortSignal.timeout(30_000));
+        },
+      });
+      expect(result.bytesTransferred).toBe(content.length);
+      expect(readFileSync(join(dir, 'lora.safetensors')).equals(content)).toBe(true);
+      expect(refreshed).toBe(1);
+
+      // Once the job is cancelled the refresh is refused and the download ends with that reason.
+      await user.delete(`jobs/${id}`);
+      await expect(
+        downloadVerified({
+          url: expired,
+          dest: join(dir, 'again.safetensors'),
+          partialPath: join(dir, 'again.partial'),
+          expectedSize: lora.size_bytes,
+          expectedSha256: lora.sha256,
+          minRetryDelayMs: 10,
+          refreshUrl: () => freshDownloadUrl(api, id, 1, small, AbortSignal.timeout(30_000)),
+        }),
+      ).rejects.toThrow(/no fresh download URL.*cancelled/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a job that is assigned but not claimed yet gets no URL (409)', async () => {

@@ -7,8 +7,10 @@ import pRetry, { AbortError as RetryAbort } from 'p-retry';
 import { ApiClient, ApiRequestError } from '../../api-client/index.js';
 import {
   claimResponseSchema,
+  downloadUrlResponseSchema,
   jobEventResponseSchema,
   type ClaimResponse,
+  type DownloadUrlResponse,
   type JobEventInput,
   type JobEventResponse,
 } from '../../contract/jobs.js';
@@ -43,8 +45,19 @@ export interface ControlPlaneApi {
   heartbeat(hb: Heartbeat, policy: RetryPolicy): Promise<Answer<HeartbeatResponse>>;
   /** Swaps the machine token (optional: fakes in tests need not). */
   setToken?(token: string): void;
+  /** A fresh read URL for one LoRA of the job this machine runs at `epoch` (409: the attempt moved on). */
+  downloadUrl?(jobId: string, epoch: number, key: string, policy: RetryPolicy): Promise<Answer<DownloadUrlResponse>>;
   /** Write-only upload URLs for this attempt's output files (409: the attempt moved on; 413: over the limits). */
   outputUploads(jobId: string, body: OutputUploadRequest, policy: RetryPolicy): Promise<Answer<OutputUploadResponse>>;
+}
+
+/** A download outlasted its short-lived URL: a fresh one, given only while this machine holds the attempt. */
+export async function freshDownloadUrl(api: ControlPlaneApi, jobId: string, epoch: number, key: string, signal: AbortSignal): Promise<string> {
+  if (!api.downloadUrl) throw new Error('download URL expired and this control plane client cannot refresh it');
+  const answer = await api.downloadUrl(jobId, epoch, key, { retries: 4, maxDelayMs: 5_000, signal });
+  if (answer instanceof Error) throw answer;
+  if (!answer.ok) throw new Error(`no fresh download URL for ${key}: ${answer.message}`);
+  return answer.value.download_url;
 }
 
 export const isRetryableStatus = (status: number): boolean => status >= 500 || status === 408 || status === 429;
@@ -75,6 +88,11 @@ export class HttpControlPlane implements ControlPlaneApi {
     return this.call('claim', `jobs/${encodeURIComponent(jobId)}/claim`, body, policy, (v) =>
       claimResponseSchema.parse(v),
     );
+  }
+
+  downloadUrl(jobId: string, epoch: number, key: string, policy: RetryPolicy): Promise<Answer<DownloadUrlResponse>> {
+    const body = { machine_id: this.opts.machineId, epoch, key };
+    return this.call('download-url', `jobs/${encodeURIComponent(jobId)}/download-url`, body, policy, (v) => downloadUrlResponseSchema.parse(v));
   }
 
   event(jobId: string, event: JobEventInput, policy: RetryPolicy): Promise<Answer<JobEventResponse>> {

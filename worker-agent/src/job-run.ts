@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import type { ClaimResponse, JobEventInput } from '../../contract/jobs.js';
 import { isDispatchLockLost, type DispatchReceiver, type ReceivedDispatch } from '../../dispatch/types.js';
 import type { AcquireResult, LoraCache } from './cache/lora-cache.js';
-import type { ControlPlaneApi } from './api.js';
+import { freshDownloadUrl, type ControlPlaneApi } from './api.js';
 import type { Execution, ExecutionOutcome, Executor } from './executor/types.js';
 import type { Logger } from './logger.js';
 import type { Outbox } from './outbox.js';
@@ -309,7 +309,7 @@ export class JobRun {
       if ((reported.get(key) ?? -1) >= quarter) return;
       reported.set(key, quarter);
       reporter.line('agent', `[agent] downloading ${key}: ${Math.round((bytes / Math.max(1, total)) * 100)}% of ${total} bytes`);
-    });
+    }, (key) => freshDownloadUrl(this.env.api, this.jobId, this.epoch, key, this.abort.signal));
     if (result.hit.length) reporter.line('agent', `[agent] cache hit: ${result.hit.join(', ')}`);
     if (result.missing.length) {
       reporter.line('agent', `[agent] fetched ${result.missing.join(', ')} (${result.bytesDownloaded} bytes in ${Math.round(result.downloadMs)} ms)`);

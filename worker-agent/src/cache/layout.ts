@@ -29,6 +29,8 @@ export interface WantedLora {
   sizeBytes: number;
   sha256: string;
   url: string;
+  /** A fresh URL when `url` has expired (from the control plane, bound to the job's claim). */
+  refreshUrl?: () => Promise<string>;
 }
 
 export interface PartialFile {

@@ -130,9 +130,14 @@ export class LoraCache {
    * CacheFullError, IntegrityError / HttpStatusError / TransientDownloadError from the download, or the
    * signal's reason; on any throw nothing stays marked in use.
    */
-  async acquire(loras: readonly ClaimedLora[], signal?: AbortSignal, onProgress?: AcquireProgress): Promise<AcquireResult> {
+  async acquire(
+    loras: readonly ClaimedLora[],
+    signal?: AbortSignal,
+    onProgress?: AcquireProgress,
+    refreshUrl?: (key: string) => Promise<string>,
+  ): Promise<AcquireResult> {
     const db = this.requireDb();
-    const wanted = normalizeLoras(loras);
+    const wanted = normalizeLoras(loras).map((w) => (refreshUrl ? { ...w, refreshUrl: () => refreshUrl(w.key) } : w));
     signal?.throwIfAborted();
 
     db.transaction(() => {
@@ -257,6 +262,7 @@ export class LoraCache {
       const result = await downloadVerified({
         ...this.downloadOptions,
         url: w.url,
+        refreshUrl: w.refreshUrl,
         dest: this.pathFor(w.kind, w.key),
         partialPath,
         expectedSize: w.sizeBytes,

@@ -38,7 +38,14 @@ export interface DownloadOptions {
   writeChunkBytes?: number;
   /** Injected for tests; by default requests go through node:http(s) with keep-alive. */
   fetch?: typeof fetch;
+  /**
+   * A fresh URL for the same blob. Read URLs are short-lived; when the server answers 403 (an expired SAS) the
+   * download asks for one (at most MAX_URL_REFRESHES times) and resumes from its partial. A throw ends the download.
+   */
+  refreshUrl?: () => Promise<string>;
 }
+
+const MAX_URL_REFRESHES = 3;
 
 const NON_RETRYABLE_FS_CODES = new Set(['ENOSPC', 'EDQUOT', 'EACCES', 'EPERM', 'EROFS', 'EISDIR', 'ENOTDIR']);
 
@@ -93,6 +100,7 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
   };
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted) onAbort();
+  let refreshes = 0;
   try {
     return await pRetry(
       async () => {
@@ -101,6 +109,15 @@ export async function downloadVerified(options: DownloadOptions): Promise<Downlo
         } catch (err) {
           if (err instanceof RetryAbort) throw err;
           if (err instanceof IntegrityError) throw new RetryAbort(err);
+          if (err instanceof HttpStatusError && err.status === 403 && options.refreshUrl && refreshes < MAX_URL_REFRESHES) {
+            refreshes += 1;
+            try {
+              context.url = await options.refreshUrl();
+            } catch (refreshErr) {
+              throw new RetryAbort(toError(refreshErr));
+            }
+            throw new TransientDownloadError('download URL expired (403); resuming with a fresh one');
+          }
           if (err instanceof HttpStatusError && !err.retryable) throw new RetryAbort(err);
           const code = (err as NodeJS.ErrnoException).code;
           if (code && NON_RETRYABLE_FS_CODES.has(code)) throw new RetryAbort(toError(err));
