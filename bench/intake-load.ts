@@ -31,7 +31,7 @@ try {
     tenants: arg('tenants', 100),
     concurrency: arg('concurrency', 50),
     retriedShare: 0.1,
-    onProgress: (done) => process.stderr.write(`${new Date().toISOString()} ${done} submitted\n`),
+    onProgress: (done, sofar) => process.stderr.write(`${new Date().toISOString()} ${done} submitted ${JSON.stringify({ ...sofar, hostPeakRssMiB: Math.round(hwm()) })}\n`),
   });
   console.log(JSON.stringify({ ...report, hostPeakRssMiB: Math.round(hwm()) }, null, 2));
   const ok = report.networkErrors === 0 && Object.keys(report.otherStatuses).length === 0 && report.duplicateKeys === 0 && report.jobsInCosmos === report.distinctCreated;

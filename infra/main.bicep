@@ -87,7 +87,7 @@ param userMaxLoras string = '10'
 @description('Per-user LoRA storage limit in bytes (10 GiB).')
 param userMaxLoraBytes string = '10737418240'
 param uploadSessionMinutes string = '60'
-param downloadSasMinutes string = '60'
+param downloadSasMinutes string = '30'
 
 // ---- Flex Consumption scale ----
 

@@ -15,8 +15,8 @@ export interface IntakeLoadOptions {
   concurrency: number;
   /** Share of submissions sent as two concurrent requests with the same Idempotency-Key. */
   retriedShare: number;
-  /** Called after every 1000 submissions. */
-  onProgress?: (done: number) => void;
+  /** Called after every 1000 submissions, with the answers so far (latency percentiles over them). */
+  onProgress?: (done: number, sofar: IntakeLoadReport) => void;
 }
 
 export interface IntakeLoadReport {
@@ -99,6 +99,10 @@ export async function runIntakeLoad(o: IntakeLoadOptions): Promise<IntakeLoadRep
   }
 
   const started = performance.now();
+  const snapshot = (): IntakeLoadReport => {
+    const sorted = [...latencies].sort((a, b) => a - b);
+    return { ...r, otherStatuses: { ...r.otherStatuses }, distinctCreated: created.size, p50Ms: Math.round(percentile(sorted, 50)), p95Ms: Math.round(percentile(sorted, 95)), maxMs: Math.round(sorted[sorted.length - 1] ?? 0), seconds: +((performance.now() - started) / 1000).toFixed(1) };
+  };
   let next = 0;
   const retriedEvery = o.retriedShare > 0 ? Math.round(1 / o.retriedShare) : 0;
   await Promise.all(
@@ -106,7 +110,7 @@ export async function runIntakeLoad(o: IntakeLoadOptions): Promise<IntakeLoadRep
       for (;;) {
         const i = next++;
         if (i >= o.submissions) return;
-        if (i > 0 && i % 1000 === 0) o.onProgress?.(i);
+        if (i > 0 && i % 1000 === 0) o.onProgress?.(i, snapshot());
         const tenant = i % o.tenants;
         const key = `k-${run}-${i}`;
         if (retriedEvery && i % retriedEvery === 0) {
