@@ -21,10 +21,16 @@ export const DEFAULT_PORTS = { api: 7071, blob: 10000, queue: 10001, cosmos: 808
 export async function startEmulators(opts: { stateDir: string; freePorts: boolean; inMemory?: boolean }): Promise<Emulators> {
   const ports = opts.freePorts ? { blob: 0, queue: 0, cosmos: 0 } : DEFAULT_PORTS;
   if (!opts.freePorts) await assertPortsFree([DEFAULT_PORTS.blob, DEFAULT_PORTS.queue, DEFAULT_PORTS.cosmos]);
-  const [azurite, cosmos] = await Promise.all([
+  const [az, co] = await Promise.allSettled([
     startAzurite({ location: join(opts.stateDir, 'azurite'), blobPort: ports.blob, queuePort: ports.queue, inMemory: opts.inMemory }),
     startCosmos({ certDir: join(opts.stateDir, 'certs'), port: ports.cosmos }),
   ]);
+  if (az.status === 'rejected' || co.status === 'rejected') {
+    // One failed: stop the one that started, so nothing is left running.
+    await Promise.allSettled([az, co].map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    throw az.status === 'rejected' ? az.reason : (co as PromiseRejectedResult).reason;
+  }
+  const [azurite, cosmos] = [az.value, co.value];
   return { azurite, cosmos, stop: async () => void (await Promise.all([azurite.stop(), cosmos.stop()])) };
 }
 
