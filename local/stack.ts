@@ -7,7 +7,7 @@ import { AzureClients, ensureLocalResources } from '../functions/adapters/azure-
 import { loadConfig } from '../functions/core/config.js';
 import { allowBrowserUploads } from './blob-cors.js';
 import { startAzurite, startCosmos, type AzuriteHandle, type CosmosHandle } from './emulators.js';
-import { freePort, isPortFree, startProcess, type Started } from './processes.js';
+import { EXIT_WITH_PARENT, freePort, isPortFree, startProcess, type Started } from './processes.js';
 import { repoRoot, stackSettings } from './settings.js';
 
 export interface Emulators {
@@ -69,7 +69,7 @@ export async function startDevHostProcess(
   const root = opts.root ?? repoRoot();
   const port = opts.port || (await freePort());
   const adminKey = settings.DEV_HOST_ADMIN_KEY ?? randomBytes(24).toString('base64url');
-  const proc = startProcess('dev-host', process.execPath, ['--enable-source-maps', join(root, 'dist/local/dev-host-main.js')], {
+  const proc = startProcess('dev-host', process.execPath, [...EXIT_WITH_PARENT, '--enable-source-maps', join(root, 'dist/local/dev-host-main.js')], {
     cwd: opts.appRoot ?? root, // the Functions host runs in the app folder (/home/site/wwwroot)
     env: {
       ...process.env,
