@@ -9,7 +9,7 @@ import type { UserLora, UserLoraList } from '../../contract/loras.js';
 import { loraDepsFromClients } from '../../functions/core/loras/deps.js';
 import { getUserLora } from '../../functions/core/loras/library.js';
 import type { LoraDoc } from '../../functions/core/loras/records.js';
-import { newUploadRecord } from '../../functions/core/loras/sessions.js';
+import { createSharedUploadSession, newUploadRecord } from '../../functions/core/loras/sessions.js';
 import { createLora } from '../../functions/core/loras/store.js';
 import { sweepUploads } from '../../functions/core/loras/sweeper.js';
 import { badSafetensorsCases } from '../../testkit/safetensors.js';
@@ -65,6 +65,17 @@ describe('rejected and abandoned LoRA records expire', () => {
     expect(stored?.ttl).toBe(30 * 60 + RETENTION_HOURS * 3600);
     const late = loraDepsFromClients(t.clients, { now: () => Date.parse(stored!.retain_until!) + 1000 });
     await expect(getUserLora(late, 'ttl-session', s.flat_file_id)).rejects.toMatchObject({ code: 'not_found' });
+  });
+
+  it('a shared filename held by an expired rejected record can be uploaded again (the emulator never removes it)', async () => {
+    const deps = loraDepsFromClients(t.clients);
+    const filename = `expired-${Date.now().toString(36)}.safetensors`;
+    const doc = newUploadRecord(deps, { kind: 'shared', filename }, { originalName: filename, declaredBytes: 10, flow: 'sas' });
+    const stored = (await createLora(deps, { ...doc, status: 'rejected', reject_reason: 'bad', upload_expires_at: null }))!;
+    const after = loraDepsFromClients(t.clients, { now: () => Date.parse(stored.retain_until!) + 1000 });
+    const session = await createSharedUploadSession(after, { filename, size_bytes: 100 });
+    expect(session).toMatchObject({ filename, status: 'uploading' });
+    expect((await rawDoc(doc.id, doc.owner_id))?.status).toBe('uploading');
   });
 });
 

@@ -77,7 +77,12 @@ export async function storeUploadRecord(deps: LoraDeps, doc: LoraDoc): Promise<L
     const created = await createLora(deps, doc);
     if (created) return created;
     const existing = await readLora(deps, doc.id, doc.owner_id);
-    if (!existing) continue;
+    if (!existing) {
+      // Expired but not yet removed (retention.ts): the emulator never removes it, Cosmos may not have yet.
+      const { resource: stale } = await deps.loras.item(doc.id, doc.owner_id).read<LoraDoc>().catch(() => ({ resource: undefined }));
+      if (stale) await deleteLora(deps, stale, true);
+      continue;
+    }
     const dead = existing.status === 'rejected' || (existing.status === 'uploading' && !holdsQuota(existing, deps.now()));
     if (!dead) {
       throw conflict(`shared LoRA ${doc.key} already exists (status ${existing.status}); delete it first to replace it`, {
