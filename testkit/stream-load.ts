@@ -21,6 +21,8 @@ export interface StreamLoadOptions {
 export interface PhaseReport {
   statuses: Record<string, number>;
   networkErrors: number;
+  /** The first few network errors, with their causes. */
+  errorSamples: string[];
   serverErrors: number;
   rssBeforeMiB: number;
   rssPeakMiB: number;
@@ -47,6 +49,11 @@ function sampler(rssMiB: () => number) {
   };
 }
 
+const describe = (err: unknown): string => {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  return `${e?.message ?? String(err)}${e?.cause ? ` (${e.cause.code ?? ''} ${e.cause.message ?? ''})` : ''}`;
+};
+
 const count = (m: Record<string, number>, status: number) => {
   m[status] = (m[status] ?? 0) + 1;
 };
@@ -66,7 +73,7 @@ export async function runStreamLoad(o: StreamLoadOptions): Promise<StreamLoadRep
   );
 
   // ---- SSE
-  const sse: StreamLoadReport['sse'] = { statuses: {}, overCapStatuses: {}, networkErrors: 0, serverErrors: 0, rssBeforeMiB: 0, rssPeakMiB: 0, seconds: 0, opened: 0, unanswered: 0, bytesReceived: 0 };
+  const sse: StreamLoadReport['sse'] = { statuses: {}, overCapStatuses: {}, networkErrors: 0, errorSamples: [], serverErrors: 0, rssBeforeMiB: 0, rssPeakMiB: 0, seconds: 0, opened: 0, unanswered: 0, bytesReceived: 0 };
   const abort = new AbortController();
   let s = sampler(o.rssMiB);
   sse.rssBeforeMiB = s.before;
@@ -83,7 +90,10 @@ export async function runStreamLoad(o: StreamLoadOptions): Promise<StreamLoadRep
       sse.opened++;
       for await (const chunk of res.body! as unknown as AsyncIterable<Uint8Array>) sse.bytesReceived += chunk.length;
     } catch (err) {
-      if (!abort.signal.aborted) sse.networkErrors++;
+      if (!abort.signal.aborted) {
+        sse.networkErrors++;
+        if (sse.errorSamples.length < 5) sse.errorSamples.push(describe(err));
+      }
       else if (!answered) sse.unanswered++;
       void err;
     }
@@ -101,7 +111,7 @@ export async function runStreamLoad(o: StreamLoadOptions): Promise<StreamLoadRep
   sse.seconds = +((performance.now() - t0) / 1000).toFixed(1);
 
   // ---- multipart uploads
-  const uploads: StreamLoadReport['uploads'] = { statuses: {}, networkErrors: 0, serverErrors: 0, rssBeforeMiB: 0, rssPeakMiB: 0, seconds: 0, bytesEach: 0 };
+  const uploads: StreamLoadReport['uploads'] = { statuses: {}, networkErrors: 0, errorSamples: [], serverErrors: 0, rssBeforeMiB: 0, rssPeakMiB: 0, seconds: 0, bytesEach: 0 };
   const file = makeSafetensors({ dataBytes: o.uploadBytes, seed: 18, metadata: { format: 'pt' } });
   uploads.bytesEach = file.length;
   const upTokens = await Promise.all(Array.from({ length: o.uploads }, (_, i) => issueDevToken(o.devSecret, `up-${run}-${i}`, 'user')));
@@ -117,8 +127,9 @@ export async function runStreamLoad(o: StreamLoadOptions): Promise<StreamLoadRep
         await res.arrayBuffer();
         count(uploads.statuses, res.status);
         if (res.status >= 500) uploads.serverErrors++;
-      } catch {
+      } catch (err) {
         uploads.networkErrors++;
+        if (uploads.errorSamples.length < 5) uploads.errorSamples.push(describe(err));
       }
     }),
   );
