@@ -44,7 +44,8 @@ describe('rejected and abandoned LoRA records expire', () => {
     const stored = await rawDoc(session.flat_file_id, 'ttl-rejected');
     expect(stored?.ttl).toBe(RETENTION_HOURS * 3600);
     expect(Date.parse(stored!.retain_until!) - Date.parse(stored!.updated_at)).toBe(RETENTION_HOURS * 3600_000);
-    expect(await blobNames(t, t.settings.USER_LORA_CONTAINER!, 'users/ttl-rejected/')).toEqual([]);
+    // The blob goes right after the rejection is stored (the status can be seen a moment before).
+    await expect.poll(() => blobNames(t, t.settings.USER_LORA_CONTAINER!, 'users/ttl-rejected/')).toEqual([]);
 
     // Still there (with its reason) an hour before it runs out; gone an hour after.
     const before = loraDepsFromClients(t.clients, { now: () => Date.parse(stored!.retain_until!) - 3600_000 });
