@@ -94,6 +94,8 @@ describe.skipIf(!isRoot)('install as an unprivileged user, the documented way', 
         `LoraStorage='${t.settings.LoraStorage}'`,
         `DISPATCH_QUEUE_PREFIX=${t.settings.DISPATCH_QUEUE_PREFIX}`,
         `EXECUTOR_COMMAND='["${process.execPath}", "${prefix}/dist/worker-agent/src/job-scripts/open-loras.js"]'`,
+        // This agent has no CAP_SETUID to switch to a job user (that is covered by agent-job-user.test.ts).
+        'EXECUTOR_TRUSTED_SAME_USER=true',
       ].join('\n') + '\n',
     );
     const check = asUser(`node ${prefix}/bin/lora-router.js agent --env-file ${envFile} --check`);

@@ -51,11 +51,28 @@ export const SETTINGS = {
   cacheDir: { name: 'CACHE_DIR', help: 'LoRA cache directory', note: 'required, or $CACHE_DIRECTORY' },
   cacheBudget: { name: 'CACHE_BUDGET', help: 'cache size: bytes or 50GB / 300MB (binary units)', default: '50GB', parse: bytes },
   cacheTtlDays: { name: 'CACHE_TTL_DAYS', help: 'delete LoRAs unused this long', default: '7', parse: seconds(0.000001, 3650) },
+  cacheDiskReserve: {
+    name: 'CACHE_DISK_RESERVE',
+    help: 'free disk a download must leave on the cache file system; short → evict unused LoRAs, else the machine reports disk full',
+    default: '1GB',
+    parse: bytes,
+  },
   pinnedLoras: { name: 'PINNED_LORAS', help: 'comma list of shared LoRA file names never evicted' },
   stateDir: { name: 'STATE_DIR', help: 'run dirs + outcome outbox', note: '$STATE_DIRECTORY, else CACHE_DIR/agent-state' },
   executor: { name: 'EXECUTOR', help: 'how jobs run: command | comfyui', default: 'command', parse: z.enum(['command', 'comfyui']) },
   executorCommand: { name: 'EXECUTOR_COMMAND', help: 'program + args, JSON array or words (no shell)', note: 'required for command' },
   executorArgs: { name: 'EXECUTOR_ARGS', help: 'extra args, JSON array' },
+  executorUser: {
+    name: 'EXECUTOR_USER',
+    help: 'unprivileged user the command executor runs jobs as (the agent needs CAP_SETUID/SETGID/KILL/CHOWN)',
+    note: 'required for command unless EXECUTOR_TRUSTED_SAME_USER=true',
+  },
+  executorTrustedSameUser: {
+    name: 'EXECUTOR_TRUSTED_SAME_USER',
+    help: "trusted single-tenant box: run jobs as the agent's own user (local stack, tests)",
+    default: 'false',
+    parse: z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => ['true', '1', 'yes'].includes(v)),
+  },
   comfyUiUrl: {
     name: 'COMFYUI_URL',
     help: "ComfyUI's base URL (EXECUTOR=comfyui)",
