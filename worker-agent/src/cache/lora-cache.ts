@@ -1,7 +1,8 @@
 // The agent's local LoRA cache: files in a ComfyUI-compatible layout (layout.ts), inventory in SQLite (cache-db.ts),
 // a hard byte budget with LRU eviction + inactivity TTL and pinned / in-use protection (budget.ts), startup recovery
 // (recovery.ts), single-flight verified downloads (single-flight.ts). This file ties them together behind one API.
-import { mkdirSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ClaimedLora } from '../../../contract/jobs.js';
 import { downloadVerified, redactUrl } from '../download/download.js';
 import { CacheBudget, silentLogger, type CacheLogger } from './budget.js';
@@ -20,6 +21,7 @@ import {
 } from './layout.js';
 import { enforceBudgetAtOpen, reconcile } from './recovery.js';
 import { SingleFlight } from './single-flight.js';
+import { TamperGuard, fileStamp } from './tamper.js';
 import type { AcquireProgress, AcquireResult, CacheDownloaderOptions, CacheInventory, LoraCacheOptions } from './cache-types.js';
 
 export { CacheFullError, type CacheLogger } from './budget.js';
@@ -42,6 +44,7 @@ export class LoraCache {
   private readonly layout: CacheLayout;
   private readonly budget: CacheBudget;
   private readonly flights = new SingleFlight();
+  private readonly tamper: TamperGuard;
 
   private db: CacheDb | undefined;
   private throughputEwma: number | undefined;
@@ -66,6 +69,7 @@ export class LoraCache {
     }
     this.layout = new CacheLayout(this.cacheDir);
     this.budget = new CacheBudget(this.layout, this.budgetBytes, this.pinned, this.log, this.clock);
+    this.tamper = new TamperGuard(this.log, (w) => this.pathFor(w.kind, w.key));
   }
 
   // ---------------------------------------------------------------- paths
@@ -97,7 +101,11 @@ export class LoraCache {
   async open(): Promise<void> {
     if (this.db) return;
     for (const dir of this.layout.directories) mkdirSync(dir, { recursive: true });
+    // A job user may pass through to the (0444) files it is given, not list or write anything; partials are private.
+    for (const dir of [this.layout.kindDir('user'), this.layout.kindDir('shared'), join(this.cacheDir, 'loras')]) chmodSync(dir, 0o711);
+    chmodSync(this.partialDir, 0o700);
     const db = new CacheDb(this.dbPath);
+    chmodSync(this.dbPath, 0o600);
     this.db = db;
     try {
       db.resetInUse();
@@ -150,6 +158,9 @@ export class LoraCache {
     };
 
     try {
+      // First use since the agent started, or the file's stamp changed: hash it; a mismatch evicts it (tamper.ts).
+      await Promise.all(wanted.map((w) => this.tamper.verify(db, w, signal)));
+      signal?.throwIfAborted();
       const hit: string[] = [];
       const missing: WantedLora[] = [];
       const now = this.clock();
@@ -203,7 +214,7 @@ export class LoraCache {
     }
   }
 
-  /** A registered row of the same version whose file is still there with the right size. */
+  /** A registered row of the same version whose file is still there, with the size and stamp it was verified with. */
   private isCached(db: CacheDb, w: WantedLora): boolean {
     const row = db.get(w.key);
     if (!row) return false;
@@ -223,6 +234,12 @@ export class LoraCache {
       this.log.warn({ key: w.key, size }, 'cache: registered file vanished or changed size; dropping it');
       db.remove(w.key);
       if (size >= 0) rmSync(abs, { force: true });
+      return false;
+    }
+    if (!this.tamper.unchanged(db, w)) {
+      this.log.warn({ key: w.key }, 'cache: file changed since it was verified; dropping it');
+      db.remove(w.key);
+      rmSync(abs, { force: true });
       return false;
     }
     return true;
@@ -266,6 +283,10 @@ export class LoraCache {
       });
       const liveDb = this.requireDb();
       const now = this.clock();
+      // Read-only for everyone (the job user is not the owner anyway); the stamp after that is the reference.
+      const dest = this.pathFor(w.kind, w.key);
+      chmodSync(dest, 0o444);
+      const stamp = fileStamp(dest);
       const thrash = liveDb.recordDownload(
         {
           key: w.key,
@@ -278,11 +299,13 @@ export class LoraCache {
           downloaded_at: now,
           pinned: this.pinned.has(w.key) ? 1 : 0,
           in_use: this.budget.inUseCount(w.key),
+          stamp: stamp ?? null,
         },
         result.bytesTransferred,
         now,
         this.thrashWindowMs,
       );
+      this.tamper.registered(w, stamp);
       const seconds = (performance.now() - t0) / 1000;
       if (result.bytesTransferred > 1024 * 1024 && seconds > 0) {
         const rate = result.bytesTransferred / seconds;
