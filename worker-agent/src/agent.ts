@@ -55,7 +55,7 @@ export interface AgentDeps {
     | 'drainGraceMs'
     | 'cancelGraceMs'
   > &
-    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs'>>;
+    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs' | 'cacheDiskReserveBytes'>>;
   /** The token the agent started with, and how to re-read it from its file (absent: not from a file). */
   initialToken?: string;
   reloadToken?: () => string | null;
@@ -107,6 +107,7 @@ export class Agent {
         }
       },
       log: deps.log,
+      minFreeDiskBytes: deps.config.cacheDiskReserveBytes,
     });
     this.tokens = new TokenWatch(deps.initialToken ?? null, {
       reload: deps.reloadToken,

@@ -433,8 +433,10 @@ export function failureFromCacheError(err: unknown): ExecutionOutcome {
   const message = e?.message ?? String(err);
   if (name === 'InvalidLoraError') return { status: 'failed', retryable: false, reason: `invalid LoRA in the job: ${message}` };
   if (name === 'CacheFullError') return { status: 'failed', retryable: true, reason: `LoRA cache full on this machine: ${message}` };
-  if ((e as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC' || /\bENOSPC\b/.test(message)) {
-    return { status: 'failed', retryable: true, infrastructure: true, reason: `disk full on this machine: ${message}` };
+  // DiskFullError (cache/disk-space.ts) carries ENOSPC; SQLITE_FULL is the cache database on a full disk.
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'SQLITE_FULL' || /\bENOSPC\b/.test(message)) {
+    return { status: 'failed', retryable: true, infrastructure: true, reason: /^disk full/i.test(message) ? `${message} (on this machine)` : `disk full on this machine: ${message}` };
   }
   return { status: 'failed', retryable: true, reason: `LoRA download failed (${name}): ${message}` };
 }

@@ -85,6 +85,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
   const cache = new LoraCache({
     cacheDir: config.cacheDir,
     budgetBytes: config.cacheBudgetBytes,
+    diskReserveBytes: config.cacheDiskReserveBytes,
     ttlMs: config.cacheTtlMs,
     pinned: config.pinnedLoras,
     logger: log.child({ component: 'cache' }),

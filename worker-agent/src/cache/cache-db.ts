@@ -28,7 +28,7 @@ export interface CacheRow {
   stamp: string | null;
 }
 
-export type EvictionReason = 'lru' | 'ttl' | 'admin';
+export type EvictionReason = 'lru' | 'ttl' | 'admin' | 'disk';
 
 const COUNTER_NAMES = ['hits', 'misses', 'downloads', 'bytes_downloaded', 'evictions', 'thrash'] as const;
 type CounterName = (typeof COUNTER_NAMES)[number];
