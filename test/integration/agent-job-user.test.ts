@@ -7,7 +7,7 @@
 // Needs root to create (and afterwards remove) a throwaway user with useradd, as install.test.ts does; not root →
 // skipped, loudly.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +39,31 @@ uids=$(awk '/^Uid:/{print $2" "$3" "$4" "$5}' /proc/self/status)
 caps=$(awk '/^Cap(Prm|Eff|Amb):/{printf "%s ", $2}' /proc/self/status)
 printf '{"environ":"%s","token_in_environ":%s,"token_file":"%s","state_dir":"%s","outbox":"%s","own_secrets":%s,"uids":"%s","caps":"%s","uid":%s}' \\
   "$environ" "$token_in_environ" "$token_file" "$state_dir" "$outbox" "$own_secrets" "$uids" "$caps" "$(id -u)" > "$LORA_ROUTER_OUTPUT_DIR/result.json"
+`;
+
+/** Drives the real CommandExecutor (dist/) as the agent would: one probe job, then one job cancelled mid-run. */
+const DRIVER = (repo: string): string => `
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { CommandExecutor } from '${repo}/dist/worker-agent/src/executor/command.js';
+import { resolveJobUser } from '${repo}/dist/worker-agent/src/executor/job-user.js';
+const [state, name, probe] = process.argv.slice(2);
+const jobUser = resolveJobUser(name);
+if ('problem' in jobUser) throw new Error(jobUser.problem);
+const sink = { log: (s, l) => process.stderr.write(s + ': ' + l + '\\n'), progress: () => undefined };
+const job = (id) => {
+  const runDir = join(state, 'runs', id);
+  mkdirSync(join(runDir, 'output'), { recursive: true });
+  return { jobId: id, epoch: 1, attempt: 1, serviceRequired: 'x', payload: {}, loras: [], runDir, outputDir: join(runDir, 'output') };
+};
+const probeJob = job('probe');
+const probeRun = new CommandExecutor({ command: '/bin/sh', args: [probe, join(state, 'machine-token'), state], cancelGraceMs: 2000, jobUser }).start(probeJob, sink);
+const probeOutcome = await probeRun.done;
+const owner = statSync(probeJob.runDir).uid;
+const sleeper = new CommandExecutor({ command: '/bin/sh', args: ['-c', 'sleep 60'], cancelGraceMs: 20000, jobUser }).start(job('sleeper'), sink);
+setTimeout(() => sleeper.cancel('test cancel'), 500);
+const cancel = await sleeper.done;
+console.log(JSON.stringify({ probe: probeOutcome, owner, agentUid: process.getuid(), cancel }));
 `;
 
 interface Probe {
@@ -142,6 +167,41 @@ describe.skipIf(!isRoot)('jobs run as their own user (EXECUTOR_USER)', () => {
     expect((await agent.exitStatus).code).toBe(78);
     expect(agent.output()).toMatch(/Missing setting EXECUTOR_USER: jobs must not run as the agent's own user/);
   }, 60_000);
+
+  it('the unit setup: an unprivileged agent holding only the ambient capabilities runs, cancels and takes back a job', async () => {
+    // The agent as systemd runs it: its own unprivileged user, AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL
+    // CAP_CHOWN (here through setpriv), driving the real CommandExecutor from dist/.
+    const agentUser = `lragent${process.pid}`;
+    expect(spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', agentUser]).status).toBe(0);
+    try {
+      const state = join(work, 'unit-state');
+      mkdirSync(join(state, 'runs'), { recursive: true });
+      writeFileSync(join(state, 'machine-token'), 'secret-token\n', { mode: 0o600 });
+      spawnSync('chown', ['-R', `${agentUser}:${agentUser}`, state]);
+      chmodSync(state, 0o711);
+      chmodSync(join(state, 'runs'), 0o711);
+      const driver = join(work, 'driver.mjs');
+      writeFileSync(driver, DRIVER(process.cwd()), { mode: 0o644 });
+      const r = spawnSync(
+        'setpriv',
+        [`--reuid=${agentUser}`, `--regid=${agentUser}`, '--clear-groups', '--inh-caps=+setuid,+setgid,+kill,+chown', '--ambient-caps=+setuid,+setgid,+kill,+chown',
+          process.execPath, driver, state, jobUser, join(work, 'probe.sh')],
+        { encoding: 'utf8', env: { PATH: process.env.PATH, MACHINE_TOKEN: 'secret-token' }, timeout: 60_000 },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { probe: { status: string; result: Probe }; owner: number; agentUid: number; cancel: { status: string; forced: boolean } };
+      expect(out.probe.status, JSON.stringify(out.probe) + r.stderr).toBe('succeeded');
+      const p = out.probe.result;
+      const uid = Number(spawnSync('id', ['-u', jobUser], { encoding: 'utf8' }).stdout.trim());
+      expect(p.uids).toBe(`${uid} ${uid} ${uid} ${uid}`);
+      expect(p.caps.trim().split(' ')).toEqual(['0000000000000000', '0000000000000000', '0000000000000000']);
+      expect(p).toMatchObject({ environ: 'no', token_in_environ: 0, token_file: 'no', state_dir: 'no', outbox: 'no', own_secrets: 0 });
+      expect(out.owner).toBe(out.agentUid); // CAP_CHOWN: the run directory is the agent's again
+      expect(out.cancel).toEqual({ status: 'cancelled', reason: 'test cancel', forced: false }); // CAP_KILL: SIGTERM reached the job
+    } finally {
+      spawnSync('userdel', [agentUser]);
+    }
+  }, 120_000);
 
   it('an EXECUTOR_USER that does not exist is a configuration error (exit 78)', async () => {
     const agent = await startAgent('ju-nouser', { EXECUTOR_USER: 'no-such-user-here' });

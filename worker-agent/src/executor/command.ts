@@ -24,7 +24,7 @@
 // it left running in its group is killed too, so nothing outlives a job on the GPU.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from '../logger.js';
 import { asJobUser, findSetpriv, handOver, takeBack, type JobUser } from './job-user.js';
@@ -203,13 +203,14 @@ export class CommandExecutor implements Executor {
         LORA_ROUTER_LORA_PATHS: job.loras.map((l) => l.path).join(delimiter),
         LORA_ROUTER_OUTPUT_DIR: files.outputDir,
       };
-      let argv = { command: this.opts.command, args: this.opts.args };
+      let argv = { command: this.opts.command, args: this.opts.args, cwd: job.runDir };
       if (user) {
         if (!this.setpriv) throw new Error('EXECUTOR_USER needs setpriv (util-linux), not found');
         handOver(job.runDir, user);
-        argv = asJobUser(this.setpriv, user, this.opts.command, this.opts.args);
+        // The job user enters its run directory itself; the agent starts from the parent it may pass through.
+        argv = { ...asJobUser(this.setpriv, user, job.runDir, this.opts.command, this.opts.args), cwd: dirname(job.runDir) };
       }
-      child = spawn(argv.command, argv.args, { cwd: job.runDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(argv.command, argv.args, { cwd: argv.cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
       // Writing the job file or spawning failed: the machine's trouble (disk full, program gone), not the job's.
       if (user) reclaim();

@@ -52,18 +52,24 @@ export function findSetpriv(): string | undefined {
   });
 }
 
-/** The argv that runs `command args` as `user`: setpriv switching every uid/gid and dropping every capability. */
-export function asJobUser(setpriv: string, user: JobUser, command: string, args: readonly string[]): { command: string; args: string[] } {
+/**
+ * The argv that runs `command args` as `user` in `cwd`: setpriv switches every uid/gid and drops every capability,
+ * then `env --chdir` enters the run directory as the job user (the agent itself may not enter it: it is the job
+ * user's, 0700). No shell: arguments stay arguments.
+ */
+export function asJobUser(setpriv: string, user: JobUser, cwd: string, command: string, args: readonly string[]): { command: string; args: string[] } {
   return {
     command: setpriv,
-    args: [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--', command, ...args],
+    args: [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--', 'env', `--chdir=${cwd}`, '--', command, ...args],
   };
 }
 
 /** Gives a run directory (and what the agent wrote into it) to the job user; only its owner may enter it. */
 export function handOver(runDir: string, user: JobUser): void {
   chmodSync(runDir, 0o700); // while the agent still owns it (chmod of another user's file needs CAP_FOWNER)
-  walk(runDir, (p) => lchownSync(p, user.uid, user.gid), false);
+  // Children first: once the directory is the job user's, the agent can no longer list it.
+  for (const name of readdirSync(runDir)) walk(join(runDir, name), (p) => lchownSync(p, user.uid, user.gid), false);
+  lchownSync(runDir, user.uid, user.gid);
 }
 
 /** Takes a run directory back after the job's processes are gone: everything below it belongs to the agent again. */
@@ -73,7 +79,7 @@ export function takeBack(runDir: string): void {
   walk(runDir, (p) => lchownSync(p, uid, gid), true);
 }
 
-/** Depth-first over a tree without following symbolic links (the job chose them); fn runs on every entry. */
+/** Depth-first over a tree without following symbolic links (the job chose them); fn runs on every entry first. */
 function walk(path: string, fn: (p: string) => void, makeListable: boolean): void {
   let st;
   try {
