@@ -57,6 +57,8 @@ export interface AgentConfig {
   machineTokenPath?: string;
   pool: string;
   slots: number;
+  /** Dispatches taken beyond `slots` (QUEUE_DEPTH): claimed and downloading while the slots are busy (run-slots.ts). */
+  queueDepth: number;
   cacheDir: string;
   cacheBudgetBytes: number;
   cacheTtlMs: number;
@@ -260,6 +262,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     ...(tokenPath ? { machineTokenPath: tokenPath } : {}),
     pool: s.pool,
     slots: s.slots,
+    queueDepth: s.queueDepth,
     cacheDir,
     cacheBudgetBytes: s.cacheBudget,
     cacheTtlMs: Math.round(s.cacheTtlDays * 86_400_000),
@@ -287,6 +290,7 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     token_from: c.machineTokenSource,
     pool: c.pool,
     slots: c.slots,
+    queue_depth: c.queueDepth,
     cache_dir: c.cacheDir,
     cache_budget_bytes: c.cacheBudgetBytes,
     cache_ttl_days: c.cacheTtlMs / 86_400_000,

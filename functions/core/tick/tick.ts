@@ -84,6 +84,7 @@ export function toMachineState(
     id: m.machine_id,
     pool: m.pool,
     slots: m.slots,
+    ...(m.queue_depth ? { queueDepth: m.queue_depth } : {}),
     busySlots,
     live: isLive(m, nowMs, livenessSeconds),
     draining: m.draining,
@@ -201,7 +202,8 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   recordBacklog(pendingDocs);
 
   const docs = new Map(pendingDocs.map((d) => [d.id, d]));
-  const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots]));
+  // A queue position (the agent's QUEUE_DEPTH) is a slot of another kind: the ledger holds up to slots + queue_depth.
+  const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots + (m.queue_depth ?? 0)]));
   const byMachine = new Map<string, Assignment[]>();
   for (const a of result.assignments) {
     const list = byMachine.get(a.machineId) ?? [];
