@@ -11,6 +11,7 @@ import { acceptsWork, isLive, isReceiving, type MachineDoc } from '../machines/m
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
+import { learnedJobSeconds } from './run-time.js';
 import { recordBacklog, tracePlacement } from './trace.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
@@ -151,9 +152,10 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   const nowMs = deps.now();
   const { config } = deps;
   const { policy, weights } = schedulerSettings(config);
-  const [pendingDocs, snapshot] = await Promise.all([
+  const [pendingDocs, snapshot, expectedJobSeconds] = await Promise.all([
     opts.jobs ?? readPendingJobs(deps, new Date(nowMs).toISOString()),
     opts.snapshot ?? readFleetSnapshot(deps),
+    learnedJobSeconds(deps),
   ]);
   const { busy, ledgers } = snapshot;
   const machines = [...snapshot.machines];
@@ -185,6 +187,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     machines: states,
     policy,
     weights,
+    expectedJobSeconds,
   });
 
   const out: TickResult = {
