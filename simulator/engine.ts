@@ -556,11 +556,12 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         busyTotal--;
         m.busyMs += e.t - rec.assignedMs[j]!;
         for (const l of job.loras) m.cache.release(l.key, e.t);
-        const next = m.shiftReady();
-        if (next !== undefined) startJob(next, m, e.t);
         rec.endMs[j] = e.t;
         if (e.t > rec.endMs_) rec.endMs_ = e.t;
         hooks?.onEnd?.(job, m, e.t);
+        // The freed run slot goes to the first queued job whose downloads are done (the agent's RunSlots).
+        const next = m.shiftReady();
+        if (next !== undefined) startJob(next, m, e.t);
         // Placement on events: a finished job frees a slot, so a pass over all pending jobs runs now.
         if (onEvents) place(e.t);
         break;
