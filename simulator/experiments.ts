@@ -4,6 +4,8 @@
 //   npm run build --silent && node dist/simulator/experiments.js delay   [--workload W1] [--seed 1] [--hours 24]
 //   npm run build --silent && node dist/simulator/experiments.js check   [--workload W1] [--hours 1]
 //   npm run build --silent && node dist/simulator/experiments.js backlog [--workload D1] [--hours 6]
+//   npm run build --silent && node dist/simulator/experiments.js queue   [--workload D1] [--hours 6] [--depths 0,1,2]
+//                                  [--variants "start=1;egress=5"] [--baselines true]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
