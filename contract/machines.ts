@@ -56,7 +56,12 @@ export const heartbeatSchema = z
   .object({
     pool: poolSchema,
     slots: z.number().int().min(1).max(64),
-    running_jobs: z.array(z.object({ job_id: jobIdSchema, epoch: z.number().int() })).max(64),
+    /**
+     * Dispatches the agent takes beyond its slots (QUEUE_DEPTH): it claims them and downloads their LoRAs while its
+     * slots are busy, and runs each when a slot frees. The scheduler may give it slots + queue_depth jobs. Absent = 0.
+     */
+    queue_depth: z.number().int().min(0).max(8).optional(),
+    running_jobs: z.array(z.object({ job_id: jobIdSchema, epoch: z.number().int() })).max(72),
     cached_loras: z.object({
       user: z.array(loraIdSchema).max(100_000),
       shared: z.array(sharedFilenameSchema).max(100_000),
@@ -133,6 +138,8 @@ export const machineViewSchema = z
     /** The admin's limit (registration) and what the agent reports (SLOTS); `slots` is the smaller one. */
     registered_slots: z.number().int(),
     agent_slots: z.number().int().nullable(),
+    /** Jobs the agent takes beyond its slots (QUEUE_DEPTH; downloads overlap GPU work); 0 = none. */
+    queue_depth: z.number().int(),
   })
   .openapi('Machine');
 export type MachineView = z.infer<typeof machineViewSchema>;

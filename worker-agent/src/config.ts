@@ -59,6 +59,8 @@ export interface AgentConfig {
   machineTokenPath?: string;
   pool: string;
   slots: number;
+  /** Dispatches taken beyond `slots` (QUEUE_DEPTH): claimed and downloading while the slots are busy (run-slots.ts). */
+  queueDepth: number;
   cacheDir: string;
   cacheBudgetBytes: number;
   /** Free disk a download must leave behind (CACHE_DISK_RESERVE). */
@@ -279,6 +281,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     ...(tokenPath ? { machineTokenPath: tokenPath } : {}),
     pool: s.pool,
     slots: s.slots,
+    queueDepth: s.queueDepth,
     cacheDir,
     cacheBudgetBytes: s.cacheBudget,
     cacheDiskReserveBytes: s.cacheDiskReserve,
@@ -307,6 +310,7 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     token_from: c.machineTokenSource,
     pool: c.pool,
     slots: c.slots,
+    queue_depth: c.queueDepth,
     cache_dir: c.cacheDir,
     cache_budget_bytes: c.cacheBudgetBytes,
     cache_disk_reserve_bytes: c.cacheDiskReserveBytes,

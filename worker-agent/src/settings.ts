@@ -48,6 +48,12 @@ export const SETTINGS = {
     parse: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a lower-case pool name such as standard'),
   },
   slots: { name: 'SLOTS', help: 'jobs run at once', default: '1', parse: z.coerce.number().int().min(1).max(64) },
+  queueDepth: {
+    name: 'QUEUE_DEPTH',
+    help: 'dispatches taken beyond SLOTS: their LoRAs download while the slots are busy',
+    default: '0',
+    parse: z.coerce.number().int().min(0).max(8),
+  },
   cacheDir: { name: 'CACHE_DIR', help: 'LoRA cache directory', note: 'required, or $CACHE_DIRECTORY' },
   cacheBudget: { name: 'CACHE_BUDGET', help: 'cache size: bytes or 50GB / 300MB (binary units)', default: '50GB', parse: bytes },
   cacheTtlDays: { name: 'CACHE_TTL_DAYS', help: 'delete LoRAs unused this long', default: '7', parse: seconds(0.000001, 3650) },

@@ -32,6 +32,11 @@ export interface MachineDoc {
   unhealthy_reason?: string | null;
   /** SLOTS as the agent last reported it (may differ from registered_slots; the scheduler uses the smaller). */
   agent_slots?: number | null;
+  /**
+   * QUEUE_DEPTH as the agent last reported it: jobs it takes beyond `slots` (it downloads their LoRAs while its slots
+   * are busy). The scheduler and the slot ledger give the machine up to slots + queue_depth jobs. Absent = 0.
+   */
+  queue_depth?: number;
   /** Admin cache orders not yet delivered in a heartbeat answer. */
   pending_evict?: CacheKey[];
   pending_prewarm?: PrewarmOrder[];
@@ -109,5 +114,6 @@ export function toMachineView(m: MachineDoc, nowMs: number, livenessSeconds: num
     agent_version: m.agent_version,
     registered_slots: m.registered_slots,
     agent_slots: m.agent_slots ?? null,
+    queue_depth: m.queue_depth ?? 0,
   };
 }

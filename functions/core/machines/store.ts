@@ -160,6 +160,7 @@ export async function recordHeartbeat(
       ...doc,
       slots: Math.min(doc.registered_slots, hb.slots),
       agent_slots: hb.slots,
+      queue_depth: hb.queue_depth ?? 0,
       unhealthy_reason: hb.unhealthy_reason ?? null,
       pinned: hb.pinned ?? doc.pinned ?? [],
       // Cache orders go out in this answer: taken off the document in the same CAS.

@@ -46,13 +46,15 @@ describe('affinity policy', () => {
     const machines = [makeMachine('gpu-a', { slots: 4, busySlots: 1, cachedUser: ['lora_u1'] })];
     const r = affinity([makeJob('job_1', { loras: [userLora('lora_u1'), userLora('lora_u2', 200 * MB)] })], machines);
     const a = r.assignments[0]!;
-    expect(Object.keys(a.breakdown).sort()).toEqual(['affinity', 'avoid', 'download', 'hrw', 'load', 'overload']);
+    expect(Object.keys(a.breakdown).sort()).toEqual(['affinity', 'avoid', 'download', 'egress', 'hrw', 'load', 'overload', 'start']);
     expect(a.breakdown.affinity).toBe(10);
     expect(a.breakdown.download).toBeCloseTo(-4, 9); // 200 MiB at the default 50 MiB/s
     expect(a.breakdown.load).toBeCloseTo(-0.2 * 0.25 * 30, 9);
     expect(a.breakdown.hrw).toBeCloseTo((DEFAULT_WEIGHTS.hrw * 200) / 300, 9); // the home of the cold 2/3 of the bytes
     expect(a.breakdown.avoid).toBe(0);
     expect(a.breakdown.overload).toBe(0);
+    expect(a.breakdown.start).toBe(0); // a free slot: no wait (and weight 0 by default)
+    expect(a.breakdown.egress).toBe(0); // no price per GiB by default
     expect(a.score).toBeCloseTo(Object.values(a.breakdown).reduce((s, v) => s + v, 0), 9);
     expect(a).toMatchObject({ hitLoras: ['lora_u1'], missingLoras: ['lora_u2'], arrivingLoras: [] });
   });

@@ -35,7 +35,13 @@ export interface MachineState {
   id: string;
   pool: string;
   slots: number;
-  /** Running + assigned-not-finished jobs. */
+  /**
+   * Dispatches the agent accepts beyond its slots (issue 14, downloads that overlap GPU work): it downloads their LoRAs
+   * while its slots are busy and runs each as a slot frees. The pass may give the machine up to `slots + queueDepth`
+   * jobs. Absent or 0 = none (a job is only sent to a free slot).
+   */
+  queueDepth?: number;
+  /** Running + assigned-not-finished jobs (at most `slots + queueDepth`). */
   busySlots: number;
   live: boolean;
   draining: boolean;
@@ -52,7 +58,8 @@ export interface MachineState {
   /** Measured download speed; 0 = unknown, the scheduler then uses `SchedulerInput.defaultDownloadBytesPerSecond`. */
   downloadBytesPerSecond: number;
   /**
-   * Optional: when each job holding a slot was assigned (epoch ms), one entry per busy slot, any order. Used by the
+   * Optional: when each job holding a slot was assigned (epoch ms), one entry per busy slot, any order (with a queue,
+   * the `slots` smallest residuals are taken as the running jobs, the rest as queued behind them). Used by the
    * affinity policy's delay rule (`delay` weight) to estimate when the machine frees a slot; without it the estimate is
    * `expectedJobSeconds / slots` per slot. The control plane knows these instants (the jobs' assignment times).
    */

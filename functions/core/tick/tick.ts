@@ -11,6 +11,7 @@ import { acceptsWork, isLive, isReceiving, type MachineDoc } from '../machines/m
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
+import { learnedJobSeconds } from './run-time.js';
 import { recordBacklog, tracePlacement } from './trace.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
@@ -84,6 +85,7 @@ export function toMachineState(
     id: m.machine_id,
     pool: m.pool,
     slots: m.slots,
+    ...(m.queue_depth ? { queueDepth: m.queue_depth } : {}),
     busySlots,
     live: isLive(m, nowMs, livenessSeconds),
     draining: m.draining,
@@ -150,9 +152,10 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   const nowMs = deps.now();
   const { config } = deps;
   const { policy, weights } = schedulerSettings(config);
-  const [pendingDocs, snapshot] = await Promise.all([
+  const [pendingDocs, snapshot, expectedJobSeconds] = await Promise.all([
     opts.jobs ?? readPendingJobs(deps, new Date(nowMs).toISOString()),
     opts.snapshot ?? readFleetSnapshot(deps),
+    learnedJobSeconds(deps),
   ]);
   const { busy, ledgers } = snapshot;
   const machines = [...snapshot.machines];
@@ -184,6 +187,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     machines: states,
     policy,
     weights,
+    expectedJobSeconds,
   });
 
   const out: TickResult = {
@@ -201,7 +205,8 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   recordBacklog(pendingDocs);
 
   const docs = new Map(pendingDocs.map((d) => [d.id, d]));
-  const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots]));
+  // A queue position (the agent's QUEUE_DEPTH) is a slot of another kind: the ledger holds up to slots + queue_depth.
+  const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots + (m.queue_depth ?? 0)]));
   const byMachine = new Map<string, Assignment[]>();
   for (const a of result.assignments) {
     const list = byMachine.get(a.machineId) ?? [];
