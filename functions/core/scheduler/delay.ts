@@ -15,6 +15,8 @@ export class DelayRule {
   private dstamp = 0;
   /** Per machine, the expected seconds until each of its busy slots frees, ascending (lazy). */
   private readonly residuals = new Map<number, number[]>();
+  /** After `shouldDelay` returned true: the busy machine the job waits for. */
+  holder = -1;
 
   constructor(
     private readonly s: PassState,
@@ -99,6 +101,7 @@ export class DelayRule {
     }
     if (best < 0 || bestWait > limit) return false;
     this.waiters[best]!++;
+    this.holder = best;
     return true;
   }
 }

@@ -73,6 +73,18 @@ export interface SchedulerInput {
   expectedJobSeconds?: number;
   /** Used for machines that report no download speed. Default `DEFAULT_DOWNLOAD_BYTES_PER_SECOND`. */
   defaultDownloadBytesPerSecond?: number;
+  /**
+   * How many runners-up each assignment keeps (`Assignment.runnersUp`, for `job --explain`). Default 0: the simulator
+   * and the benchmark pay nothing; the control plane asks for `RUNNERS_UP` (3).
+   */
+  runnersUp?: number;
+}
+
+/** A machine that scored below the chosen one for the same job, in the same pass. */
+export interface RunnerUp {
+  machineId: string;
+  score: number;
+  breakdown: Record<string, number>;
 }
 
 export interface Assignment {
@@ -89,6 +101,12 @@ export interface Assignment {
   /** Missing keys that an earlier assignment of this same pass already brings to the machine. */
   arrivingLoras: string[];
   policy: string;
+  /**
+   * With `SchedulerInput.runnersUp` > 0 and a scoring policy (affinity, adr010): the best-scoring other machines among
+   * those the policy scored, best first. The affinity policy prunes machines that cannot beat the winner, so a pruned
+   * machine may have outscored a listed runner-up; the winner is always exact.
+   */
+  runnersUp?: RunnerUp[];
 }
 
 export type UnassignedReason =
@@ -104,5 +122,6 @@ export type UnassignedReason =
 export interface ScheduleResult {
   /** In routing order (priority, then age, then id). */
   assignments: Assignment[];
-  unassigned: { jobId: string; reason: UnassignedReason }[];
+  /** `machineId`: for `delayed`, the busy machine holding the job's LoRAs that the job waits for. */
+  unassigned: { jobId: string; reason: UnassignedReason; machineId?: string }[];
 }
