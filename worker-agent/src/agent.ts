@@ -62,6 +62,8 @@ export interface AgentDeps {
   api: ControlPlaneApi;
   receiver: DispatchReceiver;
   cache: AgentCache;
+  /** Sizes and last use of the cached LoRAs for the heartbeat (cache-entries.ts); absent: not reported. */
+  cacheEntries?: () => NonNullable<Heartbeat['cache_entries']>;
   executor: Executor;
   log: Logger;
 }
@@ -305,6 +307,11 @@ export class Agent {
       unhealthy_reason: this.health.recheck(),
     };
     if (config.pinnedLoras?.length) hb.pinned = config.pinnedLoras.slice(0, 1000);
+    try {
+      if (this.deps.cacheEntries) hb.cache_entries = this.deps.cacheEntries();
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'cache entries unavailable');
+    }
     if (inv?.downloadBytesPerSecond !== undefined) hb.download_bytes_per_second = Math.max(0, inv.downloadBytesPerSecond);
     return hb;
   }
