@@ -26,6 +26,18 @@ export class TopScores {
     }
   }
 
+  /**
+   * Whether a machine whose score is at most `bound` can no longer enter the kept list (full, and `bound` below its
+   * last entry, or tied with it at a higher index). The affinity walk prunes with this instead of the best score
+   * alone, so the runners-up among machines with a free slot are exact, as the pick is.
+   */
+  cannotEnter(bound: number, m: number): boolean {
+    const n = this.machines.length;
+    if (n < this.k + 1) return false;
+    const last = this.scores[n - 1]!;
+    return bound < last || (bound === last && m > this.machines[n - 1]!);
+  }
+
   /** The kept machines other than `picked`, best first, at most k. */
   others(picked: number): number[] {
     return this.machines.filter((m) => m !== picked).slice(0, this.k);

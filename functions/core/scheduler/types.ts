@@ -102,9 +102,10 @@ export interface Assignment {
   arrivingLoras: string[];
   policy: string;
   /**
-   * With `SchedulerInput.runnersUp` > 0 and a scoring policy (affinity, adr010): the best-scoring other machines among
-   * those the policy scored, best first. The affinity policy prunes machines that cannot beat the winner, so a pruned
-   * machine may have outscored a listed runner-up; the winner is always exact.
+   * With `SchedulerInput.runnersUp` > 0 and a scoring policy (affinity, adr010): the best-scoring other machines with a
+   * free slot, best first, with their breakdowns. Exact for affinity (its walk then prunes against the last runner-up
+   * instead of the pick, scoring up to `runnersUp` more machines per job); adr010 lists the other machines holding some
+   * of the job's LoRAs (all others score 0).
    */
   runnersUp?: RunnerUp[];
 }

@@ -80,8 +80,9 @@ export class AffinityPolicy {
       pool.byLoad!.walk((m) => {
         let bound = 0;
         for (const scorer of scorers) bound += scorer.upperBound(ctx, m, bf);
-        // Heap order is (load, index): past this point nothing can beat or tie with a lower index.
-        if (bound < bestScore || (bound === bestScore && m > best)) return false;
+        // Heap order is (load, index): past this point nothing can beat or tie with a lower index (nor, with
+        // runners-up asked for, enter them).
+        if (top ? top.cannotEnter(bound, m) : bound < bestScore || (bound === bestScore && m > best)) return false;
         if (index.mark[m] !== stamp) {
           index.addCandidate(m, stamp);
           const score = this.score(v, m, null);
