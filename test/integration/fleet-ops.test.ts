@@ -2,6 +2,7 @@
 // Azurite + cosmosdb-server: drain/undrain, detail, delete, evict/pre-warm orders, version skew on the heartbeat,
 // unknown pools, a missing executor (never spends an attempt; the machine heals itself), a re-registered agent that
 // recovers by re-reading its token file, and a deregistered agent that exits 78.
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +46,18 @@ async function refusal(p: Promise<unknown>): Promise<ApiRequestError> {
 const submit = async (pool = 'standard', payload: Record<string, unknown> = {}): Promise<string> =>
   (await user.post<{ job_id: string }>('jobs', { service_required: 'open-loras', pool, payload })).job_id;
 const detail = (id: string) => admin.get<MachineDetail>(`machines/${id}`);
+
+/** The real CLI (dist/cli/index.js) against the test host. */
+async function cli(client: ApiClient, args: string[]): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/index.js'), '--api', t.apiUrl, '--token', client.options.token!, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((r) => child.once('close', r));
+  return { code, out };
+}
 
 describe('bad input to the new endpoints: clear 4xx JSON', () => {
   it('unknown machines are 404, bad bodies 400, users 403, unknown pools 422 listing the known ones', async () => {
@@ -106,11 +119,19 @@ describe('drain, undrain, detail, delete', () => {
       return d.live && d.admin_drained && Date.parse(d.last_heartbeat_at!) > Date.now() - 2_000 ? d : null;
     });
     await new Promise((r) => setTimeout(r, 3_000));
-    expect((await getJob(user, job)).status).toBe('pending');
+    const waiting = await getJob(user, job);
+    expect(waiting.status).toBe('pending');
     expect(a.alive).toBe(true);
+    // Why it waits is on the job, written once when the reason appeared (not once per 1 s pass).
+    expect(waiting.waits.map((w) => w.reason)).toEqual(['no_machine_in_pool']);
+    const explained = await cli(user, ['job', job, '--explain']);
+    expect(explained.code, explained.out).toBe(0);
+    expect(explained.out).toMatch(/waiting: no live, undrained, healthy machine in its pool/);
     await admin.post('machines/ops-drain/undrain');
     const done = await until('job succeeded after undrain', async () => ((await getJob(user, job)).status === 'succeeded' ? getJob(user, job) : null), 30_000, 200, () => fleet.logs());
     expect(done.machine_id).toBe('ops-drain');
+    expect(done.waits.map((w) => w.reason)).toEqual(['no_machine_in_pool']);
+    expect(done.runners_up).toEqual([]); // the only machine of its pool
     const d = await detail('ops-drain');
     expect(d.admin_drained).toBe(false);
     expect(d.cache?.budget_bytes).toBeGreaterThan(0);
@@ -185,6 +206,16 @@ describe('a re-registered agent recovers by itself', () => {
     const job = await submit();
     const done = await until('job on the re-registered machine', async () => ((await getJob(user, job)).status === 'succeeded' ? getJob(user, job) : null), 30_000, 200, () => fleet.logs());
     expect(['ops-rereg', 'ops-vanish']).toContain(done.machine_id);
+    // Two machines had a free slot: the one not chosen is the runner-up, with its score parts (job --explain).
+    const other = done.machine_id === 'ops-rereg' ? 'ops-vanish' : 'ops-rereg';
+    expect(done.runners_up.map((r) => r.machine_id)).toEqual([other]);
+    const up = done.runners_up[0]!;
+    expect(up.score).toBeLessThanOrEqual(done.affinity_score!);
+    expect(up.score).toBeCloseTo(Object.values(up.score_breakdown).reduce((x, y) => x + y, 0), 9);
+    const explained = await cli(user, ['job', job, '--explain']);
+    expect(explained.code, explained.out).toBe(0);
+    expect(explained.out).toMatch(new RegExp(`placed on ${done.machine_id} by affinity with score`));
+    expect(explained.out).toMatch(new RegExp(`runners-up \\(among the machines the policy scored\\):\\n    ${other} score -?\\d+\\.\\d\\d: `));
     expect(a.alive).toBe(true);
     expect(a.output()).toMatch(/machine token was replaced/);
   }, 90_000);
@@ -196,10 +227,18 @@ describe('cache orders through the heartbeat answer', () => {
     const { key, kind } = lora;
     const r = await admin.post<{ machines: string[] }>('machines/prewarm', { lora: { kind, key }, machine_ids: ['ops-rereg'] });
     expect(r.machines).toEqual(['ops-rereg']);
-    await until('pre-warmed LoRA in the inventory', async () => {
+    const warm = await until('pre-warmed LoRA in the inventory', async () => {
       const d = await detail('ops-rereg');
-      return (kind === 'user' ? d.cached.user : d.cached.shared).includes(key) ? d : null;
+      return (kind === 'user' ? d.cached.user : d.cached.shared).includes(key) && d.cache_entries?.some((e) => e.key === key) ? d : null;
     }, 30_000, 200, () => fleet.logs());
+    // Size and last use per LoRA, from the agent's cache DB through the heartbeat.
+    const entry = warm.cache_entries!.find((e) => e.key === key)!;
+    expect(entry).toMatchObject({ kind, key, size_bytes: lora.size, pinned: false, in_use: 0 });
+    expect(Date.parse(entry.last_used_at)).toBeGreaterThan(Date.now() - 120_000);
+    const shown = await cli(admin, ['machine', 'ops-rereg']);
+    expect(shown.code, shown.out).toBe(0);
+    expect(shown.out).toMatch(/cache .* used of .* budget, free disk \d/);
+    expect(shown.out).toMatch(new RegExp(`${kind} +${key} +${lora.size < 1024 ? `${lora.size} bytes` : '\\d+(\\.\\d)? KiB'} +\\d+ s ago`));
     const e = await admin.post<{ machines: string[] }>('machines/evict', { lora: { kind, key } });
     expect(e.machines).toContain('ops-rereg');
     await until('evicted LoRA gone from the inventory', async () => {
