@@ -124,8 +124,11 @@ export const heartbeatResponseSchema = z
     stop_jobs: z.array(z.object({ job_id: jobIdSchema, epoch: z.number().int() })),
     /** An admin drained this machine: it gets no new jobs; running jobs finish. The agent keeps running. */
     admin_drained: z.boolean().optional(),
-    /** LoRAs an admin asked this machine to drop from its cache (skipped while a job uses them or they are pinned). */
-    evict: z.array(cacheKeySchema).max(1000).optional(),
+    /**
+     * LoRAs an admin asked this machine to drop from its cache (skipped while a job uses them or they are pinned). Not
+     * `cacheKeySchema` (strict, for requests): an agent must take a newer control plane's entries with extra fields.
+     */
+    evict: z.array(z.object({ kind: z.enum(['user', 'shared']), key: z.string().max(256) })).max(1000).optional(),
     /** LoRAs an admin asked this machine to download ahead of demand (within the budget; never evicts pins or in-use). */
     prewarm: z.array(prewarmItemSchema).max(100).optional(),
     /** Things the operator should know, e.g. the agent's SLOTS above the admin's limit. The agent logs each one. */

@@ -94,10 +94,19 @@ describe('version skew on the heartbeat', () => {
     };
     const older = await machine.post<{ ok: boolean; stop_jobs: unknown[] }>('machines/ops-skew/heartbeat', base);
     expect(older.ok).toBe(true);
-    const newer = await machine.post<{ ok: boolean }>('machines/ops-skew/heartbeat', { ...base, agent_version: '9.9.9', gpu_temperature_c: 61, future: { nested: true } });
+    expect((await detail('ops-skew')).cache_entries).toBeNull(); // an older agent reports no sizes: said, not faked
+    const entry = { kind: 'shared', key: 'a.safetensors', size_bytes: 10, last_used_at: '2026-01-01T00:00:00.000Z', pinned: false, in_use: 0 };
+    const newer = await machine.post<{ ok: boolean }>('machines/ops-skew/heartbeat', {
+      ...base,
+      agent_version: '9.9.9',
+      gpu_temperature_c: 61,
+      future: { nested: true },
+      cache_entries: [{ ...entry, heat: 3 }],
+    });
     expect(newer.ok).toBe(true);
     const d = await detail('ops-skew');
     expect(d.agent_version).toBe('9.9.9');
+    expect(d.cache_entries).toEqual([entry]);
     // The agent's SLOTS above the admin's limit is said out loud, and the limit holds.
     const over = await machine.post<{ warnings?: string[] }>('machines/ops-skew/heartbeat', { ...base, slots: 8 });
     expect(over.warnings?.[0]).toMatch(/SLOTS=8 is above this machine's admin limit of 2/);
@@ -127,6 +136,13 @@ describe('drain, undrain, detail, delete', () => {
     const explained = await cli(user, ['job', job, '--explain']);
     expect(explained.code, explained.out).toBe(0);
     expect(explained.out).toMatch(/waiting: no live, undrained, healthy machine in its pool/);
+    const listed = await cli(admin, ['machines']);
+    expect(listed.out).toMatch(/ops-drain +standard +drained /);
+    const pools = await cli(admin, ['pools']);
+    expect(pools.out).toMatch(/^POOL +MACHINES .*\nstandard +0 +\d+\/\d+ +\d+ +/);
+    const metrics = await cli(admin, ['metrics', '--hours', '1']);
+    expect(metrics.code, metrics.out).toBe(0);
+    expect(metrics.out).toMatch(/^last 1 h\njobs: .*\nassignments: .*\ncache: hit rate /);
     await admin.post('machines/ops-drain/undrain');
     const done = await until('job succeeded after undrain', async () => ((await getJob(user, job)).status === 'succeeded' ? getJob(user, job) : null), 30_000, 200, () => fleet.logs());
     expect(done.machine_id).toBe('ops-drain');

@@ -3,8 +3,8 @@
 //
 // Main loop: while not stopping, wait for a free slot, then receive up to (free slots) messages from this machine's
 // queue/session and start a JobRun for each (job-run.ts: claim → LoRAs → started → executor → outcome → complete).
-// A heartbeat every HEARTBEAT_SECONDS reports the cache inventory, the runs in progress (job id + epoch), counters,
-// free disk, measured download speed and whether the agent is draining; `stop_jobs` in its answer cancels those runs.
+// A heartbeat every HEARTBEAT_SECONDS reports the cache inventory (and sizes/last use, cache-entries.ts), the runs in
+// progress (job id + epoch), counters, free disk, measured download speed and whether the agent is draining; `stop_jobs` in its answer cancels those runs.
 // Shutdown (SIGTERM): stop receiving (messages that arrive anyway are abandoned), heartbeat `draining: true` at once,
 // let running jobs finish for up to DRAIN_GRACE_SECONDS, then cancel the rest (executor SIGTERM → SIGKILL) and report
 // them failed/retryable ("agent shutting down") so the scheduler re-routes them, then a final draining heartbeat.
