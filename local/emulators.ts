@@ -5,7 +5,7 @@ import { generate } from 'selfsigned';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, startProcess, waitForPort, type Started } from './processes.js';
+import { EXIT_WITH_PARENT, freePort, startProcess, waitForPort, type Started } from './processes.js';
 
 const require = createRequire(import.meta.url);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -31,6 +31,7 @@ export async function startAzurite(opts: { location: string; blobPort?: number; 
   mkdirSync(opts.location, { recursive: true });
   const bin = join(dirname(require.resolve('azurite/package.json')), 'dist/src/azurite.js');
   const args = [
+    ...EXIT_WITH_PARENT,
     bin,
     '--blobHost', '127.0.0.1', '--blobPort', String(blobPort),
     '--queueHost', '127.0.0.1', '--queuePort', String(queuePort),
@@ -106,7 +107,7 @@ export async function startCosmos(opts: { certDir: string; port?: number }): Pro
   const { certPath, keyPath } = await ensureEmulatorCert(opts.certDir);
   // Always the compiled script (tests import this module from source; `npm test` builds dist/ first).
   const script = join(here, basename(here) === 'local' && basename(dirname(here)) === 'dist' ? '' : '../dist/local', 'cosmos-server.js');
-  const proc = startProcess('cosmosdb-server', process.execPath, [script, String(port), certPath, keyPath]);
+  const proc = startProcess('cosmosdb-server', process.execPath, [...EXIT_WITH_PARENT, script, String(port), certPath, keyPath]);
   let stderr = '';
   proc.child.stderr?.on('data', (d) => (stderr += d));
   proc.child.stdout?.resume();

@@ -49,6 +49,15 @@ export interface Started {
 }
 
 /** Spawns a node script (or any command) and gives a handle that stops it by pid, SIGTERM then SIGKILL. */
+/**
+ * Node flags that make a child end itself once the process that started it is gone (it gets re-parented), so a
+ * killed `npm start` or test run leaves no emulator or host behind. Inline, so it needs no built file.
+ */
+export const EXIT_WITH_PARENT = [
+  '--import',
+  'data:text/javascript,const p=process.ppid;setInterval(()=>{if(process.ppid!==p)process.kill(process.pid,"SIGTERM")},1000).unref();',
+];
+
 export function startProcess(name: string, command: string, args: string[], options: SpawnOptions = {}): Started {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
   if (!child.pid) throw new Error(`could not start ${name}`);

@@ -7,7 +7,7 @@ import { AzureClients, ensureLocalResources } from '../functions/adapters/azure-
 import { loadConfig } from '../functions/core/config.js';
 import { allowBrowserUploads } from './blob-cors.js';
 import { startAzurite, startCosmos, type AzuriteHandle, type CosmosHandle } from './emulators.js';
-import { freePort, isPortFree, startProcess, type Started } from './processes.js';
+import { EXIT_WITH_PARENT, freePort, isPortFree, startProcess, type Started } from './processes.js';
 import { repoRoot, stackSettings } from './settings.js';
 
 export interface Emulators {
@@ -21,10 +21,16 @@ export const DEFAULT_PORTS = { api: 7071, blob: 10000, queue: 10001, cosmos: 808
 export async function startEmulators(opts: { stateDir: string; freePorts: boolean; inMemory?: boolean }): Promise<Emulators> {
   const ports = opts.freePorts ? { blob: 0, queue: 0, cosmos: 0 } : DEFAULT_PORTS;
   if (!opts.freePorts) await assertPortsFree([DEFAULT_PORTS.blob, DEFAULT_PORTS.queue, DEFAULT_PORTS.cosmos]);
-  const [azurite, cosmos] = await Promise.all([
+  const [az, co] = await Promise.allSettled([
     startAzurite({ location: join(opts.stateDir, 'azurite'), blobPort: ports.blob, queuePort: ports.queue, inMemory: opts.inMemory }),
     startCosmos({ certDir: join(opts.stateDir, 'certs'), port: ports.cosmos }),
   ]);
+  if (az.status === 'rejected' || co.status === 'rejected') {
+    // One failed: stop the one that started, so nothing is left running.
+    await Promise.allSettled([az, co].map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    throw az.status === 'rejected' ? az.reason : (co as PromiseRejectedResult).reason;
+  }
+  const [azurite, cosmos] = [az.value, co.value];
   return { azurite, cosmos, stop: async () => void (await Promise.all([azurite.stop(), cosmos.stop()])) };
 }
 
@@ -63,7 +69,7 @@ export async function startDevHostProcess(
   const root = opts.root ?? repoRoot();
   const port = opts.port || (await freePort());
   const adminKey = settings.DEV_HOST_ADMIN_KEY ?? randomBytes(24).toString('base64url');
-  const proc = startProcess('dev-host', process.execPath, ['--enable-source-maps', join(root, 'dist/local/dev-host-main.js')], {
+  const proc = startProcess('dev-host', process.execPath, [...EXIT_WITH_PARENT, '--enable-source-maps', join(root, 'dist/local/dev-host-main.js')], {
     cwd: opts.appRoot ?? root, // the Functions host runs in the app folder (/home/site/wwwroot)
     env: {
       ...process.env,

@@ -53,26 +53,33 @@ async function activeJobsOn(deps: CoreDeps, machineId: string): Promise<ActiveJo
   return resources;
 }
 
+/** A live agent beats every few seconds, each beat a new ETag: the delete re-reads and re-checks this many times. */
+const DELETE_ATTEMPTS = 5;
+
 /**
  * Deregisters a machine: its document and slot ledger go, so its token stops working (the agent exits with a clear
  * code). Refused (409) while jobs are assigned to or running on it: drain it first and wait for them to finish.
  */
 export async function deleteMachine(deps: CoreDeps, machineId: string): Promise<void> {
-  const doc = await readMachine(deps.machines, machineId);
-  if (!doc) throw notFound(`machine ${machineId}`);
-  const active = (await activeJobsOn(deps, machineId)).filter((j) => j.status !== 'pending');
-  if (active.length > 0) {
-    throw conflict(
-      `machine ${machineId} still has ${active.length} job(s) assigned or running (${active.slice(0, 5).map((j) => j.id).join(', ')}); drain it (lora-router machines drain ${machineId}) and delete it once they finish`,
-      { jobs: active.map((j) => j.id) },
-    );
-  }
-  try {
-    await deps.machines.item(doc.id, doc.machine_id).delete({ accessCondition: { type: 'IfMatch', condition: doc._etag! } });
-  } catch (err) {
-    if (isNotFound(err)) throw notFound(`machine ${machineId}`);
-    if (isPreconditionFailed(err)) throw conflict(`machine ${machineId} changed while being deleted; try again`);
-    throw err;
+  for (let attempt = 1; ; attempt++) {
+    const doc = await readMachine(deps.machines, machineId);
+    if (!doc) throw notFound(`machine ${machineId}`);
+    const active = (await activeJobsOn(deps, machineId)).filter((j) => j.status !== 'pending');
+    if (active.length > 0) {
+      throw conflict(
+        `machine ${machineId} still has ${active.length} job(s) assigned or running (${active.slice(0, 5).map((j) => j.id).join(', ')}); drain it (lora-router machines drain ${machineId}) and delete it once they finish`,
+        { jobs: active.map((j) => j.id) },
+      );
+    }
+    try {
+      // IfMatch: nothing was assigned here between the check above and the delete.
+      await deps.machines.item(doc.id, doc.machine_id).delete({ accessCondition: { type: 'IfMatch', condition: doc._etag! } });
+      break;
+    } catch (err) {
+      if (isNotFound(err)) throw notFound(`machine ${machineId}`);
+      if (!isPreconditionFailed(err)) throw err;
+      if (attempt >= DELETE_ATTEMPTS) throw conflict(`machine ${machineId} kept changing while being deleted (${DELETE_ATTEMPTS} tries); try again`);
+    }
   }
   await deps.machines
     .item(ledgerId(machineId), machineId)
