@@ -138,8 +138,8 @@ describe('drain, undrain, detail, delete', () => {
     expect(explained.out).toMatch(/waiting: no live, undrained, healthy machine in its pool/);
     const listed = await cli(admin, ['machines']);
     expect(listed.out).toMatch(/ops-drain +standard +drained /);
-    const pools = await cli(admin, ['pools']);
-    expect(pools.out).toMatch(/^POOL +MACHINES .*\nstandard +0 +\d+\/\d+ +\d+ +/);
+    const poolTable = await cli(admin, ['pools']);
+    expect(poolTable.out).toMatch(/^POOL +MACHINES .*\nstandard +0 +\d+\/\d+ +\d+ +/);
     const metrics = await cli(admin, ['metrics', '--hours', '1']);
     expect(metrics.code, metrics.out).toBe(0);
     expect(metrics.out).toMatch(/^last 1 h\njobs: .*\nassignments: .*\ncache: hit rate /);
