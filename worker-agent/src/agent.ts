@@ -5,8 +5,9 @@
 // queue/session and start a JobRun for each (job-run.ts: claim → LoRAs → started → executor → outcome → complete).
 // With QUEUE_DEPTH > 0 it holds up to SLOTS + QUEUE_DEPTH runs: each claims and downloads at once, and at most SLOTS
 // run (run-slots.ts), so the next job's LoRAs arrive while the GPU runs the current one.
-// A heartbeat every HEARTBEAT_SECONDS reports the cache inventory, the runs in progress (job id + epoch), counters,
-// free disk, measured download speed and whether the agent is draining; `stop_jobs` in its answer cancels those runs.
+// A heartbeat every HEARTBEAT_SECONDS reports the cache inventory (and sizes/last use, cache-entries.ts), the runs in
+// progress (job id + epoch), counters, free disk, measured download speed and whether the agent is draining; `stop_jobs`
+// in its answer cancels those runs.
 // Shutdown (SIGTERM): stop receiving (messages that arrive anyway are abandoned), heartbeat `draining: true` at once,
 // let running jobs finish for up to DRAIN_GRACE_SECONDS, then cancel the rest (executor SIGTERM → SIGKILL) and report
 // them failed/retryable ("agent shutting down") so the scheduler re-routes them, then a final draining heartbeat.
@@ -65,6 +66,8 @@ export interface AgentDeps {
   api: ControlPlaneApi;
   receiver: DispatchReceiver;
   cache: AgentCache;
+  /** Sizes and last use of the cached LoRAs for the heartbeat (cache-entries.ts); absent: not reported. */
+  cacheEntries?: () => NonNullable<Heartbeat['cache_entries']>;
   executor: Executor;
   log: Logger;
 }
@@ -314,6 +317,11 @@ export class Agent {
       unhealthy_reason: this.health.recheck(),
     };
     if (config.pinnedLoras?.length) hb.pinned = config.pinnedLoras.slice(0, 1000);
+    try {
+      if (this.deps.cacheEntries) hb.cache_entries = this.deps.cacheEntries();
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'cache entries unavailable');
+    }
     if (inv?.downloadBytesPerSecond !== undefined) hb.download_bytes_per_second = Math.max(0, inv.downloadBytesPerSecond);
     return hb;
   }

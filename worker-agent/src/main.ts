@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, AgentStartError } from './agent.js';
 import { HttpControlPlane } from './api.js';
 import { LoraCache } from './cache/lora-cache.js';
+import { CacheEntriesReader } from './cache-entries.js';
 import { formatCheck, runCheck } from './check.js';
 import { AgentConfigError, describeConfig, loadAgentConfig, readAgentEnv } from './config.js';
 import { resolveExecutable } from './executor/preflight.js';
@@ -96,6 +97,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.fatal({ err: (err as Error).message, cache_dir: config.cacheDir }, 'cannot open the LoRA cache');
     return 1;
   }
+  const cacheEntries = new CacheEntriesReader(cache.dbPath);
   registerCacheMetrics(() => {
     try {
       return cache.inventory();
@@ -128,6 +130,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     }),
     receiver,
     cache,
+    cacheEntries: () => cacheEntries.read(),
     executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, maxRunMs: config.maxRunMs, log: log.child({ component: 'executor' }), jobUser }),
     log,
   });
@@ -145,11 +148,13 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.fatal({ err: (err as Error).message }, start ? 'agent cannot start' : 'agent failed to start');
     process.stderr.write(`lora-router agent: ${(err as Error).message}\n`);
     await receiver.close().catch(() => undefined);
+    cacheEntries.close();
     await cache.close().catch(() => undefined);
     await telemetry.shutdown();
     return start ? EX_CONFIG : 1;
   }
   await agent.finished;
+  cacheEntries.close();
   await telemetry.shutdown();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);

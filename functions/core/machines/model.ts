@@ -1,6 +1,6 @@
 // The stored shape of a GPU machine (Cosmos `machines`, partition key /machine_id): its registration (pool, slots,
 // token version) and what its last heartbeat said (cache inventory, load, counters).
-import type { CacheKey, Heartbeat, MachineView } from '../../../contract/machines.js';
+import type { CacheEntry, CacheKey, Heartbeat, MachineView } from '../../../contract/machines.js';
 
 export interface MachineDoc {
   id: string;
@@ -42,6 +42,8 @@ export interface MachineDoc {
   pending_prewarm?: PrewarmOrder[];
   /** LoRA keys the agent pins (PINNED_LORAS), as last reported. */
   pinned?: string[];
+  /** Sizes and last use of the most recently used cached LoRAs, as last reported; null from agents that do not report them. */
+  cache_entries?: CacheEntry[] | null;
   _etag?: string;
 }
 

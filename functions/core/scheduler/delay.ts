@@ -10,6 +10,8 @@ export class DelayRule {
   private readonly waiters: Int32Array;
   private readonly dmark: Int32Array;
   private dstamp = 0;
+  /** After `shouldDelay` returned true: the busy machine the job waits for. */
+  holder = -1;
 
   constructor(
     private readonly s: PassState,
@@ -71,6 +73,7 @@ export class DelayRule {
     }
     if (best < 0 || bestWait > limit) return false;
     this.waiters[best]!++;
+    this.holder = best;
     return true;
   }
 }

@@ -55,6 +55,8 @@ export interface Choice {
   machine: number;
   score: number;
   breakdown: Record<string, number>;
+  /** Other scored machines, best first (only with `SchedulerInput.runnersUp` > 0). */
+  runnersUp?: { machine: number; score: number; breakdown: Record<string, number> }[];
 }
 
 export class PassState {
@@ -220,6 +222,9 @@ export class PassState {
       missingLoras,
       arrivingLoras,
       policy: this.policy,
+      ...(choice.runnersUp
+        ? { runnersUp: choice.runnersUp.map((r) => ({ machineId: this.ms[r.machine]!.id, score: r.score, breakdown: r.breakdown })) }
+        : {}),
     };
   }
 }

@@ -80,6 +80,18 @@ export interface SchedulerInput {
   expectedJobSeconds?: number;
   /** Used for machines that report no download speed. Default `DEFAULT_DOWNLOAD_BYTES_PER_SECOND`. */
   defaultDownloadBytesPerSecond?: number;
+  /**
+   * How many runners-up each assignment keeps (`Assignment.runnersUp`, for `job --explain`). Default 0: the simulator
+   * and the benchmark pay nothing; the control plane asks for `RUNNERS_UP` (3).
+   */
+  runnersUp?: number;
+}
+
+/** A machine that scored below the chosen one for the same job, in the same pass. */
+export interface RunnerUp {
+  machineId: string;
+  score: number;
+  breakdown: Record<string, number>;
 }
 
 export interface Assignment {
@@ -96,6 +108,13 @@ export interface Assignment {
   /** Missing keys that an earlier assignment of this same pass already brings to the machine. */
   arrivingLoras: string[];
   policy: string;
+  /**
+   * With `SchedulerInput.runnersUp` > 0 and a scoring policy (affinity, adr010): the best-scoring other machines with a
+   * free slot, best first, with their breakdowns. Exact for affinity (its walk then prunes against the last runner-up
+   * instead of the pick, scoring up to `runnersUp` more machines per job); adr010 lists the other machines holding some
+   * of the job's LoRAs (all others score 0).
+   */
+  runnersUp?: RunnerUp[];
 }
 
 export type UnassignedReason =
@@ -111,5 +130,6 @@ export type UnassignedReason =
 export interface ScheduleResult {
   /** In routing order (priority, then age, then id). */
   assignments: Assignment[];
-  unassigned: { jobId: string; reason: UnassignedReason }[];
+  /** `machineId`: for `delayed`, the busy machine holding the job's LoRAs that the job waits for. */
+  unassigned: { jobId: string; reason: UnassignedReason; machineId?: string }[];
 }

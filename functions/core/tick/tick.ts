@@ -13,6 +13,8 @@ import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
 import { learnedJobSeconds } from './run-time.js';
 import { recordBacklog, tracePlacement } from './trace.js';
+import { recordWaitNotes } from './wait-notes.js';
+import { MAX_RUNNERS_UP } from '../../../contract/jobs.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
 export const MAX_PENDING_PER_TICK = 5_000;
@@ -28,6 +30,8 @@ export interface TickResult {
   no_slot: number;
   send_failures: number;
   unassigned: Record<string, number>;
+  /** Changed wait reasons written to jobs (wait-notes.ts). */
+  wait_notes: number;
   policy: string;
 }
 
@@ -111,6 +115,7 @@ export function assignedDoc(doc: JobDoc, a: Assignment, nowMs: number): JobDoc {
     affinity_score: a.score,
     score_breakdown: a.breakdown,
     policy: a.policy,
+    runners_up: (a.runnersUp ?? []).map((r) => ({ machine_id: r.machineId, score: r.score, score_breakdown: r.breakdown })),
     cache: { hit_loras: a.hitLoras, missing_loras: a.missingLoras },
     cache_outcome: null,
     assigned_at: at,
@@ -142,6 +147,8 @@ export interface PassOptions {
   snapshot?: FleetSnapshot;
   /** Called with the snapshot the pass planned from, after its own assignments were added to it. */
   onSnapshot?: (snapshot: FleetSnapshot) => void;
+  /** false: do not write changed wait reasons (intake's first look, which may look again at once). Default true. */
+  recordWaits?: boolean;
 }
 
 /**
@@ -188,6 +195,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     policy,
     weights,
     expectedJobSeconds,
+    runnersUp: MAX_RUNNERS_UP,
   });
 
   const out: TickResult = {
@@ -199,6 +207,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     no_slot: 0,
     send_failures: 0,
     unassigned: {},
+    wait_notes: 0,
     policy,
   };
   for (const u of result.unassigned) out.unassigned[u.reason] = (out.unassigned[u.reason] ?? 0) + 1;
@@ -253,6 +262,9 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
       },
     );
   });
+  if (opts.recordWaits !== false && result.unassigned.length > 0) {
+    out.wait_notes = await recordWaitNotes(deps, docs, result.unassigned, nowMs);
+  }
   opts.onSnapshot?.(snapshot);
   return out;
 }
