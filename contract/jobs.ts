@@ -43,6 +43,31 @@ export const submitJobResponseSchema = z
 /** Named parts of a placement score, kept with every assignment so a routing decision can be explained later. */
 export const scoreBreakdownSchema = z.record(z.string(), z.number()).openapi('ScoreBreakdown');
 
+/** Runners-up kept with an assignment (`job --explain`). */
+export const MAX_RUNNERS_UP = 3;
+/** Wait reasons kept per job, newest last (older ones are dropped). */
+export const MAX_JOB_WAITS = 5;
+
+/** A machine that scored below the chosen one for the same job in the same pass (among those the policy scored). */
+export const runnerUpSchema = z
+  .object({ machine_id: z.string(), score: z.number(), score_breakdown: scoreBreakdownSchema })
+  .openapi('RunnerUp');
+export type RunnerUp = z.infer<typeof runnerUpSchema>;
+
+/**
+ * Why the scheduler left a pending job where it was: `delayed` (held back for `machine_id`, a busy machine that holds
+ * its LoRAs), `no_machine_in_pool` (no live, undrained, healthy, receiving machine of its pool), `no_capacity` (no
+ * free slot), `not_before` (retry backoff).
+ */
+export const waitReasonSchema = z.enum(['delayed', 'no_machine_in_pool', 'no_capacity', 'not_before']);
+export type WaitReason = z.infer<typeof waitReasonSchema>;
+
+/** One recorded wait: recorded when the reason changes, not on every pass. */
+export const jobWaitSchema = z
+  .object({ reason: waitReasonSchema, since: z.string(), machine_id: z.string().nullable() })
+  .openapi('JobWait');
+export type JobWait = z.infer<typeof jobWaitSchema>;
+
 export const jobViewSchema = z
   .object({
     job_id: jobIdSchema,
@@ -57,6 +82,10 @@ export const jobViewSchema = z
     affinity_score: z.number().nullable(),
     score_breakdown: scoreBreakdownSchema.nullable(),
     policy: z.string().nullable(),
+    /** The best other machines of the pass that placed the job, best first (at most MAX_RUNNERS_UP). */
+    runners_up: z.array(runnerUpSchema),
+    /** Why the job waited, oldest first (at most MAX_JOB_WAITS). None recorded = it never waited for more than a free slot. */
+    waits: z.array(jobWaitSchema),
     cache: z.object({ hit_loras: z.array(z.string()), missing_loras: z.array(z.string()) }),
     error: z.string().nullable(),
     result: z.unknown().nullable(),

@@ -52,11 +52,38 @@ export const cacheCountersSchema = z
 export type CacheCounters = z.infer<typeof cacheCountersSchema>;
 export const emptyCounters = (): CacheCounters => ({ hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 });
 
+/**
+ * Cache entries an agent reports per heartbeat at most: the most recently used ones. Bounded because every scheduler
+ * pass reads every machine record: 50 entries are about 6 KB per record.
+ */
+export const REPORTED_CACHE_ENTRIES = 50;
+
+/** One LoRA in a machine's cache, with what an operator asks about it. */
+export const cacheEntrySchema = z
+  .object({
+    kind: z.enum(['user', 'shared']),
+    key: z.string().max(256),
+    size_bytes: z.number().int().nonnegative(),
+    last_used_at: z.string().max(40),
+    pinned: z.boolean(),
+    /** Jobs using it right now (it is not evicted while > 0). */
+    in_use: z.number().int().nonnegative(),
+  })
+  // Entries a newer agent extends are still accepted (version skew).
+  .strip()
+  .openapi('CacheEntry');
+export type CacheEntry = z.infer<typeof cacheEntrySchema>;
+
 export const heartbeatSchema = z
   .object({
     pool: poolSchema,
     slots: z.number().int().min(1).max(64),
-    running_jobs: z.array(z.object({ job_id: jobIdSchema, epoch: z.number().int() })).max(64),
+    /**
+     * Dispatches the agent takes beyond its slots (QUEUE_DEPTH): it claims them and downloads their LoRAs while its
+     * slots are busy, and runs each when a slot frees. The scheduler may give it slots + queue_depth jobs. Absent = 0.
+     */
+    queue_depth: z.number().int().min(0).max(8).optional(),
+    running_jobs: z.array(z.object({ job_id: jobIdSchema, epoch: z.number().int() })).max(72),
     cached_loras: z.object({
       user: z.array(loraIdSchema).max(100_000),
       shared: z.array(sharedFilenameSchema).max(100_000),
@@ -83,6 +110,11 @@ export const heartbeatSchema = z
     unhealthy_reason: z.string().max(1000).nullable().optional(),
     /** Cache keys the agent never evicts (PINNED_LORAS). */
     pinned: z.array(z.string().max(256)).max(1000).optional(),
+    /**
+     * Sizes and last use of the cached LoRAs, most recently used first, at most REPORTED_CACHE_ENTRIES (the control
+     * plane keeps that many; up to 1000 are accepted from a newer agent). Older agents omit it.
+     */
+    cache_entries: z.array(cacheEntrySchema).max(1000).optional(),
   })
   // Version skew (docs/agent-runbook.md): the control plane ignores heartbeat fields it does not know (a newer agent),
   // and every field added later is optional (an older agent). Unknown fields are dropped, never a 400.
@@ -97,8 +129,11 @@ export const heartbeatResponseSchema = z
     stop_jobs: z.array(z.object({ job_id: jobIdSchema, epoch: z.number().int() })),
     /** An admin drained this machine: it gets no new jobs; running jobs finish. The agent keeps running. */
     admin_drained: z.boolean().optional(),
-    /** LoRAs an admin asked this machine to drop from its cache (skipped while a job uses them or they are pinned). */
-    evict: z.array(cacheKeySchema).max(1000).optional(),
+    /**
+     * LoRAs an admin asked this machine to drop from its cache (skipped while a job uses them or they are pinned). Not
+     * `cacheKeySchema` (strict, for requests): an agent must take a newer control plane's entries with extra fields.
+     */
+    evict: z.array(z.object({ kind: z.enum(['user', 'shared']), key: z.string().max(256) })).max(1000).optional(),
     /** LoRAs an admin asked this machine to download ahead of demand (within the budget; never evicts pins or in-use). */
     prewarm: z.array(prewarmItemSchema).max(100).optional(),
     /** Things the operator should know, e.g. the agent's SLOTS above the admin's limit. The agent logs each one. */
@@ -133,6 +168,8 @@ export const machineViewSchema = z
     /** The admin's limit (registration) and what the agent reports (SLOTS); `slots` is the smaller one. */
     registered_slots: z.number().int(),
     agent_slots: z.number().int().nullable(),
+    /** Jobs the agent takes beyond its slots (QUEUE_DEPTH; downloads overlap GPU work); 0 = none. */
+    queue_depth: z.number().int(),
   })
   .openapi('Machine');
 export type MachineView = z.infer<typeof machineViewSchema>;
@@ -141,8 +178,13 @@ export type MachineView = z.infer<typeof machineViewSchema>;
 export const machineDetailSchema = machineViewSchema
   .extend({
     cached: z.object({ user: z.array(z.string()), shared: z.array(z.string()) }),
-    /** Pins and per-LoRA sizes/last use, as the agent last reported them (absent for agents that do not report them). */
+    /** What the agent pins (PINNED_LORAS), as last reported. */
     pinned: z.array(z.string()),
+    /**
+     * Per-LoRA size and last use, most recently used first (at most REPORTED_CACHE_ENTRIES of the cached LoRAs); null
+     * when the agent does not report them (an agent older than this field).
+     */
+    cache_entries: z.array(cacheEntrySchema).nullable(),
     jobs: z.array(z.object({ job_id: z.string(), status: z.string(), epoch: z.number().int(), assigned_at: z.string().nullable(), started_at: z.string().nullable() })),
     pending_evict: z.array(cacheKeySchema),
     pending_prewarm: z.array(cacheKeySchema),

@@ -98,6 +98,8 @@ export function agentEnv(l: AgentLaunch): Record<string, string> {
     [AGENT_SETTINGS.executor]: 'command',
     // --demo: the demo payload fields (sleep_ms, trace_file, ...) work; the production sample leaves them off.
     [AGENT_SETTINGS.executorCommand]: JSON.stringify([process.execPath, jobScriptPath(root), '--demo']),
+    // The local fleet runs jobs as the developer's own user: a trusted single-tenant box, said explicitly.
+    [AGENT_SETTINGS.executorTrustedSameUser]: 'true',
     [AGENT_SETTINGS.heartbeatSeconds]: String(l.heartbeatSeconds ?? 5),
     [AGENT_SETTINGS.dispatchLockSeconds]: String(l.dispatchLockSeconds ?? 60),
     [AGENT_SETTINGS.lockRenewSeconds]: String(l.lockRenewSeconds ?? 20),

@@ -1,6 +1,7 @@
 // Routing simulator CLI.
 //   npm run sim -- --workload W1 --policy all [--seed 1] [--hours 24] [--out simulator/out]
 //                  [--weights hrw=4,load=0.2] [--slots 2] [--heartbeat-ms 5000] [--placement events] [--tick-ms 2000]
+//                  [--queue-depth 1]
 // Prints the comparison table (and the wall time per policy) and writes <out>/<name>.json and <out>/<name>.svg.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve, join } from 'node:path';
@@ -34,6 +35,8 @@ const USAGE = `Usage: npm run sim -- [options]
   --placement tick|events when the scheduler runs: only on the timer, or also on each arrival and job end
                           (the workload's default; see docs/simulator.md)
   --tick-ms <ms>          scheduler timer period (default 2000)
+  --queue-depth <n>       dispatches a machine accepts beyond its slots, downloading while its slots are busy
+                          (the workload's default)
   --markdown              also print the table as Markdown
   --check-docs <file>     compare the table recorded in <file> (between <!-- sim:W1 seed=1 --> and <!-- /sim:W1 -->)
                           with this run's, wall times left out; exit 1 if they differ
@@ -72,6 +75,7 @@ function main(argv: string[]): void {
         'heartbeat-ms': { type: 'string' },
         placement: { type: 'string' },
         'tick-ms': { type: 'string' },
+        'queue-depth': { type: 'string' },
         markdown: { type: 'boolean', default: false },
         'check-docs': { type: 'string' },
         'update-docs': { type: 'string' },
@@ -115,6 +119,11 @@ function main(argv: string[]): void {
     const t = Number(args['tick-ms']);
     if (!(t > 0)) fail('--tick-ms must be > 0.');
     spec.tickMs = t;
+  }
+  if (args['queue-depth'] !== undefined) {
+    const q = Number(args['queue-depth']);
+    if (!Number.isInteger(q) || q < 0) fail('--queue-depth must be an integer ≥ 0.');
+    spec.queueDepth = q;
   }
   let weights: Partial<Weights> | undefined;
   if (args.weights !== undefined) {
@@ -171,6 +180,7 @@ function main(argv: string[]): void {
     args['heartbeat-ms'] !== undefined ? `hb${spec.heartbeatMs}` : '',
     args.placement !== undefined ? spec.placement : '',
     args['tick-ms'] !== undefined ? `tick${spec.tickMs}` : '',
+    args['queue-depth'] !== undefined ? `q${spec.queueDepth}` : '',
     weights ? 'weights' : '',
     args.policy === 'all' ? 'all' : policies.join('+'),
   ]

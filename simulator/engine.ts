@@ -9,7 +9,9 @@
 //   end is reported at once); the cache as of the machine's last heartbeat (every `heartbeatMs`, machines' phases
 //   spread evenly over the period), so a LoRA downloaded or evicted since then is not seen yet. heartbeatMs 0 = live.
 // - An assigned job takes its slot at once (dispatch and claim take no time) and holds it through its downloads and its
-//   run. On arrival at the machine, like the agent's `acquire`: the LoRAs it finds (complete or already downloading) are
+//   run. With a queue depth (`spec.queueDepth`, issue 14) a machine holds up to slots + depth jobs, as the agent does:
+//   each starts downloading on arrival, but at most `slots` run at once; a job whose downloads are done waits for a
+//   run slot (first downloaded, first run) and takes it when a running job ends. On arrival at the machine, like the agent's `acquire`: the LoRAs it finds (complete or already downloading) are
 //   marked in use first; then each missing one gets room (LRU eviction of entries neither in use nor pinned, via
 //   MemoryLruCache.add → planEviction; the entry's bytes count against the budget from the start of its download, as
 //   the agent's reservation does) and starts downloading. A LoRA already downloading is shared (single-flight).
@@ -51,8 +53,10 @@ export interface EngineOptions {
 export interface MachineView {
   id: string;
   slots: number;
-  /** Assigned and not finished (downloading or running). */
+  /** Assigned and not finished (downloading, queued or running). */
   busySlots: number;
+  /** Jobs it may hold beyond its slots. */
+  queueDepth: number;
   runningJobs: number;
   /** Cached bytes, including the reservations of downloads in flight. */
   usedBytes: number;
@@ -140,6 +144,9 @@ class SimMachine implements MachineView {
   private lastAdvanceMs = 0;
   dlVersion = 0;
   busySlots = 0;
+  /** Downloaded jobs waiting for a run slot, in the order their downloads finished. */
+  readonly ready: number[] = [];
+  private readyHead = 0;
   runningJobs = 0;
   jobs = 0;
   busyMs = 0;
@@ -152,6 +159,7 @@ class SimMachine implements MachineView {
     readonly index: number,
     readonly id: string,
     readonly slots: number,
+    readonly queueDepth: number,
     readonly budgetBytes: number,
     readonly bandwidth: number,
     /** Heartbeat period; 0 = the scheduler sees the live cache. */
@@ -168,6 +176,7 @@ class SimMachine implements MachineView {
       id,
       pool: 'default',
       slots,
+      ...(queueDepth > 0 ? { queueDepth } : {}),
       busySlots: 0,
       live: true,
       draining: false,
@@ -182,6 +191,24 @@ class SimMachine implements MachineView {
 
   get usedBytes(): number {
     return this.cache.usedBytes;
+  }
+
+  get readyCount(): number {
+    return this.ready.length - this.readyHead;
+  }
+
+  pushReady(j: number): void {
+    this.ready.push(j);
+  }
+
+  shiftReady(): number | undefined {
+    if (this.readyHead === this.ready.length) return undefined;
+    const j = this.ready[this.readyHead++]!;
+    if (this.readyHead === this.ready.length) {
+      this.ready.length = 0;
+      this.readyHead = 0;
+    }
+    return j;
   }
 
   has(key: string): boolean {
@@ -273,6 +300,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         i,
         `gpu-${String(i).padStart(3, '0')}`,
         spec.slotsPerMachine,
+        spec.queueDepth ?? 0,
         spec.cacheBudgetBytes,
         spec.downloadBytesPerSecondMax !== undefined && spec.machines > 1
           ? spec.downloadBytesPerSecond + ((spec.downloadBytesPerSecondMax - spec.downloadBytesPerSecond) * i) / (spec.machines - 1)
@@ -285,7 +313,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
   }
   const machineById = new Map(machines.map((m) => [m.id, m]));
   const states = machines.map((m) => m.state);
-  const totalSlots = spec.machines * spec.slotsPerMachine;
+  const totalSlots = spec.machines * (spec.slotsPerMachine + (spec.queueDepth ?? 0));
 
   const rec: RunRecord = {
     policy: options.policy,
@@ -331,6 +359,12 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     m.setComplete(lora, false, tMs);
   };
 
+  /** The job's LoRAs are all complete on `m`: it runs now if a run slot is free, else waits for one (the agent's gate). */
+  const ready = (j: number, m: SimMachine, tMs: number): void => {
+    if (m.runningJobs < m.slots) startJob(j, m, tMs);
+    else m.pushReady(j);
+  };
+
   const startJob = (j: number, m: SimMachine, tMs: number): void => {
     const job = jobs[j]!;
     for (const l of job.loras) {
@@ -350,7 +384,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     if (rec.machineOf[j] !== -1) fail(`${job.id} assigned twice`);
     m.busySlots++;
     busyTotal++;
-    if (m.busySlots > m.slots) fail(`${m.id} assigned ${m.busySlots} jobs on ${m.slots} slots`);
+    if (m.busySlots > m.slots + m.queueDepth) fail(`${m.id} assigned ${m.busySlots} jobs on ${m.slots} slots + ${m.queueDepth} queued`);
     m.state.busySlots = m.busySlots;
     m.busySince.push(EPOCH_MS + tMs);
     m.jobs++;
@@ -400,7 +434,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
       const done = m.nextDoneMs(tMs);
       if (done !== undefined) queue.push(done, EventKind.DownloadDone, m.index, ++m.dlVersion);
     }
-    if (waiting[j] === 0) startJob(j, m, tMs);
+    if (waiting[j] === 0) ready(j, m, tMs);
   };
 
   /** One scheduler pass over `jobs` (all pending by default) and all machines, as the timer and the event paths run it. */
@@ -445,7 +479,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     let busy = 0;
     for (const m of machines) {
       busy += m.busySlots;
-      if (m.busySlots > m.slots) fail(`${m.id} has ${m.busySlots} busy slots of ${m.slots}`);
+      if (m.busySlots > m.slots + m.queueDepth) fail(`${m.id} has ${m.busySlots} busy slots of ${m.slots} + ${m.queueDepth}`);
+      if (m.runningJobs > m.slots) fail(`${m.id} runs ${m.runningJobs} jobs on ${m.slots} slots`);
+      if (m.readyCount > 0 && m.runningJobs < m.slots) fail(`${m.id} has a free run slot and ${m.readyCount} ready jobs waiting`);
       if (m.runningJobs > m.busySlots) fail(`${m.id} runs ${m.runningJobs} jobs but has ${m.busySlots} assigned`);
       if (m.cache.usedBytes > m.budgetBytes) fail(`${m.id} caches ${m.cache.usedBytes} B over its budget`);
       let sum = 0;
@@ -500,7 +536,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
           m.inFlight.delete(d.lora.key);
           m.setComplete(d.lora, true, e.t);
           for (const j of d.waiters) {
-            if (--waiting[j]! === 0) startJob(j, m, e.t);
+            if (--waiting[j]! === 0) ready(j, m, e.t);
           }
         }
         const done = m.nextDoneMs(e.t);
@@ -523,6 +559,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         rec.endMs[j] = e.t;
         if (e.t > rec.endMs_) rec.endMs_ = e.t;
         hooks?.onEnd?.(job, m, e.t);
+        // The freed run slot goes to the first queued job whose downloads are done (the agent's RunSlots).
+        const next = m.shiftReady();
+        if (next !== undefined) startJob(next, m, e.t);
         // Placement on events: a finished job frees a slot, so a pass over all pending jobs runs now.
         if (onEvents) place(e.t);
         break;

@@ -4,6 +4,8 @@
 //   npm run build --silent && node dist/simulator/experiments.js delay   [--workload W1] [--seed 1] [--hours 24]
 //   npm run build --silent && node dist/simulator/experiments.js check   [--workload W1] [--hours 1]
 //   npm run build --silent && node dist/simulator/experiments.js backlog [--workload D1] [--hours 6]
+//   npm run build --silent && node dist/simulator/experiments.js queue   [--workload D1] [--hours 6] [--depths 0,1,2]
+//                                  [--variants "start=1;egress=5"] [--baselines true]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -73,6 +75,53 @@ const DELAY_VARIANTS: Variant[] = [
   { label: 'delay=3, cap 30 s, hrw=10', weights: { delay: 3, delayCapSeconds: 30, hrw: 10 } },
 ];
 
+type BacklogVariant = [label: string, spec: WorkloadSpec, policy: string, weights?: WeightOverrides];
+
+function parseKv(label: string): WeightOverrides {
+  return Object.fromEntries(
+    label.split(',').map((kv) => {
+      const [k, v] = kv.split('=');
+      return [k!.trim(), Number(v)];
+    }),
+  );
+}
+
+/** Start p50/p95/p99, × bound and the backlog (submitted, not started) at 6 points and its max, one row per variant. */
+function backlogTable(spec: WorkloadSpec, seed: number, variants: BacklogVariant[]): unknown[] {
+  const workload = generateWorkload(spec, seed);
+  const endMs = spec.hours * 3_600_000;
+  const samples = 6;
+  process.stdout.write(`\n${spec.name} (${spec.hours} h, seed ${seed}, ${workload.jobs.length} jobs): start p50/p95/p99 s, × bound, backlog at each ${spec.hours / samples} h and its max\n`);
+  const rows: unknown[] = [];
+  for (const [label, s, policy, weights] of variants) {
+    const w = s === spec ? workload : { ...workload, spec: s };
+    const t0 = Date.now();
+    const rec = simulate(w, { policy, ...(weights ? { weights } : {}) });
+    const m = summarize(w, rec);
+    const backlog: number[] = [];
+    let max = 0;
+    const events: [number, number][] = [];
+    for (let j = 0; j < rec.jobs; j++) events.push([rec.arrivalMs[j]!, 1], [rec.startMs[j]!, -1]);
+    events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let cur = 0;
+    let next = endMs / samples;
+    for (const [t, d] of events) {
+      while (t > next && backlog.length < samples) {
+        backlog.push(cur);
+        next += endMs / samples;
+      }
+      cur += d;
+      if (cur > max) max = cur;
+    }
+    while (backlog.length < samples) backlog.push(cur);
+    const r1 = (x: number) => Math.round(x * 10) / 10;
+    const row = { label, p50: r1(m.startLatency.p50), p95: r1(m.startLatency.p95), p99: r1(m.startLatency.p99), xBound: m.bytesRatio, backlog, maxBacklog: max };
+    rows.push(row);
+    process.stdout.write(`| ${label} | ${row.p50} | ${row.p95} | ${row.p99} | ${row.xBound.toFixed(2)} | ${backlog.join(' · ')} | ${max} |  (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+  }
+  return rows;
+}
+
 function options(argv: string[]) {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -82,6 +131,8 @@ function options(argv: string[]) {
       seed: { type: 'string', default: '1' },
       hours: { type: 'string' },
       variants: { type: 'string' },
+      depths: { type: 'string' },
+      baselines: { type: 'string' },
       out: { type: 'string', default: 'simulator/out' },
     },
   });
@@ -119,6 +170,7 @@ function main(argv: string[]): void {
     { label: 'affinity', policy: 'affinity' },
   ];
 
+  const rows: unknown[] = [];
   switch (experiment) {
     case 'weights': {
       const wanted = values.variants?.split(';').map((s) => s.trim());
@@ -181,48 +233,38 @@ function main(argv: string[]): void {
     case 'backlog': {
       // Download-heavy fleets: latency and the backlog (jobs submitted, not started yet) over time, per policy, with
       // placement on events (the default) and, for affinity, timer-only placement (before issue 14).
-      const workload = generateWorkload(spec, seed);
-      const endMs = spec.hours * 3_600_000;
-      const samples = 6;
-      process.stdout.write(`\n${spec.name} (${spec.hours} h, seed ${seed}, ${workload.jobs.length} jobs): start p50/p95/p99 s, × bound, backlog at each ${spec.hours / samples} h and its max\n`);
-      const rows: unknown[] = [];
-      const variants: [string, WorkloadSpec, string, WeightOverrides?][] = [
-        ['fifo', spec, 'fifo'],
-        ['adr010', spec, 'adr010'],
-        ['affinity', spec, 'affinity'],
-        ['affinity delay=0', spec, 'affinity', { delay: 0 }],
-        ['affinity, timer only', { ...spec, placement: 'tick' }, 'affinity'],
-      ];
-      for (const [label, s, policy, weights] of variants) {
-        const w = s === spec ? workload : { ...workload, spec: s };
-        const rec = simulate(w, { policy, ...(weights ? { weights } : {}) });
-        const m = summarize(w, rec);
-        const backlog: number[] = [];
-        let max = 0;
-        const events: [number, number][] = [];
-        for (let j = 0; j < rec.jobs; j++) events.push([rec.arrivalMs[j]!, 1], [rec.startMs[j]!, -1]);
-        events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-        let cur = 0;
-        let next = endMs / samples;
-        for (const [t, d] of events) {
-          while (t > next && backlog.length < samples) {
-            backlog.push(cur);
-            next += endMs / samples;
-          }
-          cur += d;
-          if (cur > max) max = cur;
-        }
-        while (backlog.length < samples) backlog.push(cur);
-        const r1 = (x: number) => Math.round(x * 10) / 10;
-        const row = { label, p50: r1(m.startLatency.p50), p95: r1(m.startLatency.p95), p99: r1(m.startLatency.p99), xBound: m.bytesRatio, backlog, maxBacklog: max };
-        rows.push(row);
-        process.stdout.write(`| ${label} | ${row.p50} | ${row.p95} | ${row.p99} | ${row.xBound.toFixed(2)} | ${backlog.join(' · ')} | ${max} |\n`);
-      }
+      rows.push(
+        ...backlogTable(spec, seed, [
+          ['fifo', spec, 'fifo'],
+          ['adr010', spec, 'adr010'],
+          ['affinity', spec, 'affinity'],
+          ['affinity delay=0', spec, 'affinity', { delay: 0 }],
+          ['affinity, timer only', { ...spec, placement: 'tick' }, 'affinity'],
+        ]),
+      );
       results.push({ title: `backlog ${spec.name}`, metrics: rows as PolicyMetrics[], timing: [] });
       break;
     }
+    case 'queue': {
+      // Downloads that overlap GPU work (issue 14): queue depth per machine, with and without the `start` scorer.
+      const depths = (values.depths ?? '0,1,2').split(',').map(Number);
+      const variants: BacklogVariant[] = [];
+      const extra = values.variants?.split(';').map((v) => v.trim()).filter(Boolean) ?? [];
+      for (const q of depths) {
+        const s = { ...spec, queueDepth: q };
+        if (q === 0 || values.baselines === 'true') {
+          variants.push([`fifo q${q}`, s, 'fifo'], [`adr010 q${q}`, s, 'adr010']);
+        }
+        variants.push([`affinity q${q}`, s, 'affinity']);
+        if (q > 0) variants.push([`affinity q${q} start=1`, s, 'affinity', { start: 1 }]);
+        for (const label of extra) variants.push([`affinity q${q} ${label}`, s, 'affinity', parseKv(label)]);
+      }
+      rows.push(...backlogTable(spec, seed, variants));
+      results.push({ title: `queue ${spec.name}`, metrics: rows as PolicyMetrics[], timing: [] });
+      break;
+    }
     default:
-      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check | backlog)`);
+      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check | backlog | queue)`);
   }
   const outDir = resolve(process.cwd(), values.out);
   mkdirSync(outDir, { recursive: true });

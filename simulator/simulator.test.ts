@@ -139,6 +139,30 @@ describe('routing simulator on W0', () => {
     }
   });
 
+  it('with a queue depth: slots + depth jobs held, never more than slots running, queued jobs downloading meanwhile', () => {
+    const spec = { ...WORKLOADS.W0, slotsPerMachine: 1, queueDepth: 1 };
+    const w = generateWorkload(spec, SEED);
+    for (const policy of policyNames) {
+      const { tally, hooks } = tallyHooks();
+      let overlapped = 0;
+      const afterEvent = hooks.afterEvent!;
+      hooks.afterEvent = (t, machines) => {
+        afterEvent(t, machines);
+        // A slot busy running while another job held by the machine waits (downloading or ready): the overlap.
+        for (const m of machines) if (m.runningJobs === m.slots && m.busySlots > m.runningJobs) overlapped++;
+      };
+      simulate(w, { policy, checkInvariants: true, hooks });
+      expect(tally.starts.size).toBe(w.jobs.length);
+      expect([...tally.starts.values()].every((n) => n === 1)).toBe(true);
+      expect(tally.maxRunning).toBeLessThanOrEqual(0); // never more jobs running than slots
+      expect(tally.maxBusy).toBe(1); // the queue position was used, never more than one
+      expect(overlapped).toBeGreaterThan(0);
+      expect(tally.maxUsedOverBudget).toBeLessThanOrEqual(0);
+      expect(tally.startedWithout).toEqual([]);
+      expect(tally.lostWhileRunning).toEqual([]);
+    }
+  });
+
   it('no policy beats the best-possible row (compulsory misses, instant-download latency)', () => {
     const best = bestPossible(workload, latencyFloorRun(workload));
     expect(best.startLatency).not.toBeNull();

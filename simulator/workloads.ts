@@ -51,6 +51,11 @@ export interface WorkloadSpec {
   placement: 'tick' | 'events';
   /** Heartbeat period: the scheduler sees a machine's cache as of its last heartbeat. 0 = the live cache. */
   heartbeatMs: number;
+  /**
+   * Dispatches a machine accepts beyond its slots (issue 14, `MachineState.queueDepth`): it downloads their LoRAs while
+   * its slots are busy and runs them, first downloaded first, as slots free. Absent = 0 (the design before).
+   */
+  queueDepth?: number;
 }
 
 const W1: WorkloadSpec = {
@@ -277,10 +282,12 @@ export function validateSpec(spec: WorkloadSpec): void {
   if (!(spec.hours > 0)) problems.push('hours must be > 0');
   if (!(spec.tickMs > 0)) problems.push('tickMs must be > 0');
   if (!(spec.heartbeatMs >= 0)) problems.push('heartbeatMs must be ≥ 0');
-  // Every slot busy with a job whose LoRAs are all the largest: that much is in use and cannot be evicted.
-  const worstInUse = spec.slotsPerMachine * spec.lorasPerJob[1] * spec.sizeMaxBytes;
+  const depth = spec.queueDepth ?? 0;
+  if (!(depth >= 0) || !Number.isInteger(depth)) problems.push('queueDepth must be an integer ≥ 0');
+  // Every slot and queue position held by a job whose LoRAs are all the largest: that much is in use and cannot be evicted.
+  const worstInUse = (spec.slotsPerMachine + depth) * spec.lorasPerJob[1] * spec.sizeMaxBytes;
   if (worstInUse > spec.cacheBudgetBytes) {
-    problems.push(`cache budget ${spec.cacheBudgetBytes} B < slots × max LoRAs per job × max size = ${worstInUse} B`);
+    problems.push(`cache budget ${spec.cacheBudgetBytes} B < (slots + queue depth) × max LoRAs per job × max size = ${worstInUse} B`);
   }
   if (problems.length > 0) throw new Error(`Invalid workload ${spec.name}: ${problems.join('; ')}`);
 }

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import type { JobEvent, JobStatus, JobView, LoraRequirement } from '../../contract/jobs.js';
+import type { JobEvent, JobStatus, JobView, LoraRequirement, WaitReason } from '../../contract/jobs.js';
 import { ApiRequestError, type ApiClient } from '../../api-client/index.js';
 import type { CliContext } from '../index.js';
 
@@ -214,16 +214,52 @@ export const round2 = (n: number): string => (Math.round(n * 100) / 100).toFixed
 /** `job --explain`: what the stored job says about its placement and its wait, in words. */
 export function explainJob(j: JobView, nowMs: number): string[] {
   const out = [`${j.job_id}: ${j.status}, pool ${j.pool}, attempt ${j.attempt}, epoch ${j.epoch}`];
+  const parts = (b: Record<string, number> | null) =>
+    Object.entries(b ?? {})
+      .sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]))
+      .map(([k, v]) => `${k} ${round2(v)}`)
+      .join(', ');
   if (j.machine_id) {
     out.push(`placed on ${j.machine_id} by ${j.policy ?? '?'}${j.affinity_score === null ? '' : ` with score ${round2(j.affinity_score)}`}`);
-    const parts = Object.entries(j.score_breakdown ?? {}).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
-    if (parts.length) out.push(`  score parts: ${parts.map(([k, v]) => `${k} ${round2(v)}`).join(', ')}`);
+    if (Object.keys(j.score_breakdown ?? {}).length) out.push(`  score parts: ${parts(j.score_breakdown)}`);
     out.push(`  LoRAs already there: ${j.cache.hit_loras.join(', ') || '-'}; fetched: ${j.cache.missing_loras.join(', ') || '-'}`);
+    const runnersUp = j.runners_up ?? [];
+    if (runnersUp.length) {
+      out.push('  runners-up (among the machines the policy scored):');
+      for (const r of runnersUp) out.push(`    ${r.machine_id} score ${round2(r.score)}: ${parts(r.score_breakdown) || '-'}`);
+    } else if (j.policy === 'fifo') {
+      out.push('  runners-up: none (fifo takes the first machine with a free slot, it scores none)');
+    }
+    const assigned = j.assigned_at ? Date.parse(j.assigned_at) : NaN;
+    const created = Date.parse(j.created_at);
+    if (Number.isFinite(assigned) && Number.isFinite(created)) out.push(`  queued ${fmtSeconds((assigned - created) / 1000)} before this assignment`);
   } else if (j.status === 'pending') {
     const until = j.not_before ? Date.parse(j.not_before) : NaN;
+    const last = (j.waits ?? []).at(-1);
     if (Number.isFinite(until) && until > nowMs) out.push(`waiting: retry backoff for ${Math.ceil((until - nowMs) / 1000)} s more`);
+    else if (last) out.push(`waiting: ${describeWait(last.reason, last.machine_id)} (since ${last.since})`);
     else out.push('waiting: for a free slot on a live, healthy, undrained machine of the pool (see `lora-router pools`)');
+  }
+  const waits = j.waits ?? [];
+  if (waits.length) {
+    out.push('waited (recorded when the reason changed; no record = for a free slot):');
+    for (const w of waits) out.push(`  ${w.since} ${describeWait(w.reason, w.machine_id)}`);
   }
   if (j.error) out.push(`last problem: ${j.error}`);
   return out;
 }
+
+function describeWait(reason: WaitReason, machineId: string | null): string {
+  switch (reason) {
+    case 'delayed':
+      return `held back for ${machineId ?? 'a busy machine'}, which holds its LoRAs and is expected to free a slot sooner than a download elsewhere`;
+    case 'no_machine_in_pool':
+      return 'no live, undrained, healthy machine in its pool (see `lora-router pools`, `lora-router machines`)';
+    case 'no_capacity':
+      return 'no free slot in its pool';
+    case 'not_before':
+      return 'retry backoff';
+  }
+}
+
+const fmtSeconds = (s: number): string => (s < 120 ? `${Math.max(0, Math.round(s))} s` : `${Math.round(s / 60)} min`);

@@ -1,5 +1,5 @@
-// `lora-router machines [list] | get | register | drain | undrain | rm | evict | prewarm` and `pools`, `metrics`
-// (admin): the fleet and its day-2 controls.
+// `lora-router machines [list] | get (show) | register | drain | undrain | rm | evict | prewarm` and `pools`, `metrics`
+// (admin), `machine <id>`: the fleet and its day-2 controls.
 import type { Command } from 'commander';
 import { formatBytes } from '../../contract/bytes.js';
 import type { MachineDetail, MachineView } from '../../contract/machines.js';
@@ -81,28 +81,24 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--json', 'print JSON')
     .action((opts: { json?: boolean }) => listMachines(ctx, opts));
 
+  const showMachine = async (id: string, opts: { json?: boolean }) => {
+    const m = await ctx.api().get<MachineDetail>(`machines/${encodeURIComponent(id)}`);
+    if (opts.json) return print(m);
+    process.stdout.write(`${describeMachine(m, Date.now()).join('\n')}\n`);
+  };
   machines
     .command('get')
-    .description('one machine: cached and pinned LoRAs, budget, free disk, version, health, its jobs')
+    .alias('show')
+    .description('one machine: cached LoRAs with sizes and last use, pins, budget, free disk, version, health, its jobs')
     .argument('<machine_id>')
     .option('--json', 'print JSON')
-    .action(async (id: string, opts: { json?: boolean }) => {
-      const m = await ctx.api().get<MachineDetail>(`machines/${encodeURIComponent(id)}`);
-      if (opts.json) return print(m);
-      const lines = [
-        `machine ${m.machine_id}  pool ${m.pool}  ${state(m)}  agent ${m.agent_version ?? '-'}  last heartbeat ${m.last_heartbeat_at ?? 'never'}`,
-        `slots ${m.slots} (limit ${m.registered_slots}, agent ${m.agent_slots ?? '-'})  running ${m.running_jobs}`,
-        m.cache ? `cache ${formatBytes(m.cache.used_bytes)} of ${formatBytes(m.cache.budget_bytes)}, free disk ${formatBytes(m.cache.free_disk_bytes)}, hits ${m.cache.counters.hits}, misses ${m.cache.counters.misses}, evictions ${m.cache.counters.evictions}` : 'cache: no heartbeat yet',
-        ...(m.unhealthy_reason ? [`UNHEALTHY: ${m.unhealthy_reason}`] : []),
-        `user LoRAs (${m.cached.user.length}): ${m.cached.user.join(', ') || '-'}`,
-        `shared LoRAs (${m.cached.shared.length}): ${m.cached.shared.join(', ') || '-'}`,
-        `pinned: ${m.pinned.join(', ') || '-'}`,
-        `jobs: ${m.jobs.map((j) => `${j.job_id} (${j.status})`).join(', ') || '-'}`,
-        ...(m.pending_evict.length ? [`evictions waiting for a heartbeat: ${m.pending_evict.map((k) => k.key).join(', ')}`] : []),
-        ...(m.pending_prewarm.length ? [`pre-warms waiting for a heartbeat: ${m.pending_prewarm.map((k) => k.key).join(', ')}`] : []),
-      ];
-      process.stdout.write(`${lines.join('\n')}\n`);
-    });
+    .action(showMachine);
+  program
+    .command('machine')
+    .description('one machine (admin token): the same as `machines get <machine_id>`')
+    .argument('<machine_id>')
+    .option('--json', 'print JSON')
+    .action(showMachine);
 
   for (const [name, what] of [
     ['drain', 'stop sending it new jobs (running jobs finish; the agent keeps running)'],
@@ -187,4 +183,47 @@ export function register(program: Command, ctx: CliContext): void {
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });
+}
+
+/** "3 s ago", "5 min ago", "2 h ago", "4 d ago". */
+export function ago(iso: string, nowMs: number): string {
+  const s = Math.max(0, Math.round((nowMs - Date.parse(iso)) / 1000));
+  if (!Number.isFinite(s)) return iso;
+  if (s < 120) return `${s} s ago`;
+  if (s < 7_200) return `${Math.round(s / 60)} min ago`;
+  if (s < 172_800) return `${Math.round(s / 3_600)} h ago`;
+  return `${Math.round(s / 86_400)} d ago`;
+}
+
+/** `machines get`: one machine in words and a table of its cached LoRAs (sizes in sensible units). */
+export function describeMachine(m: MachineDetail, nowMs: number): string[] {
+  const lines = [
+    `machine ${m.machine_id}  pool ${m.pool}  ${state(m)}  agent ${m.agent_version ?? '-'}  last heartbeat ${m.last_heartbeat_at ? `${m.last_heartbeat_at} (${ago(m.last_heartbeat_at, nowMs)})` : 'never'}`,
+    `slots ${m.slots} (limit ${m.registered_slots}, agent ${m.agent_slots ?? '-'})  running ${m.running_jobs}`,
+    m.cache
+      ? `cache ${formatBytes(m.cache.used_bytes)} used of ${formatBytes(m.cache.budget_bytes)} budget, free disk ${formatBytes(m.cache.free_disk_bytes)}; hits ${m.cache.counters.hits}, misses ${m.cache.counters.misses}, evictions ${m.cache.counters.evictions}`
+      : 'cache: no heartbeat yet',
+    ...(m.unhealthy_reason ? [`UNHEALTHY: ${m.unhealthy_reason}`] : []),
+    `pinned: ${m.pinned.join(', ') || '-'}`,
+  ];
+  const total = m.cached.user.length + m.cached.shared.length;
+  if (m.cache_entries === null) {
+    lines.push(`cached LoRAs (${total}; this agent version does not report sizes):`);
+    lines.push(`  user: ${m.cached.user.join(', ') || '-'}`, `  shared: ${m.cached.shared.join(', ') || '-'}`);
+  } else if (m.cache_entries.length === 0) {
+    lines.push(`cached LoRAs: ${total === 0 ? 'none' : total}`);
+  } else {
+    const shown = m.cache_entries.length < total ? ` (the ${m.cache_entries.length} most recently used of ${total})` : ` (${total})`;
+    lines.push(`cached LoRAs${shown}:`);
+    const rows = [['KIND', 'LORA', 'SIZE', 'LAST USED', 'PINNED', 'IN USE']];
+    for (const e of m.cache_entries) rows.push([e.kind, e.key, formatBytes(e.size_bytes), ago(e.last_used_at, nowMs), e.pinned ? 'yes' : '-', e.in_use ? String(e.in_use) : '-']);
+    lines.push(...table(rows).split('\n').map((l) => `  ${l}`));
+  }
+  const running = m.jobs.filter((j) => j.status === 'running');
+  const queued = m.jobs.filter((j) => j.status !== 'running');
+  lines.push(`running jobs: ${running.map((j) => `${j.job_id} (since ${j.started_at ? ago(j.started_at, nowMs) : '?'})`).join(', ') || '-'}`);
+  lines.push(`assigned, not started: ${queued.map((j) => `${j.job_id} (${j.status}${j.assigned_at ? `, ${ago(j.assigned_at, nowMs)}` : ''})`).join(', ') || '-'}`);
+  if (m.pending_evict.length) lines.push(`evictions waiting for a heartbeat: ${m.pending_evict.map((k) => k.key).join(', ')}`);
+  if (m.pending_prewarm.length) lines.push(`pre-warms waiting for a heartbeat: ${m.pending_prewarm.map((k) => k.key).join(', ')}`);
+  return lines;
 }

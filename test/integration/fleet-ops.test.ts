@@ -2,6 +2,7 @@
 // Azurite + cosmosdb-server: drain/undrain, detail, delete, evict/pre-warm orders, version skew on the heartbeat,
 // unknown pools, a missing executor (never spends an attempt; the machine heals itself), a re-registered agent that
 // recovers by re-reading its token file, and a deregistered agent that exits 78.
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +47,18 @@ const submit = async (pool = 'standard', payload: Record<string, unknown> = {}):
   (await user.post<{ job_id: string }>('jobs', { service_required: 'open-loras', pool, payload })).job_id;
 const detail = (id: string) => admin.get<MachineDetail>(`machines/${id}`);
 
+/** The real CLI (dist/cli/index.js) against the test host. */
+async function cli(client: ApiClient, args: string[]): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/cli/index.js'), '--api', t.apiUrl, '--token', client.options.token!, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((r) => child.once('close', r));
+  return { code, out };
+}
+
 describe('bad input to the new endpoints: clear 4xx JSON', () => {
   it('unknown machines are 404, bad bodies 400, users 403, unknown pools 422 listing the known ones', async () => {
     expect((await refusal(admin.get('machines/no-such-machine'))).status).toBe(404);
@@ -81,10 +94,19 @@ describe('version skew on the heartbeat', () => {
     };
     const older = await machine.post<{ ok: boolean; stop_jobs: unknown[] }>('machines/ops-skew/heartbeat', base);
     expect(older.ok).toBe(true);
-    const newer = await machine.post<{ ok: boolean }>('machines/ops-skew/heartbeat', { ...base, agent_version: '9.9.9', gpu_temperature_c: 61, future: { nested: true } });
+    expect((await detail('ops-skew')).cache_entries).toBeNull(); // an older agent reports no sizes: said, not faked
+    const entry = { kind: 'shared', key: 'a.safetensors', size_bytes: 10, last_used_at: '2026-01-01T00:00:00.000Z', pinned: false, in_use: 0 };
+    const newer = await machine.post<{ ok: boolean }>('machines/ops-skew/heartbeat', {
+      ...base,
+      agent_version: '9.9.9',
+      gpu_temperature_c: 61,
+      future: { nested: true },
+      cache_entries: [{ ...entry, heat: 3 }],
+    });
     expect(newer.ok).toBe(true);
     const d = await detail('ops-skew');
     expect(d.agent_version).toBe('9.9.9');
+    expect(d.cache_entries).toEqual([entry]);
     // The agent's SLOTS above the admin's limit is said out loud, and the limit holds.
     const over = await machine.post<{ warnings?: string[] }>('machines/ops-skew/heartbeat', { ...base, slots: 8 });
     expect(over.warnings?.[0]).toMatch(/SLOTS=8 is above this machine's admin limit of 2/);
@@ -106,11 +128,26 @@ describe('drain, undrain, detail, delete', () => {
       return d.live && d.admin_drained && Date.parse(d.last_heartbeat_at!) > Date.now() - 2_000 ? d : null;
     });
     await new Promise((r) => setTimeout(r, 3_000));
-    expect((await getJob(user, job)).status).toBe('pending');
+    const waiting = await getJob(user, job);
+    expect(waiting.status).toBe('pending');
     expect(a.alive).toBe(true);
+    // Why it waits is on the job, written once when the reason appeared (not once per 1 s pass).
+    expect(waiting.waits.map((w) => w.reason)).toEqual(['no_machine_in_pool']);
+    const explained = await cli(user, ['job', job, '--explain']);
+    expect(explained.code, explained.out).toBe(0);
+    expect(explained.out).toMatch(/waiting: no live, undrained, healthy machine in its pool/);
+    const listed = await cli(admin, ['machines']);
+    expect(listed.out).toMatch(/ops-drain +standard +drained /);
+    const poolTable = await cli(admin, ['pools']);
+    expect(poolTable.out).toMatch(/^POOL +MACHINES .*\nstandard +0 +\d+\/\d+ +\d+ +/);
+    const metrics = await cli(admin, ['metrics', '--hours', '1']);
+    expect(metrics.code, metrics.out).toBe(0);
+    expect(metrics.out).toMatch(/^last 1 h\njobs: .*\nassignments: .*\ncache: hit rate /);
     await admin.post('machines/ops-drain/undrain');
     const done = await until('job succeeded after undrain', async () => ((await getJob(user, job)).status === 'succeeded' ? getJob(user, job) : null), 30_000, 200, () => fleet.logs());
     expect(done.machine_id).toBe('ops-drain');
+    expect(done.waits.map((w) => w.reason)).toEqual(['no_machine_in_pool']);
+    expect(done.runners_up).toEqual([]); // the only machine of its pool
     const d = await detail('ops-drain');
     expect(d.admin_drained).toBe(false);
     expect(d.cache?.budget_bytes).toBeGreaterThan(0);
@@ -185,6 +222,16 @@ describe('a re-registered agent recovers by itself', () => {
     const job = await submit();
     const done = await until('job on the re-registered machine', async () => ((await getJob(user, job)).status === 'succeeded' ? getJob(user, job) : null), 30_000, 200, () => fleet.logs());
     expect(['ops-rereg', 'ops-vanish']).toContain(done.machine_id);
+    // Two machines had a free slot: the one not chosen is the runner-up, with its score parts (job --explain).
+    const other = done.machine_id === 'ops-rereg' ? 'ops-vanish' : 'ops-rereg';
+    expect(done.runners_up.map((r) => r.machine_id)).toEqual([other]);
+    const up = done.runners_up[0]!;
+    expect(up.score).toBeLessThanOrEqual(done.affinity_score!);
+    expect(up.score).toBeCloseTo(Object.values(up.score_breakdown).reduce((x, y) => x + y, 0), 9);
+    const explained = await cli(user, ['job', job, '--explain']);
+    expect(explained.code, explained.out).toBe(0);
+    expect(explained.out).toMatch(new RegExp(`placed on ${done.machine_id} by affinity with score`));
+    expect(explained.out).toMatch(new RegExp(`runners-up \\(among the machines the policy scored\\):\\n    ${other} score -?\\d+\\.\\d\\d: `));
     expect(a.alive).toBe(true);
     expect(a.output()).toMatch(/machine token was replaced/);
   }, 90_000);
@@ -196,10 +243,18 @@ describe('cache orders through the heartbeat answer', () => {
     const { key, kind } = lora;
     const r = await admin.post<{ machines: string[] }>('machines/prewarm', { lora: { kind, key }, machine_ids: ['ops-rereg'] });
     expect(r.machines).toEqual(['ops-rereg']);
-    await until('pre-warmed LoRA in the inventory', async () => {
+    const warm = await until('pre-warmed LoRA in the inventory', async () => {
       const d = await detail('ops-rereg');
-      return (kind === 'user' ? d.cached.user : d.cached.shared).includes(key) ? d : null;
+      return (kind === 'user' ? d.cached.user : d.cached.shared).includes(key) && d.cache_entries?.some((e) => e.key === key) ? d : null;
     }, 30_000, 200, () => fleet.logs());
+    // Size and last use per LoRA, from the agent's cache DB through the heartbeat.
+    const entry = warm.cache_entries!.find((e) => e.key === key)!;
+    expect(entry).toMatchObject({ kind, key, size_bytes: lora.size, pinned: false, in_use: 0 });
+    expect(Date.parse(entry.last_used_at)).toBeGreaterThan(Date.now() - 120_000);
+    const shown = await cli(admin, ['machine', 'ops-rereg']);
+    expect(shown.code, shown.out).toBe(0);
+    expect(shown.out).toMatch(/cache .* used of .* budget, free disk \d/);
+    expect(shown.out).toMatch(new RegExp(`${kind} +${key} +${lora.size < 1024 ? `${lora.size} bytes` : '\\d+(\\.\\d)? KiB'} +\\d+ s ago`));
     const e = await admin.post<{ machines: string[] }>('machines/evict', { lora: { kind, key } });
     expect(e.machines).toContain('ops-rereg');
     await until('evicted LoRA gone from the inventory', async () => {

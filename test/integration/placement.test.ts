@@ -71,10 +71,16 @@ describe('placement on events (no timer runs)', () => {
     expect((await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool))).status).toBe('pending');
   });
 
-  it('a job for a pool with no machine stays pending (for the timer), and intake still answers 201', async () => {
+  it('a job for a pool with no live machine stays pending (for the timer), and intake still answers 201', async () => {
     const user = await t.as(`wes-${suffix()}`);
-    const res = await user.raw('POST', 'jobs', { body: jobBody(`nopool${suffix()}`) });
+    // A pool nobody ever registered in is refused (422 unknown_pool); one whose only machine never beats is not.
+    const pool = `nopool${suffix()}`;
+    await admin.post('machines', { machine_id: `gpu-${pool}`, pool, slots: 1 });
+    const res = await user.raw('POST', 'jobs', { body: jobBody(pool) });
     expect(res.status).toBe(201);
-    expect(((await res.json()) as { status: string }).status).toBe('pending');
+    const { job_id, status } = (await res.json()) as { job_id: string; status: string };
+    expect(status).toBe('pending');
+    // Intake's second look noted why it waits (job --explain).
+    expect((await getJob(user, job_id)).waits.map((w) => w.reason)).toEqual(['no_machine_in_pool']);
   });
 });

@@ -3,8 +3,11 @@
 //
 // Main loop: while not stopping, wait for a free slot, then receive up to (free slots) messages from this machine's
 // queue/session and start a JobRun for each (job-run.ts: claim → LoRAs → started → executor → outcome → complete).
-// A heartbeat every HEARTBEAT_SECONDS reports the cache inventory, the runs in progress (job id + epoch), counters,
-// free disk, measured download speed and whether the agent is draining; `stop_jobs` in its answer cancels those runs.
+// With QUEUE_DEPTH > 0 it holds up to SLOTS + QUEUE_DEPTH runs: each claims and downloads at once, and at most SLOTS
+// run (run-slots.ts), so the next job's LoRAs arrive while the GPU runs the current one.
+// A heartbeat every HEARTBEAT_SECONDS reports the cache inventory (and sizes/last use, cache-entries.ts), the runs in
+// progress (job id + epoch), counters, free disk, measured download speed and whether the agent is draining; `stop_jobs`
+// in its answer cancels those runs.
 // Shutdown (SIGTERM): stop receiving (messages that arrive anyway are abandoned), heartbeat `draining: true` at once,
 // let running jobs finish for up to DRAIN_GRACE_SECONDS, then cancel the rest (executor SIGTERM → SIGKILL) and report
 // them failed/retryable ("agent shutting down") so the scheduler re-routes them, then a final draining heartbeat.
@@ -18,6 +21,7 @@ import { JobRun, SHUTDOWN_REASON, type RunResult } from './job-run.js';
 import type { Logger } from './logger.js';
 import { MachineHealth } from './health.js';
 import { OperatorOrders } from './operator-orders.js';
+import { RunSlots } from './run-slots.js';
 import { Outbox } from './outbox.js';
 import { TokenWatch } from './token-watch.js';
 import { agentVersion } from './version.js';
@@ -55,13 +59,15 @@ export interface AgentDeps {
     | 'drainGraceMs'
     | 'cancelGraceMs'
   > &
-    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs'>>;
+    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs' | 'cacheDiskReserveBytes' | 'queueDepth'>>;
   /** The token the agent started with, and how to re-read it from its file (absent: not from a file). */
   initialToken?: string;
   reloadToken?: () => string | null;
   api: ControlPlaneApi;
   receiver: DispatchReceiver;
   cache: AgentCache;
+  /** Sizes and last use of the cached LoRAs for the heartbeat (cache-entries.ts); absent: not reported. */
+  cacheEntries?: () => NonNullable<Heartbeat['cache_entries']>;
   executor: Executor;
   log: Logger;
 }
@@ -74,6 +80,8 @@ export interface AgentStats {
 
 export class Agent {
   private readonly runs = new Set<JobRun>();
+  /** With QUEUE_DEPTH > 0: the SLOTS the runs (up to SLOTS + QUEUE_DEPTH) take turns on. */
+  private readonly runSlots: RunSlots | undefined;
   private readonly runPromises = new Set<Promise<void>>();
   private stopping = false;
   private draining = false;
@@ -96,6 +104,7 @@ export class Agent {
   private readonly tokens: TokenWatch;
 
   constructor(private readonly deps: AgentDeps) {
+    this.runSlots = (deps.config.queueDepth ?? 0) > 0 ? new RunSlots(deps.config.slots) : undefined;
     this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
     this.health = new MachineHealth({
       preflight: deps.executor.preflight?.bind(deps.executor),
@@ -107,6 +116,7 @@ export class Agent {
         }
       },
       log: deps.log,
+      minFreeDiskBytes: deps.config.cacheDiskReserveBytes,
     });
     this.tokens = new TokenWatch(deps.initialToken ?? null, {
       reload: deps.reloadToken,
@@ -182,7 +192,7 @@ export class Agent {
     let failures = 0;
     let busy = 0;
     while (!this.stopping) {
-      const free = config.slots - this.runs.size;
+      const free = config.slots + (config.queueDepth ?? 0) - this.runs.size;
       if (free <= 0) {
         await new Promise<void>((r) => (this.wakeLoop = r));
         continue;
@@ -256,6 +266,7 @@ export class Agent {
         this.health.mark(reason);
         this.beatSoon();
       },
+      ...(this.runSlots ? { runSlots: this.runSlots } : {}),
     });
     this.runs.add(run);
     log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');
@@ -291,6 +302,7 @@ export class Agent {
     const hb: Heartbeat = {
       pool: config.pool,
       slots: config.slots,
+      ...(config.queueDepth ? { queue_depth: config.queueDepth } : {}),
       running_jobs: this.runningJobs(),
       cached_loras: { user: inv?.user ?? [], shared: inv?.shared ?? [] },
       cache: {
@@ -305,6 +317,11 @@ export class Agent {
       unhealthy_reason: this.health.recheck(),
     };
     if (config.pinnedLoras?.length) hb.pinned = config.pinnedLoras.slice(0, 1000);
+    try {
+      if (this.deps.cacheEntries) hb.cache_entries = this.deps.cacheEntries();
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'cache entries unavailable');
+    }
     if (inv?.downloadBytesPerSecond !== undefined) hb.download_bytes_per_second = Math.max(0, inv.downloadBytesPerSecond);
     return hb;
   }

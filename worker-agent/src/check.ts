@@ -8,6 +8,7 @@
 import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AgentConfigError, describeConfig, loadAgentConfig, readAgentEnv, CREDENTIAL_NAME } from './config.js';
+import { findSetpriv, resolveJobUser } from './executor/job-user.js';
 import { resolveExecutable } from './executor/preflight.js';
 import { agentVersion } from './version.js';
 
@@ -31,6 +32,16 @@ function writableDir(path: string): string | null {
   } catch {
     return `${probe} is not writable by this user (uid ${process.getuid?.() ?? '?'})`;
   }
+}
+
+/** Whom jobs run as: EXECUTOR_USER must exist (and setpriv be there), else the trusted same-user mode is said aloud. */
+function jobUserLine(name: string | undefined): CheckLine {
+  if (name === undefined) return { status: 'warn', what: 'job user', detail: "jobs run as the agent's own user (EXECUTOR_TRUSTED_SAME_USER=true: a trusted single-tenant box only)" };
+  const user = resolveJobUser(name);
+  if ('problem' in user) return { status: 'fail', what: 'job user', detail: user.problem };
+  const setpriv = findSetpriv();
+  if (!setpriv) return { status: 'fail', what: 'job user', detail: 'EXECUTOR_USER needs setpriv (util-linux), not found' };
+  return { status: 'ok', what: 'job user', detail: `jobs run as ${name} (uid ${user.uid}, gid ${user.gid}, groups ${user.groups.join(',')}) through ${setpriv}` };
 }
 
 export async function runCheck(opts: { envFile?: string; env: NodeJS.ProcessEnv; fetchTimeoutMs?: number }): Promise<{ code: number; lines: CheckLine[]; config?: Record<string, unknown> }> {
@@ -70,6 +81,7 @@ export async function runCheck(opts: { envFile?: string; env: NodeJS.ProcessEnv;
   if (config.executor.kind === 'command') {
     const exe = resolveExecutable(config.executor.command, opts.env);
     lines.push(exe.ok ? { status: 'ok', what: 'executor', detail: `${exe.path} is executable` } : { status: 'fail', what: 'executor', detail: exe.problem });
+    lines.push(jobUserLine(config.executor.jobUser));
   } else {
     // ComfyUI: the agent links LoRAs into its models/loras folder; the server itself is reached per job.
     const loraDirProblem = writableDir(config.executor.loraDir);

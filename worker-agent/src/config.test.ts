@@ -13,6 +13,7 @@ const base = {
   MACHINE_TOKEN: 'tok',
   CACHE_DIR: '/var/cache/lora-router',
   EXECUTOR_COMMAND: '["node", "job.js"]',
+  EXECUTOR_TRUSTED_SAME_USER: 'true',
   DISPATCH_TRANSPORT: 'storage-queue',
   LoraStorage: 'UseDevelopmentStorage=true',
 };
@@ -98,6 +99,17 @@ describe('agent settings', () => {
     expect(() => loadAgentConfig({ ...base, EXECUTOR: 'comfyui', COMFYUI_LORA_DIR: '/x', COMFYUI_URL: 'localhost:8188' })).toThrow(/Invalid setting COMFYUI_URL/);
     expect(() => loadAgentConfig({ ...base, EXECUTOR: 'comfyui', COMFYUI_LORA_DIR: '/x', COMFYUI_STALL_SECONDS: '0' })).toThrow(/Invalid setting COMFYUI_STALL_SECONDS/);
     expect(() => loadAgentConfig({ ...base, EXECUTOR: 'gpu-magic' })).toThrow(/Invalid setting EXECUTOR/);
+  });
+
+  it('refuses to run command jobs as the agent own user unless the box is declared trusted; EXECUTOR_USER is for command only', () => {
+    const { EXECUTOR_TRUSTED_SAME_USER: _trusted, ...untrusted } = base;
+    expect(() => loadAgentConfig(untrusted, '/')).toThrow(/Missing setting EXECUTOR_USER: jobs must not run as the agent's own user/);
+    expect(() => loadAgentConfig({ ...untrusted, EXECUTOR_TRUSTED_SAME_USER: 'false' }, '/')).toThrow(AgentConfigError);
+    expect(loadAgentConfig({ ...untrusted, EXECUTOR_USER: 'lora-router-job' }, '/').executor).toEqual({ kind: 'command', command: 'node', args: ['job.js'], jobUser: 'lora-router-job' });
+    expect(() => loadAgentConfig({ ...untrusted, EXECUTOR_USER: 'bad user;' }, '/')).toThrow(/Invalid setting EXECUTOR_USER/);
+    expect(() => loadAgentConfig({ ...base, EXECUTOR: 'comfyui', COMFYUI_LORA_DIR: '/x', EXECUTOR_USER: 'lora-router-job' }, '/')).toThrow(/run the ComfyUI service itself as the unprivileged job user/);
+    // ComfyUI starts no job process: nothing to refuse.
+    expect(loadAgentConfig({ ...untrusted, EXECUTOR: 'comfyui', COMFYUI_LORA_DIR: '/x' }, '/').executor.kind).toBe('comfyui');
   });
 
   it('no longer reads the pre-0.1 names', () => {

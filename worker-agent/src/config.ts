@@ -37,6 +37,8 @@ export interface CommandExecutorConfig {
   kind: 'command';
   command: string;
   args: string[];
+  /** EXECUTOR_USER: the unprivileged user jobs run as; undefined only with EXECUTOR_TRUSTED_SAME_USER=true. */
+  jobUser?: string;
 }
 export interface ComfyUiExecutorConfig {
   kind: 'comfyui';
@@ -57,8 +59,12 @@ export interface AgentConfig {
   machineTokenPath?: string;
   pool: string;
   slots: number;
+  /** Dispatches taken beyond `slots` (QUEUE_DEPTH): claimed and downloading while the slots are busy (run-slots.ts). */
+  queueDepth: number;
   cacheDir: string;
   cacheBudgetBytes: number;
+  /** Free disk a download must leave behind (CACHE_DISK_RESERVE). */
+  cacheDiskReserveBytes: number;
   cacheTtlMs: number;
   pinnedLoras: string[];
   /** Run directories (job file, output) and the outcome outbox. */
@@ -217,7 +223,16 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
   const stateDir = abs(get(env, 'stateDir') ?? env.STATE_DIRECTORY?.split(':')[0]?.trim() ?? join(cacheDir, 'agent-state'));
 
   let executor: ExecutorConfig;
+  const jobUser = get(env, 'executorUser');
+  if (jobUser !== undefined && !/^[a-z_][a-z0-9_-]{0,31}\$?$|^[0-9]+$/i.test(jobUser)) {
+    throw new AgentConfigError(`Invalid setting ${AGENT_SETTINGS.executorUser}=${JSON.stringify(jobUser)}: expected a user name (e.g. lora-router-job).`);
+  }
   if (s.executor === 'comfyui') {
+    if (jobUser !== undefined) {
+      throw new AgentConfigError(
+        `${AGENT_SETTINGS.executorUser} applies to EXECUTOR=command only: with EXECUTOR=comfyui the agent starts no job process; run the ComfyUI service itself as the unprivileged job user (worker-agent/README.md "Run with ComfyUI").`,
+      );
+    }
     const loraDir = get(env, 'comfyUiLoraDir');
     if (!loraDir) {
       throw new AgentConfigError(`Missing setting ${AGENT_SETTINGS.comfyUiLoraDir} (ComfyUI's models/loras folder, e.g. /opt/ComfyUI/models/loras) for EXECUTOR=comfyui.`);
@@ -248,7 +263,13 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
       words = [...words, ...(extra as string[])];
     }
     if (words.length === 0 || !words[0]) throw new AgentConfigError(`Invalid setting ${AGENT_SETTINGS.executorCommand}: empty command.`);
-    executor = { kind: 'command', command: words[0], args: words.slice(1) };
+    if (jobUser === undefined && !s.executorTrustedSameUser) {
+      throw new AgentConfigError(
+        `Missing setting ${AGENT_SETTINGS.executorUser}: jobs must not run as the agent's own user (a job could read the machine token from the agent). ` +
+          `Set ${AGENT_SETTINGS.executorUser} to an unprivileged user (docs/agent-runbook.md "Run jobs as their own user"), or ${AGENT_SETTINGS.executorTrustedSameUser}=true on a trusted single-tenant box.`,
+      );
+    }
+    executor = { kind: 'command', command: words[0], args: words.slice(1), ...(jobUser !== undefined ? { jobUser } : {}) };
   }
 
   const { token, source, path: tokenPath } = readToken(env);
@@ -260,8 +281,10 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     ...(tokenPath ? { machineTokenPath: tokenPath } : {}),
     pool: s.pool,
     slots: s.slots,
+    queueDepth: s.queueDepth,
     cacheDir,
     cacheBudgetBytes: s.cacheBudget,
+    cacheDiskReserveBytes: s.cacheDiskReserve,
     cacheTtlMs: Math.round(s.cacheTtlDays * 86_400_000),
     pinnedLoras,
     stateDir,
@@ -287,8 +310,10 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     token_from: c.machineTokenSource,
     pool: c.pool,
     slots: c.slots,
+    queue_depth: c.queueDepth,
     cache_dir: c.cacheDir,
     cache_budget_bytes: c.cacheBudgetBytes,
+    cache_disk_reserve_bytes: c.cacheDiskReserveBytes,
     cache_ttl_days: c.cacheTtlMs / 86_400_000,
     pinned_loras: c.pinnedLoras,
     state_dir: c.stateDir,

@@ -14,7 +14,14 @@ export class MachineHealth {
   private markedAt = 0;
 
   constructor(
-    private readonly opts: { preflight?: () => string | null; freeDiskBytes: () => number | undefined; log: Logger; now?: () => number },
+    private readonly opts: {
+      preflight?: () => string | null;
+      freeDiskBytes: () => number | undefined;
+      log: Logger;
+      now?: () => number;
+      /** Free disk needed before a "disk full" mark clears (CACHE_DISK_RESERVE); at least MIN_FREE_DISK_BYTES. */
+      minFreeDiskBytes?: number;
+    },
   ) {}
 
   get unhealthyReason(): string | null {
@@ -37,7 +44,7 @@ export class MachineHealth {
     }
     if (/disk full/i.test(this.reason)) {
       const free = this.opts.freeDiskBytes();
-      if (free === undefined || free < MIN_FREE_DISK_BYTES) return this.reason;
+      if (free === undefined || free < Math.max(MIN_FREE_DISK_BYTES, this.opts.minFreeDiskBytes ?? 0)) return this.reason;
     } else if (!this.opts.preflight && (this.opts.now ?? Date.now)() - this.markedAt < RECHECK_MS) {
       return this.reason;
     }

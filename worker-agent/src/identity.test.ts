@@ -25,6 +25,7 @@ const base = {
   MACHINE_TOKEN: 'tok',
   CACHE_DIR: '/var/cache/lora-router',
   EXECUTOR_COMMAND: '["python3", "run.py"]',
+  EXECUTOR_TRUSTED_SAME_USER: 'true',
   DISPATCH_TRANSPORT: 'servicebus',
   ServiceBus__fullyQualifiedNamespace: 'sb-x.servicebus.windows.net',
 };

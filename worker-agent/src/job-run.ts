@@ -33,6 +33,7 @@ import { deliverOutputs } from './outputs.js';
 import type { JobOutput } from '../../contract/outputs.js';
 import { RunReporter, type StopKind } from './reporter.js';
 import { RunTrace } from './run-trace.js';
+import type { RunSlots } from './run-slots.js';
 
 export type RunPhase = 'claiming' | 'preparing' | 'running' | 'reporting' | 'done';
 export type CancelKind = 'server' | 'stale' | 'shutdown';
@@ -58,6 +59,8 @@ export interface RunEnvironment {
   isRunningElsewhere(run: JobRun): boolean;
   /** The machine itself cannot run jobs (executor missing, disk full, backend down): report it in the heartbeat. */
   markUnhealthy?(reason: string): void;
+  /** With queued dispatches (QUEUE_DEPTH > 0): a run waits here, LoRAs ready, for one of the SLOTS (run-slots.ts). */
+  runSlots?: RunSlots;
 }
 
 /** How a run ended, for the agent's bookkeeping and tests. */
@@ -116,6 +119,7 @@ export class JobRun {
   private async runTraced(tr: RunTrace): Promise<RunResult> {
     this.startLockRenewal();
     let acquired: AcquireResult | undefined;
+    let releaseSlot: (() => void) | undefined;
     let runDir: string | undefined;
     try {
       if (this.env.isStopping()) return await this.giveBack('agent is draining');
@@ -162,7 +166,10 @@ export class JobRun {
         reporter.line('agent', `[agent] could not prepare LoRAs: ${(err as Error)?.message ?? String(err)}`);
       }
 
-      // 3. started + executor
+      // 3. a run slot (queued dispatches wait here, their LoRAs downloaded), then started + executor
+      if (acquired && !this.cancelKind && this.env.runSlots) {
+        releaseSlot = await this.env.runSlots.take(this.abort.signal).catch(() => undefined);
+      }
       if (acquired && !this.cancelKind) {
         const started = await this.sendStarted(acquired);
         if (started === 'stale') this.cancel('stale', 'the attempt moved on before it started');
@@ -195,6 +202,7 @@ export class JobRun {
       }
       tr.done(outcome ? { 'lora_router.execution.status': outcome.status } : {}, outcome?.status === 'failed' ? outcome.reason.slice(0, 300) : undefined);
       outcome ??= this.cancelledOutcome();
+      releaseSlot?.(); // the GPU is free: the next queued run may start while this one reports
 
       // 4. outcome
       this.phase = 'reporting';
@@ -219,6 +227,7 @@ export class JobRun {
     } finally {
       this.phase = 'done';
       clearInterval(this.renewTimer);
+      releaseSlot?.();
       acquired?.release();
       if (runDir && !this.env.keepRunDirs) rmSync(runDir, { recursive: true, force: true });
     }
@@ -433,8 +442,10 @@ export function failureFromCacheError(err: unknown): ExecutionOutcome {
   const message = e?.message ?? String(err);
   if (name === 'InvalidLoraError') return { status: 'failed', retryable: false, reason: `invalid LoRA in the job: ${message}` };
   if (name === 'CacheFullError') return { status: 'failed', retryable: true, reason: `LoRA cache full on this machine: ${message}` };
-  if ((e as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC' || /\bENOSPC\b/.test(message)) {
-    return { status: 'failed', retryable: true, infrastructure: true, reason: `disk full on this machine: ${message}` };
+  // DiskFullError (cache/disk-space.ts) carries ENOSPC; SQLITE_FULL is the cache database on a full disk.
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'SQLITE_FULL' || /\bENOSPC\b/.test(message)) {
+    return { status: 'failed', retryable: true, infrastructure: true, reason: /^disk full/i.test(message) ? `${message} (on this machine)` : `disk full on this machine: ${message}` };
   }
   return { status: 'failed', retryable: true, reason: `LoRA download failed (${name}): ${message}` };
 }

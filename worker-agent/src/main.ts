@@ -4,15 +4,18 @@
 // Exit codes: 0 after a clean drain; 78 (EX_CONFIG) for a bad setting, a missing executor, or a machine token the
 // control plane refuses even after re-reading the token file (the systemd unit does not restart on 78: restarting
 // cannot fix it); 1 for anything else (systemd restarts it).
-import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, AgentStartError } from './agent.js';
 import { HttpControlPlane } from './api.js';
 import { LoraCache } from './cache/lora-cache.js';
+import { CacheEntriesReader } from './cache-entries.js';
 import { formatCheck, runCheck } from './check.js';
 import { AgentConfigError, describeConfig, loadAgentConfig, readAgentEnv } from './config.js';
 import { resolveExecutable } from './executor/preflight.js';
 import { createExecutor } from './executor/index.js';
+import { jobUserStartupProblem, resolveJobUser, type JobUser } from './executor/job-user.js';
 import { TokenStore } from './token-store.js';
 import { createAgentLogger } from './logger.js';
 import { createReceiver } from './transport.js';
@@ -58,13 +61,32 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     }
   }
 
-  const log = createAgentLogger({ level: config.logLevel, machineId: config.machineId });
-  log.info({ version: agentVersion(), config: describeConfig(config) }, 'agent starting');
+  const tokens = new TokenStore(config.stateDir);
+  let jobUser: JobUser | undefined;
+  if (config.executor.kind === 'command' && config.executor.jobUser) {
+    const resolved = resolveJobUser(config.executor.jobUser);
+    const problem = 'problem' in resolved ? resolved.problem : jobUserStartupProblem(resolved, [config.machineTokenPath ?? '', tokens.path].filter(Boolean));
+    if (problem || 'problem' in resolved) {
+      process.stderr.write(`lora-router agent: configuration error: ${problem}\n`);
+      return EX_CONFIG;
+    }
+    jobUser = resolved;
+  }
 
-  mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
+  const log = createAgentLogger({ level: config.logLevel, machineId: config.machineId });
+  log.info({ version: agentVersion(), config: describeConfig(config), job_user: jobUser }, 'agent starting');
+
+  // A job user may pass through the state directory to its own run directory (0711: no listing), nothing more.
+  mkdirSync(config.stateDir, { recursive: true, mode: jobUser ? 0o711 : 0o750 });
+  if (jobUser) {
+    chmodSync(config.stateDir, 0o711);
+    mkdirSync(join(config.stateDir, 'runs'), { recursive: true, mode: 0o711 });
+    chmodSync(join(config.stateDir, 'runs'), 0o711);
+  }
   const cache = new LoraCache({
     cacheDir: config.cacheDir,
     budgetBytes: config.cacheBudgetBytes,
+    diskReserveBytes: config.cacheDiskReserveBytes,
     ttlMs: config.cacheTtlMs,
     pinned: config.pinnedLoras,
     logger: log.child({ component: 'cache' }),
@@ -75,6 +97,7 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.fatal({ err: (err as Error).message, cache_dir: config.cacheDir }, 'cannot open the LoRA cache');
     return 1;
   }
+  const cacheEntries = new CacheEntriesReader(cache.dbPath);
   registerCacheMetrics(() => {
     try {
       return cache.inventory();
@@ -83,7 +106,6 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     }
   });
   const receiver = createReceiver(config.transport, config.machineId, log.child({ component: 'dispatch' }));
-  const tokens = new TokenStore(config.stateDir);
   const initialToken = tokens.pick(config.machineToken);
   const tokenPath = config.machineTokenPath;
   const agent = new Agent({
@@ -108,7 +130,8 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     }),
     receiver,
     cache,
-    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, maxRunMs: config.maxRunMs, log: log.child({ component: 'executor' }) }),
+    cacheEntries: () => cacheEntries.read(),
+    executor: createExecutor(config.executor, { cancelGraceMs: config.cancelGraceMs, maxRunMs: config.maxRunMs, log: log.child({ component: 'executor' }), jobUser }),
     log,
   });
 
@@ -125,11 +148,13 @@ export async function runAgentMain(opts: AgentMainOptions = {}): Promise<number>
     log.fatal({ err: (err as Error).message }, start ? 'agent cannot start' : 'agent failed to start');
     process.stderr.write(`lora-router agent: ${(err as Error).message}\n`);
     await receiver.close().catch(() => undefined);
+    cacheEntries.close();
     await cache.close().catch(() => undefined);
     await telemetry.shutdown();
     return start ? EX_CONFIG : 1;
   }
   await agent.finished;
+  cacheEntries.close();
   await telemetry.shutdown();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);

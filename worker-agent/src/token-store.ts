@@ -16,7 +16,8 @@ export function tokenExpiry(token: string): number {
 }
 
 export class TokenStore {
-  private readonly path: string;
+  /** STATE_DIR/machine-token: main.ts refuses to start when the job user could read it. */
+  readonly path: string;
   constructor(stateDir: string) {
     this.path = join(stateDir, 'machine-token');
   }

@@ -10,7 +10,7 @@
 // `epoch` is the fencing token: it moves on every time a job is handed to a machine or taken away from one, and a
 // machine may only claim or report for the epoch it was given.
 import { createHash } from 'node:crypto';
-import type { JobStatus, JobView, LoraRequirement } from '../../../contract/jobs.js';
+import type { JobStatus, JobView, JobWait, LoraRequirement, RunnerUp } from '../../../contract/jobs.js';
 import type { JobOutput } from '../../../contract/outputs.js';
 
 export const ACTIVE_STATUSES = ['pending', 'assigned', 'running'] as const satisfies readonly JobStatus[];
@@ -58,6 +58,10 @@ export interface JobDoc {
   affinity_score: number | null;
   score_breakdown: Record<string, number> | null;
   policy: string | null;
+  /** Set with the assignment (same CAS): the pass's best other machines. Absent on records older than this field. */
+  runners_up?: RunnerUp[] | null;
+  /** Why the job waited, oldest first, bounded (tick/wait-notes.ts). Absent on records older than this field. */
+  waits?: JobWait[];
   /** At assignment: what the machine held per its last heartbeat. Replaced by the agent's own report at start. */
   cache: { hit_loras: string[]; missing_loras: string[] };
   cache_outcome: CacheOutcome | null;
@@ -99,6 +103,8 @@ export function toJobView(doc: JobDoc): JobView {
     affinity_score: doc.affinity_score,
     score_breakdown: doc.score_breakdown,
     policy: doc.policy,
+    runners_up: doc.runners_up ?? [],
+    waits: doc.waits ?? [],
     cache: {
       hit_loras: doc.cache_outcome?.hit_loras ?? doc.cache.hit_loras,
       missing_loras: doc.cache_outcome?.missing_loras ?? doc.cache.missing_loras,
@@ -228,6 +234,8 @@ export const unplaced = () =>
     affinity_score: null,
     score_breakdown: null,
     policy: null,
+    runners_up: null,
+    waits: [] as JobWait[],
     cache: { hit_loras: [] as string[], missing_loras: [] as string[] },
     cache_outcome: null,
     error: null,

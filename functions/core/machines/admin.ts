@@ -98,6 +98,7 @@ export async function machineDetail(deps: CoreDeps, machineId: string): Promise<
     ...toMachineView(doc, deps.now(), deps.config.machineLivenessSeconds, running),
     cached: { user: doc.cached_user, shared: doc.cached_shared },
     pinned: doc.pinned ?? [],
+    cache_entries: doc.cache_entries ?? null,
     jobs: jobs.map((j) => ({ job_id: j.id, status: j.status, epoch: j.epoch, assigned_at: j.assigned_at, started_at: j.started_at })),
     pending_evict: doc.pending_evict ?? [],
     pending_prewarm: (doc.pending_prewarm ?? []).map((p) => ({ kind: p.kind, key: p.key }) as CacheKey),

@@ -3,7 +3,8 @@
 // cannot give: two scheduler passes working from different snapshots could each hand a machine its last free slot.
 // A pass first adds its jobs to the ledger (a CAS on the ledger's ETag, so passes serialize per machine), and only then
 // moves each job pending → assigned. So every job assigned to a machine at its current epoch is in the ledger, and
-// the ledger never lists more holders than the machine has slots.
+// the ledger never lists more holders than the machine has slots (slots + queue_depth when its agent takes queued
+// dispatches: a queue position is a reserved slot of another kind, held from assignment like any slot).
 //
 // Holders are pruned lazily, by the next pass that needs the machine, and only on fresh evidence: the job (read now)
 // is no longer assigned/running on this machine at that epoch. A holder whose job is not written yet (epoch still

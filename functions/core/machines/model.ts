@@ -1,6 +1,6 @@
 // The stored shape of a GPU machine (Cosmos `machines`, partition key /machine_id): its registration (pool, slots,
 // token version) and what its last heartbeat said (cache inventory, load, counters).
-import type { CacheKey, Heartbeat, MachineView } from '../../../contract/machines.js';
+import type { CacheEntry, CacheKey, Heartbeat, MachineView } from '../../../contract/machines.js';
 
 export interface MachineDoc {
   id: string;
@@ -32,11 +32,18 @@ export interface MachineDoc {
   unhealthy_reason?: string | null;
   /** SLOTS as the agent last reported it (may differ from registered_slots; the scheduler uses the smaller). */
   agent_slots?: number | null;
+  /**
+   * QUEUE_DEPTH as the agent last reported it: jobs it takes beyond `slots` (it downloads their LoRAs while its slots
+   * are busy). The scheduler and the slot ledger give the machine up to slots + queue_depth jobs. Absent = 0.
+   */
+  queue_depth?: number;
   /** Admin cache orders not yet delivered in a heartbeat answer. */
   pending_evict?: CacheKey[];
   pending_prewarm?: PrewarmOrder[];
   /** LoRA keys the agent pins (PINNED_LORAS), as last reported. */
   pinned?: string[];
+  /** Sizes and last use of the most recently used cached LoRAs, as last reported; null from agents that do not report them. */
+  cache_entries?: CacheEntry[] | null;
   _etag?: string;
 }
 
@@ -109,5 +116,6 @@ export function toMachineView(m: MachineDoc, nowMs: number, livenessSeconds: num
     agent_version: m.agent_version,
     registered_slots: m.registered_slots,
     agent_slots: m.agent_slots ?? null,
+    queue_depth: m.queue_depth ?? 0,
   };
 }

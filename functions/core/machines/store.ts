@@ -8,7 +8,7 @@ import type { CoreDeps } from '../deps.js';
 import { ensureLedger } from './ledger.js';
 import { newMachineDoc, type MachineDoc, type PrewarmOrder } from './model.js';
 import { addMachineDelta, addToRollups, FLEET_SCOPE } from '../metrics/rollups.js';
-import { emptyCounters, type CacheCounters } from '../../../contract/machines.js';
+import { emptyCounters, REPORTED_CACHE_ENTRIES, type CacheCounters } from '../../../contract/machines.js';
 
 /** How long a pre-warm download URL stays valid. */
 const PREWARM_SAS_MINUTES = 30;
@@ -160,8 +160,10 @@ export async function recordHeartbeat(
       ...doc,
       slots: Math.min(doc.registered_slots, hb.slots),
       agent_slots: hb.slots,
+      queue_depth: hb.queue_depth ?? 0,
       unhealthy_reason: hb.unhealthy_reason ?? null,
       pinned: hb.pinned ?? doc.pinned ?? [],
+      cache_entries: hb.cache_entries ? hb.cache_entries.slice(0, REPORTED_CACHE_ENTRIES) : null,
       // Cache orders go out in this answer: taken off the document in the same CAS.
       pending_evict: [],
       pending_prewarm: [],

@@ -46,13 +46,15 @@ describe('affinity policy', () => {
     const machines = [makeMachine('gpu-a', { slots: 4, busySlots: 1, cachedUser: ['lora_u1'] })];
     const r = affinity([makeJob('job_1', { loras: [userLora('lora_u1'), userLora('lora_u2', 200 * MB)] })], machines);
     const a = r.assignments[0]!;
-    expect(Object.keys(a.breakdown).sort()).toEqual(['affinity', 'avoid', 'download', 'hrw', 'load', 'overload']);
+    expect(Object.keys(a.breakdown).sort()).toEqual(['affinity', 'avoid', 'download', 'egress', 'hrw', 'load', 'overload', 'start']);
     expect(a.breakdown.affinity).toBe(10);
     expect(a.breakdown.download).toBeCloseTo(-4, 9); // 200 MiB at the default 50 MiB/s
     expect(a.breakdown.load).toBeCloseTo(-0.2 * 0.25 * 30, 9);
     expect(a.breakdown.hrw).toBeCloseTo((DEFAULT_WEIGHTS.hrw * 200) / 300, 9); // the home of the cold 2/3 of the bytes
     expect(a.breakdown.avoid).toBe(0);
     expect(a.breakdown.overload).toBe(0);
+    expect(a.breakdown.start).toBe(0); // a free slot: no wait (and weight 0 by default)
+    expect(a.breakdown.egress).toBe(0); // no price per GiB by default
     expect(a.score).toBeCloseTo(Object.values(a.breakdown).reduce((s, v) => s + v, 0), 9);
     expect(a).toMatchObject({ hitLoras: ['lora_u1'], missingLoras: ['lora_u2'], arrivingLoras: [] });
   });
@@ -230,6 +232,8 @@ describe('affinity policy', () => {
       const exhaustive = scheduleExhaustive(args);
       expect(pruned).toEqual(exhaustive);
       compared += pruned.assignments.length;
+      // Runners-up too: the walk that prunes against the last runner-up finds exactly the exhaustive top 3.
+      if (seed % 5 === 0) expect(schedule({ ...args, runnersUp: 3 })).toEqual(scheduleExhaustive({ ...args, runnersUp: 3 }));
     }
     expect(compared).toBeGreaterThan(500);
   });
@@ -254,7 +258,7 @@ describe('affinity: delay scheduling', () => {
 
   it('is on by default (delay 2, cap 30 s); delay 0 turns it off and the job downloads on the free machine', () => {
     // 9 s of expected wait ≤ 2 × 10.2 s of download, age 0 + 9 s ≤ 30 s.
-    expect(affinity([bigJob('job_1')], world()).unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+    expect(affinity([bigJob('job_1')], world()).unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed', machineId: 'gpu-holder' }]);
     const r = affinity([bigJob('job_1')], world(), { weights: { delay: 0 } });
     expect(r.assignments.map((a) => a.machineId)).toEqual(['gpu-cold']);
     // Without busySinceMs the holder's first slot is expected in 30 s / 2 slots = 15 s, still ≤ 20.4 s.
@@ -268,7 +272,7 @@ describe('affinity: delay scheduling', () => {
   it('holds a job back for a busy holder that frees a slot sooner than the download elsewhere', () => {
     const r = affinity([bigJob('job_1')], world(), { weights: { delay: 1, delayCapSeconds: 60 } });
     expect(r.assignments).toEqual([]);
-    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed', machineId: 'gpu-holder' }]);
   });
 
   it('does not wait when the holder is expected to free later than k × the download time', () => {
@@ -277,7 +281,7 @@ describe('affinity: delay scheduling', () => {
     expect(r.assignments.map((a) => a.machineId)).toEqual(['gpu-cold']);
     // With k = 4 the wait (≈ 30 s) is within 4 × 10 s and the cap.
     const r4 = affinity([bigJob('job_1')], world([NOW, NOW]), { weights: { delay: 4, delayCapSeconds: 60 } });
-    expect(r4.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+    expect(r4.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed', machineId: 'gpu-holder' }]);
   });
 
   it('never holds a job past delayCapSeconds of age', () => {
@@ -295,14 +299,57 @@ describe('affinity: delay scheduling', () => {
       weights: { delay: 1, delayCapSeconds: 60 },
     });
     expect(r.assignments.map((a) => [a.jobId, a.machineId])).toEqual([['job_2', 'gpu-cold']]);
-    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed', machineId: 'gpu-holder' }]);
   });
 
   it('counts held-back jobs against the holder: the second waiter expects the next slot', () => {
     // Slots free in 9 s and 29 s (assigned 25 s and 1 s ago): the second job would wait 29 s > 2 × 10.2 s.
     const machines = world([NOW - 25_000, NOW - 1_000]);
     const r = affinity([bigJob('job_1', 2), bigJob('job_2', 1)], machines, { weights: { delay: 2, delayCapSeconds: 60 } });
-    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed' }]);
+    expect(r.unassigned).toEqual([{ jobId: 'job_1', reason: 'delayed', machineId: 'gpu-holder' }]);
     expect(r.assignments.map((a) => [a.jobId, a.machineId])).toEqual([['job_2', 'gpu-cold']]);
+  });
+});
+
+describe('runners-up (job --explain)', () => {
+  const machines = () => [
+    makeMachine('gpu-a', { slots: 4, busySlots: 1 }),
+    makeMachine('gpu-b', { slots: 4, busySlots: 1, cachedUser: ['lora_u1'] }),
+    makeMachine('gpu-c', { slots: 4, busySlots: 3 }),
+    makeMachine('gpu-d', { slots: 4, busySlots: 2, cachedUser: ['lora_u1'] }),
+  ];
+  const job = () => makeJob('job_1', { loras: [userLora('lora_u1', 100 * MB)] });
+
+  it('are off by default: the simulator and the benchmark pay nothing', () => {
+    expect(affinity([job()], machines()).assignments[0]!.runnersUp).toBeUndefined();
+  });
+
+  it('keep the next best scored machines, best first, each with a breakdown that sums to its score', () => {
+    const a = affinity([job()], machines(), { runnersUp: 3 }).assignments[0]!;
+    expect(a.machineId).toBe('gpu-b');
+    const ups = a.runnersUp!;
+    // Every other machine with a free slot is a runner-up, in score order.
+    expect(ups.map((r) => r.machineId).sort()).toEqual(['gpu-a', 'gpu-c', 'gpu-d']);
+    expect(ups[0]!.machineId).toBe('gpu-d'); // the other holder beats both cold machines
+    for (let i = 1; i < ups.length; i++) expect(ups[i - 1]!.score).toBeGreaterThanOrEqual(ups[i]!.score);
+    expect(ups.every((r) => r.score <= a.score)).toBe(true);
+    for (const r of ups) expect(r.score).toBeCloseTo(Object.values(r.breakdown).reduce((s, v) => s + v, 0), 9);
+    expect(Object.keys(ups[0]!.breakdown).sort()).toEqual(Object.keys(a.breakdown).sort());
+  });
+
+  it('never exceed the number asked for, and do not change the pick', () => {
+    const one = affinity([job()], machines(), { runnersUp: 1 });
+    const none = affinity([job()], machines());
+    expect(one.assignments[0]!.runnersUp).toHaveLength(1);
+    expect(one.assignments[0]!.machineId).toBe(none.assignments[0]!.machineId);
+    expect(one.assignments[0]!.score).toBe(none.assignments[0]!.score);
+  });
+
+  it('adr010 lists the other holders with their points; fifo lists none', () => {
+    const adr = schedule({ nowMs: NOW, jobs: [job()], machines: machines(), policy: 'adr010', runnersUp: 3 }).assignments[0]!;
+    expect(adr.machineId).toBe('gpu-b');
+    expect(adr.runnersUp).toEqual([{ machineId: 'gpu-d', score: adr.score, breakdown: { affinity: adr.score } }]);
+    const fifo = schedule({ nowMs: NOW, jobs: [job()], machines: machines(), policy: 'fifo', runnersUp: 3 }).assignments[0]!;
+    expect(fifo.runnersUp).toBeUndefined();
   });
 });

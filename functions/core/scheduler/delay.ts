@@ -1,20 +1,17 @@
 // The affinity policy's delay rule (`delay` > 0; size-aware delay scheduling). When the picked machine would download
 // some of the job's LoRAs, the job stays pending (reason `delayed`) if a machine without a free slot that holds more of
 // them is expected to start it (slot free, from `busySinceMs`, + its own download there) within `delay` × the download
-// time on the picked machine, and the job's age + that wait ≤ `delayCapSeconds`.
+// time on the picked machine, and the job's age + that wait ≤ `delayCapSeconds`. The slot wait is slot-wait.ts's.
 import type { CandidateIndex } from './candidates.js';
 import type { JobView, PassState, PoolState } from './state.js';
-
-/** A busy job past its expected run time is still expected to run this share of it. */
-const RESIDUAL_FLOOR = 0.3;
 
 export class DelayRule {
   /** Jobs of this pass held back for each machine; marks for the holder scan. */
   private readonly waiters: Int32Array;
   private readonly dmark: Int32Array;
   private dstamp = 0;
-  /** Per machine, the expected seconds until each of its busy slots frees, ascending (lazy). */
-  private readonly residuals = new Map<number, number[]>();
+  /** After `shouldDelay` returned true: the busy machine the job waits for. */
+  holder = -1;
 
   constructor(
     private readonly s: PassState,
@@ -34,29 +31,6 @@ export class DelayRule {
       if (v.loras[i]!.sizeBytes > 0) bytes += v.loras[i]!.sizeBytes;
     }
     return { count, bytes };
-  }
-
-  /**
-   * Expected seconds until machine `m` frees its (c+1)-th slot: from the busy jobs' assignment times when the machine
-   * reports them (residual = expected run time − age, at least RESIDUAL_FLOOR of it; jobs assigned in this pass count a
-   * whole expected run), else expectedJobSeconds × (c+1) / slots. Infinity when c ≥ its busy slots.
-   */
-  private freeInSeconds(m: number, c: number): number {
-    const busy = this.s.busy[m]!;
-    if (c >= busy) return Infinity;
-    const T = this.s.expectedJobSeconds;
-    const since = this.s.ms[m]!.busySinceMs;
-    if (!since) return (T * (c + 1)) / Math.max(1, this.s.slots[m]!);
-    let list = this.residuals.get(m);
-    if (!list) {
-      list = [];
-      const now = this.s.input.nowMs;
-      for (const t of since) list.push(Math.max(T - (now - t) / 1000, T * RESIDUAL_FLOOR));
-      list.sort((a, b) => a - b);
-      this.residuals.set(m, list);
-    }
-    // Slots taken in this pass (or not covered by busySinceMs) free after about a whole run.
-    return c < list.length ? list[c]! : T;
   }
 
   /**
@@ -89,7 +63,7 @@ export class DelayRule {
             if (v.loras[k]!.sizeBytes > 0) bytes += v.loras[k]!.sizeBytes;
           }
           if (count >= miss.count && bytes >= miss.bytes) continue;
-          const wait = this.freeInSeconds(h, this.waiters[h]!) + bytes / speed[h]!;
+          const wait = this.s.slotWait.seconds(h, this.waiters[h]!) + bytes / speed[h]!;
           if (wait < bestWait || (wait === bestWait && h < best)) {
             bestWait = wait;
             best = h;
@@ -99,6 +73,7 @@ export class DelayRule {
     }
     if (best < 0 || bestWait > limit) return false;
     this.waiters[best]!++;
+    this.holder = best;
     return true;
   }
 }

@@ -4,6 +4,7 @@ export type {
   LoraRef,
   MachineState,
   PendingJob,
+  RunnerUp,
   ScheduleResult,
   SchedulerInput,
   UnassignedReason,

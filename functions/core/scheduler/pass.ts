@@ -65,6 +65,8 @@ class Pass {
     const { s } = this;
     const jobs = s.input.jobs;
     const reasons = new Array<UnassignedReason | undefined>(jobs.length);
+    /** For `delayed`: the machine the job waits for. */
+    const waitFor = new Array<string | undefined>(jobs.length);
     const queues: Queue[] = [];
     const rank = new Float64Array(jobs.length);
     let packed = true;
@@ -92,7 +94,7 @@ class Pass {
     const cmp = routingComparator(jobs, rank, packed);
 
     if (s.policy === 'affinity' && (s.w.delay > 0 || this.extensions.firstRound)) {
-      return this.routeInBatches(queues, reasons, cmp);
+      return this.routeInBatches(queues, reasons, waitFor, cmp);
     }
 
     // Every routable job gets a machine while its pool has a free slot, so exactly the first `free` jobs of each pool
@@ -129,7 +131,7 @@ class Pass {
             : this.affinity.choose(view, pool);
       assignments.push(s.assign(view, pool, choice));
     }
-    return { assignments, unassigned: unassignedOf(jobs, reasons) };
+    return { assignments, unassigned: unassignedOf(jobs, reasons, waitFor) };
   }
 
   /**
@@ -140,6 +142,7 @@ class Pass {
   private routeInBatches(
     queues: Queue[],
     reasons: (UnassignedReason | undefined)[],
+    waitFor: (string | undefined)[],
     cmp: (a: number, b: number) => number,
   ): ScheduleResult {
     const { s, affinity } = this;
@@ -184,6 +187,7 @@ class Pass {
           const choice = affinity.choose(x.view, pool);
           if (delayOn && delay.shouldDelay(x.view, pool, choice.machine)) {
             reasons[x.index] = 'delayed';
+            waitFor[x.index] = s.ms[delay.holder]!.id;
             continue;
           }
           placed.push({ index: x.index, assignment: s.assign(x.view, pool, choice) });
@@ -194,18 +198,21 @@ class Pass {
       for (const i of rest) reasons[i] = 'no_capacity';
     }
     placed.sort((a, b) => cmp(a.index, b.index));
-    return { assignments: placed.map((p) => p.assignment), unassigned: unassignedOf(jobs, reasons) };
+    return { assignments: placed.map((p) => p.assignment), unassigned: unassignedOf(jobs, reasons, waitFor) };
   }
 }
 
 function unassignedOf(
   jobs: readonly PendingJob[],
   reasons: readonly (UnassignedReason | undefined)[],
+  waitFor: readonly (string | undefined)[],
 ): ScheduleResult['unassigned'] {
   const unassigned: ScheduleResult['unassigned'] = [];
   for (let i = 0; i < jobs.length; i++) {
     const reason = reasons[i];
-    if (reason) unassigned.push({ jobId: jobs[i]!.id, reason });
+    if (!reason) continue;
+    const machineId = waitFor[i];
+    unassigned.push(machineId === undefined ? { jobId: jobs[i]!.id, reason } : { jobId: jobs[i]!.id, reason, machineId });
   }
   return unassigned;
 }

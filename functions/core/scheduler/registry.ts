@@ -8,11 +8,13 @@ import { receiving } from './filters/receiving.js';
 import { affinity } from './scorers/affinity.js';
 import { avoid } from './scorers/avoid.js';
 import { download } from './scorers/download.js';
+import { egress } from './scorers/egress.js';
 import { hrw } from './scorers/hrw.js';
 import { load } from './scorers/load.js';
 import { overload } from './scorers/overload.js';
+import { start } from './scorers/start.js';
 
-export const SCORERS = [affinity, download, load, hrw, avoid, overload] as const;
+export const SCORERS = [affinity, download, load, hrw, avoid, overload, start, egress] as const;
 
 /** Weight keys of the registered scorers. */
 export type ScorerWeight = (typeof SCORERS)[number]['weight'];

@@ -2,6 +2,7 @@
 // assignments made so far (which LoRAs each one sends where). Policies, the candidate index, the scorers and the delay
 // rule all read it; only `assign` changes it.
 import type { IndexedHeap } from './heap.js';
+import { SlotWait } from './slot-wait.js';
 import { MACHINE_FILTERS } from './registry.js';
 import type { Assignment, LoraRef, MachineState, PendingJob, SchedulerInput } from './types.js';
 import {
@@ -54,11 +55,16 @@ export interface Choice {
   machine: number;
   score: number;
   breakdown: Record<string, number>;
+  /** Other scored machines, best first (only with `SchedulerInput.runnersUp` > 0). */
+  runnersUp?: { machine: number; score: number; breakdown: Record<string, number> }[];
 }
 
 export class PassState {
   readonly ms: readonly MachineState[];
+  /** Jobs each machine runs at once. */
   readonly slots: Int32Array;
+  /** Jobs each machine may hold: slots + queue depth. `free` counts against this. */
+  readonly capacity: Int32Array;
   readonly busy: Int32Array;
   readonly free: Int32Array;
   readonly speed: Float64Array;
@@ -70,6 +76,8 @@ export class PassState {
   /** Bytes an earlier assignment of this pass already sends to each machine. */
   readonly incoming: Float64Array;
   readonly expectedJobSeconds: number;
+  /** When each machine can start one more job (delay rule, `start` scorer). */
+  readonly slotWait: SlotWait;
 
   constructor(
     readonly input: SchedulerInput,
@@ -80,12 +88,14 @@ export class PassState {
     const n = ms.length;
     this.ms = ms;
     this.slots = new Int32Array(n);
+    this.capacity = new Int32Array(n);
     this.busy = new Int32Array(n);
     this.free = new Int32Array(n);
     this.speed = new Float64Array(n);
     this.seeds = new Uint32Array(n);
     this.arriving = [new Array(n), new Array(n)];
     this.incoming = new Float64Array(n);
+    this.slotWait = new SlotWait(this);
     this.expectedJobSeconds =
       input.expectedJobSeconds !== undefined && input.expectedJobSeconds >= 0
         ? input.expectedJobSeconds
@@ -102,10 +112,12 @@ export class PassState {
       this.idIndex.set(m.id, i);
       if (!MACHINE_FILTERS.every((f) => f.accepts(m))) continue;
       const slots = Math.max(0, Math.floor(m.slots) || 0);
-      const busy = Math.min(slots, Math.max(0, Math.floor(m.busySlots) || 0));
+      const capacity = slots > 0 ? slots + Math.max(0, Math.floor(m.queueDepth ?? 0) || 0) : 0;
+      const busy = Math.min(capacity, Math.max(0, Math.floor(m.busySlots) || 0));
       this.slots[i] = slots;
+      this.capacity[i] = capacity;
       this.busy[i] = busy;
-      this.free[i] = slots - busy;
+      this.free[i] = capacity - busy;
       this.speed[i] = m.downloadBytesPerSecond > 0 ? m.downloadBytesPerSecond : defaultSpeed;
       let pool = this.pools.get(m.pool);
       if (!pool) {
@@ -128,7 +140,7 @@ export class PassState {
       pool.members.push(i);
       pool.slots += slots;
       pool.busy += busy;
-      pool.free += slots - busy;
+      pool.free += capacity - busy;
     }
   }
 
@@ -210,6 +222,9 @@ export class PassState {
       missingLoras,
       arrivingLoras,
       policy: this.policy,
+      ...(choice.runnersUp
+        ? { runnersUp: choice.runnersUp.map((r) => ({ machineId: this.ms[r.machine]!.id, score: r.score, breakdown: r.breakdown })) }
+        : {}),
     };
   }
 }

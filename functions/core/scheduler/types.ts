@@ -35,7 +35,13 @@ export interface MachineState {
   id: string;
   pool: string;
   slots: number;
-  /** Running + assigned-not-finished jobs. */
+  /**
+   * Dispatches the agent accepts beyond its slots (issue 14, downloads that overlap GPU work): it downloads their LoRAs
+   * while its slots are busy and runs each as a slot frees. The pass may give the machine up to `slots + queueDepth`
+   * jobs. Absent or 0 = none (a job is only sent to a free slot).
+   */
+  queueDepth?: number;
+  /** Running + assigned-not-finished jobs (at most `slots + queueDepth`). */
   busySlots: number;
   live: boolean;
   draining: boolean;
@@ -52,7 +58,8 @@ export interface MachineState {
   /** Measured download speed; 0 = unknown, the scheduler then uses `SchedulerInput.defaultDownloadBytesPerSecond`. */
   downloadBytesPerSecond: number;
   /**
-   * Optional: when each job holding a slot was assigned (epoch ms), one entry per busy slot, any order. Used by the
+   * Optional: when each job holding a slot was assigned (epoch ms), one entry per busy slot, any order (with a queue,
+   * the `slots` smallest residuals are taken as the running jobs, the rest as queued behind them). Used by the
    * affinity policy's delay rule (`delay` weight) to estimate when the machine frees a slot; without it the estimate is
    * `expectedJobSeconds / slots` per slot. The control plane knows these instants (the jobs' assignment times).
    */
@@ -73,6 +80,18 @@ export interface SchedulerInput {
   expectedJobSeconds?: number;
   /** Used for machines that report no download speed. Default `DEFAULT_DOWNLOAD_BYTES_PER_SECOND`. */
   defaultDownloadBytesPerSecond?: number;
+  /**
+   * How many runners-up each assignment keeps (`Assignment.runnersUp`, for `job --explain`). Default 0: the simulator
+   * and the benchmark pay nothing; the control plane asks for `RUNNERS_UP` (3).
+   */
+  runnersUp?: number;
+}
+
+/** A machine that scored below the chosen one for the same job, in the same pass. */
+export interface RunnerUp {
+  machineId: string;
+  score: number;
+  breakdown: Record<string, number>;
 }
 
 export interface Assignment {
@@ -89,6 +108,13 @@ export interface Assignment {
   /** Missing keys that an earlier assignment of this same pass already brings to the machine. */
   arrivingLoras: string[];
   policy: string;
+  /**
+   * With `SchedulerInput.runnersUp` > 0 and a scoring policy (affinity, adr010): the best-scoring other machines with a
+   * free slot, best first, with their breakdowns. Exact for affinity (its walk then prunes against the last runner-up
+   * instead of the pick, scoring up to `runnersUp` more machines per job); adr010 lists the other machines holding some
+   * of the job's LoRAs (all others score 0).
+   */
+  runnersUp?: RunnerUp[];
 }
 
 export type UnassignedReason =
@@ -104,5 +130,6 @@ export type UnassignedReason =
 export interface ScheduleResult {
   /** In routing order (priority, then age, then id). */
   assignments: Assignment[];
-  unassigned: { jobId: string; reason: UnassignedReason }[];
+  /** `machineId`: for `delayed`, the busy machine holding the job's LoRAs that the job waits for. */
+  unassigned: { jobId: string; reason: UnassignedReason; machineId?: string }[];
 }

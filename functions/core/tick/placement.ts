@@ -44,7 +44,8 @@ export const placementOnEvents = (deps: CoreDeps): boolean => deps.config.placem
 export async function placeNewJob(deps: CoreDeps, doc: JobDoc): Promise<TickResult | null> {
   if (!placementOnEvents(deps) || doc.status !== 'pending') return null;
   try {
-    const first = await runSchedulerTick(deps, { jobs: [doc], snapshot: await recentSnapshot(deps), onSnapshot: remember(deps) });
+    // The first look records no wait reason: its write would move the job's ETag under the second look's CAS.
+    const first = await runSchedulerTick(deps, { jobs: [doc], snapshot: await recentSnapshot(deps), onSnapshot: remember(deps), recordWaits: false });
     if (first.planned > 0) return first;
     // Not placed from the cached view: look once more at a view at most SNAPSHOT_RECHECK_MS old.
     const snapshot = await recentSnapshot(deps, SNAPSHOT_RECHECK_MS);

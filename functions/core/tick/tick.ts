@@ -11,7 +11,10 @@ import { acceptsWork, isLive, isReceiving, type MachineDoc } from '../machines/m
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
+import { learnedJobSeconds } from './run-time.js';
 import { recordBacklog, tracePlacement } from './trace.js';
+import { recordWaitNotes } from './wait-notes.js';
+import { MAX_RUNNERS_UP } from '../../../contract/jobs.js';
 
 /** Oldest pending jobs read per pass; the rest wait for the next pass (a pass every 2 s by default). */
 export const MAX_PENDING_PER_TICK = 5_000;
@@ -27,6 +30,8 @@ export interface TickResult {
   no_slot: number;
   send_failures: number;
   unassigned: Record<string, number>;
+  /** Changed wait reasons written to jobs (wait-notes.ts). */
+  wait_notes: number;
   policy: string;
 }
 
@@ -84,6 +89,7 @@ export function toMachineState(
     id: m.machine_id,
     pool: m.pool,
     slots: m.slots,
+    ...(m.queue_depth ? { queueDepth: m.queue_depth } : {}),
     busySlots,
     live: isLive(m, nowMs, livenessSeconds),
     draining: m.draining,
@@ -109,6 +115,7 @@ export function assignedDoc(doc: JobDoc, a: Assignment, nowMs: number): JobDoc {
     affinity_score: a.score,
     score_breakdown: a.breakdown,
     policy: a.policy,
+    runners_up: (a.runnersUp ?? []).map((r) => ({ machine_id: r.machineId, score: r.score, score_breakdown: r.breakdown })),
     cache: { hit_loras: a.hitLoras, missing_loras: a.missingLoras },
     cache_outcome: null,
     assigned_at: at,
@@ -140,6 +147,8 @@ export interface PassOptions {
   snapshot?: FleetSnapshot;
   /** Called with the snapshot the pass planned from, after its own assignments were added to it. */
   onSnapshot?: (snapshot: FleetSnapshot) => void;
+  /** false: do not write changed wait reasons (intake's first look, which may look again at once). Default true. */
+  recordWaits?: boolean;
 }
 
 /**
@@ -150,9 +159,10 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   const nowMs = deps.now();
   const { config } = deps;
   const { policy, weights } = schedulerSettings(config);
-  const [pendingDocs, snapshot] = await Promise.all([
+  const [pendingDocs, snapshot, expectedJobSeconds] = await Promise.all([
     opts.jobs ?? readPendingJobs(deps, new Date(nowMs).toISOString()),
     opts.snapshot ?? readFleetSnapshot(deps),
+    learnedJobSeconds(deps),
   ]);
   const { busy, ledgers } = snapshot;
   const machines = [...snapshot.machines];
@@ -184,6 +194,8 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     machines: states,
     policy,
     weights,
+    expectedJobSeconds,
+    runnersUp: MAX_RUNNERS_UP,
   });
 
   const out: TickResult = {
@@ -195,13 +207,15 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     no_slot: 0,
     send_failures: 0,
     unassigned: {},
+    wait_notes: 0,
     policy,
   };
   for (const u of result.unassigned) out.unassigned[u.reason] = (out.unassigned[u.reason] ?? 0) + 1;
   recordBacklog(pendingDocs);
 
   const docs = new Map(pendingDocs.map((d) => [d.id, d]));
-  const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots]));
+  // A queue position (the agent's QUEUE_DEPTH) is a slot of another kind: the ledger holds up to slots + queue_depth.
+  const slotsOf = new Map(machines.map((m) => [m.machine_id, m.slots + (m.queue_depth ?? 0)]));
   const byMachine = new Map<string, Assignment[]>();
   for (const a of result.assignments) {
     const list = byMachine.get(a.machineId) ?? [];
@@ -248,6 +262,9 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
       },
     );
   });
+  if (opts.recordWaits !== false && result.unassigned.length > 0) {
+    out.wait_notes = await recordWaitNotes(deps, docs, result.unassigned, nowMs);
+  }
   opts.onSnapshot?.(snapshot);
   return out;
 }

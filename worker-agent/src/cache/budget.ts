@@ -51,15 +51,37 @@ export class CacheBudget {
   markInUse(db: CacheDb, key: string): void {
     const n = this.inUseCount(key) + 1;
     this.inUse.set(key, n);
-    db.setInUse(key, n);
+    try {
+      db.setInUse(key, n);
+    } catch (err) {
+      this.dropInUse(key); // e.g. SQLITE_FULL: the acquire fails, so nothing may stay marked
+      throw err;
+    }
   }
 
-  unmarkInUse(db: CacheDb, key: string, now: number): void {
-    const n = Math.max(0, this.inUseCount(key) - 1);
-    if (n === 0) this.inUse.delete(key);
+  /**
+   * Releases keys held by one acquire: the in-memory counts (the truth) first, all of them, then their mirror and
+   * last use in the DB, which may fail (SQLITE_FULL) without leaving anything held.
+   */
+  unmarkAll(db: CacheDb, keys: readonly string[], now: number): void {
+    for (const key of keys) {
+      const n = Math.max(0, this.inUseCount(key) - 1);
+      if (n === 0) this.inUse.delete(key);
+      else this.inUse.set(key, n);
+    }
+    db.transaction(() => {
+      for (const key of keys) {
+        db.setInUse(key, this.inUseCount(key));
+        db.touch(key, now, 0); // LRU and TTL count from the end of the last use
+      }
+    });
+  }
+
+  /** Forgets an in-memory mark whose DB transaction failed. */
+  dropInUse(key: string): void {
+    const n = this.inUseCount(key) - 1;
+    if (n <= 0) this.inUse.delete(key);
     else this.inUse.set(key, n);
-    db.setInUse(key, n);
-    db.touch(key, now, 0); // LRU and TTL count from the end of the last use
   }
 
   /** Partial files not owned by a download in flight. */
@@ -123,6 +145,22 @@ export class CacheBudget {
       rmSync(this.layout.pathFor(r.kind, r.key), { force: true });
       this.log.info({ key: r.key, bytes: r.size_bytes, reason }, 'cache: evicted');
     }
+  }
+
+  /** An operator's eviction order: these keys unless pinned or held by a job (those are returned as `kept`). */
+  evictUnused(db: CacheDb, keys: readonly string[]): { evicted: string[]; kept: { key: string; why: string }[] } {
+    const entries = new Map(this.entries(db).map((e) => [e.key, e]));
+    const evicted: string[] = [];
+    const kept: { key: string; why: string }[] = [];
+    for (const key of keys) {
+      const e = entries.get(key);
+      if (!e) continue;
+      if (e.pinned) kept.push({ key, why: 'pinned (PINNED_LORAS)' });
+      else if (e.inUse > 0) kept.push({ key, why: 'in use by a running job' });
+      else evicted.push(key);
+    }
+    this.evict(db, evicted, 'admin');
+    return { evicted, kept };
   }
 
   /** Rows as the planner sees them, with the process-local in-use counts and the configured pins. */

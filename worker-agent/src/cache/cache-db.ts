@@ -21,13 +21,20 @@ export interface CacheRow {
   pinned: 0 | 1;
   /** Jobs holding the entry. Process-local truth, mirrored here for operators; reset to 0 on open. */
   in_use: number;
+  /**
+   * The file's size, inode, mtime and ctime (ns) when it was last verified (tamper.ts): any change means its bytes may
+   * have changed. Null for rows an older agent wrote: verified by hash on first use.
+   */
+  stamp: string | null;
 }
 
-export type EvictionReason = 'lru' | 'ttl' | 'admin';
+export type EvictionReason = 'lru' | 'ttl' | 'admin' | 'disk';
 
 const COUNTER_NAMES = ['hits', 'misses', 'downloads', 'bytes_downloaded', 'evictions', 'thrash'] as const;
 type CounterName = (typeof COUNTER_NAMES)[number];
 
+// The `stamp` column was added without a version bump: an older agent (rolling back) ignores it and writes NULL, which
+// this one treats as "verify by hash on first use".
 const SCHEMA_VERSION = 1;
 /** Eviction records are kept this long (thrash needs one hour; the rest is for analysis). */
 const EVICTION_HISTORY_MS = 7 * 24 * 60 * 60 * 1000;
@@ -51,15 +58,16 @@ export class CacheDb {
       get: this.db.prepare<[string], CacheRow>('SELECT * FROM loras WHERE key = ?'),
       all: this.db.prepare<[], CacheRow>('SELECT * FROM loras ORDER BY key'),
       upsert: this.db.prepare<CacheRow>(
-        `INSERT INTO loras (key, kind, path, size_bytes, sha256, last_used, use_count, downloaded_at, pinned, in_use)
-         VALUES (@key, @kind, @path, @size_bytes, @sha256, @last_used, @use_count, @downloaded_at, @pinned, @in_use)
+        `INSERT INTO loras (key, kind, path, size_bytes, sha256, last_used, use_count, downloaded_at, pinned, in_use, stamp)
+         VALUES (@key, @kind, @path, @size_bytes, @sha256, @last_used, @use_count, @downloaded_at, @pinned, @in_use, @stamp)
          ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, path = excluded.path, size_bytes = excluded.size_bytes,
            sha256 = excluded.sha256, last_used = excluded.last_used, use_count = excluded.use_count,
-           downloaded_at = excluded.downloaded_at, pinned = excluded.pinned, in_use = excluded.in_use`,
+           downloaded_at = excluded.downloaded_at, pinned = excluded.pinned, in_use = excluded.in_use, stamp = excluded.stamp`,
       ),
       touch: this.db.prepare<[number, number, string]>(
         'UPDATE loras SET last_used = MAX(last_used, ?), use_count = use_count + ? WHERE key = ?',
       ),
+      setStamp: this.db.prepare<[string | null, string]>('UPDATE loras SET stamp = ? WHERE key = ?'),
       setInUse: this.db.prepare<[number, string]>('UPDATE loras SET in_use = ? WHERE key = ?'),
       remove: this.db.prepare<[string]>('DELETE FROM loras WHERE key = ?'),
       recordEviction: this.db.prepare<[string, number, string]>(
@@ -105,6 +113,9 @@ export class CacheDb {
         value INTEGER NOT NULL DEFAULT 0
       );
     `);
+    // The file stamp recorded at download / verification (tamper.ts); added in place, see SCHEMA_VERSION.
+    const columns = this.db.prepare<[], { name: string }>('PRAGMA table_info(loras)').all();
+    if (!columns.some((c) => c.name === 'stamp')) this.db.exec('ALTER TABLE loras ADD COLUMN stamp TEXT');
     const seed = this.db.prepare('INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)');
     for (const name of COUNTER_NAMES) seed.run(name);
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -134,6 +145,10 @@ export class CacheDb {
   /** Records a use: last_used moves forward (never back), use_count grows by `uses`. */
   touch(key: string, nowMs: number, uses = 1): void {
     this.stmts.touch.run(nowMs, uses, key);
+  }
+
+  setStamp(key: string, stamp: string | null): void {
+    this.stmts.setStamp.run(stamp, key);
   }
 
   setInUse(key: string, count: number): void {

@@ -24,6 +24,10 @@ export interface LoraCacheOptions {
   partialMaxAgeMs?: number;
   /** A re-download this soon after an eviction counts as thrash. Default 1 h. */
   thrashWindowMs?: number;
+  /** Free disk every download must leave (CACHE_DISK_RESERVE); default 1 GiB. disk-space.ts. */
+  diskReserveBytes?: number;
+  /** Free bytes of the cache's file system; injectable for tests (default statfs). */
+  freeDisk?: (dir: string) => number | undefined;
 }
 
 export interface AcquireResult {

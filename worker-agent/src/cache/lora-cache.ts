@@ -1,11 +1,13 @@
 // The agent's local LoRA cache: files in a ComfyUI-compatible layout (layout.ts), inventory in SQLite (cache-db.ts),
 // a hard byte budget with LRU eviction + inactivity TTL and pinned / in-use protection (budget.ts), startup recovery
 // (recovery.ts), single-flight verified downloads (single-flight.ts). This file ties them together behind one API.
-import { mkdirSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ClaimedLora } from '../../../contract/jobs.js';
 import { downloadVerified, redactUrl } from '../download/download.js';
 import { CacheBudget, silentLogger, type CacheLogger } from './budget.js';
 import { CacheDb, type LoraKind } from './cache-db.js';
+import { DEFAULT_DISK_RESERVE_BYTES, asDiskFull, ensureDiskRoom, fileSizeOrZero, freeDiskBytes, isDiskFull } from './disk-space.js';
 import { DEFAULT_CACHE_BUDGET_BYTES, DEFAULT_CACHE_TTL_MS, THRASH_WINDOW_MS, planTtlSweep } from './eviction.js';
 import {
   CacheLayout,
@@ -20,9 +22,11 @@ import {
 } from './layout.js';
 import { enforceBudgetAtOpen, reconcile } from './recovery.js';
 import { SingleFlight } from './single-flight.js';
+import { TamperGuard, fileStamp } from './tamper.js';
 import type { AcquireProgress, AcquireResult, CacheDownloaderOptions, CacheInventory, LoraCacheOptions } from './cache-types.js';
 
 export { CacheFullError, type CacheLogger } from './budget.js';
+export { DiskFullError } from './disk-space.js';
 export type { AcquireProgress, AcquireResult, CacheDownloaderOptions, CacheInventory, LoraCacheOptions } from './cache-types.js';
 export { InvalidLoraError, SHARED_LORA_FILENAME, USER_LORA_KEY } from './layout.js';
 
@@ -42,6 +46,9 @@ export class LoraCache {
   private readonly layout: CacheLayout;
   private readonly budget: CacheBudget;
   private readonly flights = new SingleFlight();
+  private readonly tamper: TamperGuard;
+  private readonly diskReserveBytes: number;
+  private readonly freeDisk: (dir: string) => number | undefined;
 
   private db: CacheDb | undefined;
   private throughputEwma: number | undefined;
@@ -56,6 +63,8 @@ export class LoraCache {
     this.clock = options.clock ?? Date.now;
     this.partialMaxAgeMs = options.partialMaxAgeMs ?? DEFAULT_PARTIAL_MAX_AGE_MS;
     this.thrashWindowMs = options.thrashWindowMs ?? THRASH_WINDOW_MS;
+    this.diskReserveBytes = options.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES;
+    this.freeDisk = options.freeDisk ?? freeDiskBytes;
     if (!Number.isSafeInteger(this.budgetBytes) || this.budgetBytes <= 0) {
       throw new RangeError(`budgetBytes must be a positive integer, got ${this.budgetBytes}`);
     }
@@ -66,6 +75,7 @@ export class LoraCache {
     }
     this.layout = new CacheLayout(this.cacheDir);
     this.budget = new CacheBudget(this.layout, this.budgetBytes, this.pinned, this.log, this.clock);
+    this.tamper = new TamperGuard(this.log, (w) => this.pathFor(w.kind, w.key));
   }
 
   // ---------------------------------------------------------------- paths
@@ -97,7 +107,11 @@ export class LoraCache {
   async open(): Promise<void> {
     if (this.db) return;
     for (const dir of this.layout.directories) mkdirSync(dir, { recursive: true });
+    // A job user may pass through to the (0444) files it is given, not list or write anything; partials are private.
+    for (const dir of [this.layout.kindDir('user'), this.layout.kindDir('shared'), join(this.cacheDir, 'loras')]) chmodSync(dir, 0o711);
+    chmodSync(this.partialDir, 0o700);
     const db = new CacheDb(this.dbPath);
+    chmodSync(this.dbPath, 0o600);
     this.db = db;
     try {
       db.resetInUse();
@@ -140,21 +154,36 @@ export class LoraCache {
     const wanted = normalizeLoras(loras).map((w) => (refreshUrl ? { ...w, refreshUrl: () => refreshUrl(w.key) } : w));
     signal?.throwIfAborted();
 
-    db.transaction(() => {
-      for (const w of wanted) this.budget.markInUse(db, w.key);
-    });
+    const marked: string[] = [];
+    try {
+      db.transaction(() => {
+        for (const w of wanted) {
+          this.budget.markInUse(db, w.key);
+          marked.push(w.key);
+        }
+      });
+    } catch (err) {
+      for (const key of marked) this.budget.dropInUse(key); // the commit failed (SQLITE_FULL): nothing is held
+      throw asDiskFull(err);
+    }
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
       if (!this.db) return; // closed: in_use is process-local and resets on the next open anyway
       const now = this.clock();
-      this.db.transaction(() => {
-        for (const w of wanted) this.budget.unmarkInUse(this.db!, w.key, now);
-      });
+      try {
+        this.budget.unmarkAll(this.db, wanted.map((w) => w.key), now);
+      } catch (err) {
+        // SQLITE_FULL and the like: the in-memory counts are already released; the DB's mirror resets on open.
+        this.log.error({ err: (err as Error).message }, 'cache: could not record the release in cache.db');
+      }
     };
 
     try {
+      // First use since the agent started, or the file's stamp changed: hash it; a mismatch evicts it (tamper.ts).
+      await Promise.all(wanted.map((w) => this.tamper.verify(db, w, signal)));
+      signal?.throwIfAborted();
       const hit: string[] = [];
       const missing: WantedLora[] = [];
       const now = this.clock();
@@ -204,11 +233,11 @@ export class LoraCache {
       return { paths, hit, missing: missing.map((w) => w.key), downloadMs, bytesDownloaded, release };
     } catch (err) {
       release();
-      throw err;
+      throw asDiskFull(err);
     }
   }
 
-  /** A registered row of the same version whose file is still there with the right size. */
+  /** A registered row of the same version whose file is still there, with the size and stamp it was verified with. */
   private isCached(db: CacheDb, w: WantedLora): boolean {
     const row = db.get(w.key);
     if (!row) return false;
@@ -224,8 +253,8 @@ export class LoraCache {
     } catch (err) {
       if (!isEnoent(err)) throw err;
     }
-    if (size !== row.size_bytes) {
-      this.log.warn({ key: w.key, size }, 'cache: registered file vanished or changed size; dropping it');
+    if (size !== row.size_bytes || !this.tamper.unchanged(db, w)) {
+      this.log.warn({ key: w.key, size }, 'cache: registered file vanished or changed since it was verified; dropping it');
       db.remove(w.key);
       if (size >= 0) rmSync(abs, { force: true });
       return false;
@@ -259,6 +288,15 @@ export class LoraCache {
     this.budget.reserve(db, w, partialPath);
     const t0 = performance.now();
     try {
+      ensureDiskRoom({
+        dir: this.cacheDir,
+        key: w.key,
+        needBytes: Math.max(0, w.sizeBytes - fileSizeOrZero(partialPath)),
+        reserveBytes: this.diskReserveBytes,
+        entries: this.budget.entries(db),
+        evict: (keys) => this.budget.evict(db, keys, 'disk'),
+        free: this.freeDisk,
+      });
       const result = await downloadVerified({
         ...this.downloadOptions,
         url: w.url,
@@ -272,6 +310,10 @@ export class LoraCache {
       });
       const liveDb = this.requireDb();
       const now = this.clock();
+      // Read-only for everyone (the job user is not the owner anyway); the stamp after that is the reference.
+      const dest = this.pathFor(w.kind, w.key);
+      chmodSync(dest, 0o444);
+      const stamp = fileStamp(dest);
       const thrash = liveDb.recordDownload(
         {
           key: w.key,
@@ -284,11 +326,13 @@ export class LoraCache {
           downloaded_at: now,
           pinned: this.pinned.has(w.key) ? 1 : 0,
           in_use: this.budget.inUseCount(w.key),
+          stamp: stamp ?? null,
         },
         result.bytesTransferred,
         now,
         this.thrashWindowMs,
       );
+      this.tamper.registered(w, stamp);
       const seconds = (performance.now() - t0) / 1000;
       if (result.bytesTransferred > 1024 * 1024 && seconds > 0) {
         const rate = result.bytesTransferred / seconds;
@@ -308,7 +352,12 @@ export class LoraCache {
       return { bytes: result.bytesTransferred };
     } catch (err) {
       this.log.warn({ key: w.key, url: redactUrl(w.url), err: (err as Error)?.message }, 'cache: download failed');
-      throw err;
+      if (isDiskFull(err)) {
+        // Out of space: keep nothing half-written (a partial, or a file renamed into place but never registered).
+        rmSync(partialPath, { force: true });
+        if (!this.db?.get(w.key)) rmSync(this.pathFor(w.kind, w.key), { force: true });
+      }
+      throw asDiskFull(err);
     } finally {
       this.budget.unreserve(w.key, partialPath);
     }
@@ -332,19 +381,7 @@ export class LoraCache {
    * returned as `kept`, with the reason).
    */
   evictUnused(keys: readonly string[]): { evicted: string[]; kept: { key: string; why: string }[] } {
-    const db = this.requireDb();
-    const entries = new Map(this.budget.entries(db).map((e) => [e.key, e]));
-    const evicted: string[] = [];
-    const kept: { key: string; why: string }[] = [];
-    for (const key of keys) {
-      const e = entries.get(key);
-      if (!e) continue;
-      if (e.pinned) kept.push({ key, why: 'pinned (PINNED_LORAS)' });
-      else if (e.inUse > 0) kept.push({ key, why: 'in use by a running job' });
-      else evicted.push(key);
-    }
-    this.budget.evict(db, evicted, 'admin');
-    return { evicted, kept };
+    return this.budget.evictUnused(this.requireDb(), keys);
   }
 
   /** Whether a key is registered (complete and verified). */
@@ -366,21 +403,13 @@ export class LoraCache {
       (r.kind === 'user' ? user : shared).push(r.key);
       usedBytes += r.size_bytes;
     }
-    const reservedBytes = this.budget.reservedBytes();
-    let freeDiskBytes = 0;
-    try {
-      const fs = statfsSync(this.cacheDir);
-      freeDiskBytes = Number(fs.bavail) * Number(fs.bsize);
-    } catch {
-      // unknown
-    }
     const inv: CacheInventory = {
       user,
       shared,
       usedBytes,
-      reservedBytes,
+      reservedBytes: this.budget.reservedBytes(),
       budgetBytes: this.budgetBytes,
-      freeDiskBytes,
+      freeDiskBytes: this.freeDisk(this.cacheDir) ?? 0,
       counters: db.counters(),
     };
     if (this.throughputEwma !== undefined) inv.downloadBytesPerSecond = Math.round(this.throughputEwma);

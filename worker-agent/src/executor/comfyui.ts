@@ -112,6 +112,8 @@ class ComfyRun {
   private total = 1;
   private finished = 0;
   private collecting = false;
+  /** The /interrupt + /queue delete of a cancel, once sent. */
+  private stopping: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly opts: ComfyUiExecutorOptions,
@@ -300,7 +302,8 @@ class ComfyRun {
         break;
       }
       case 'execution_interrupted':
-        if (this.cancelReason !== undefined) this.settle({ status: 'cancelled', reason: this.cancelReason, forced: false });
+        // Settle once both stop requests are answered, so the queue is clean before the slot takes the next job.
+        if (this.cancelReason !== undefined) void this.stopping.then(() => this.settle({ status: 'cancelled', reason: this.cancelReason!, forced: false }));
         else this.fail(`ComfyUI interrupted prompt ${this.promptId} in node ${String(d.node_id)} (not asked by this agent)`, true);
         break;
       case 'execution_success':
@@ -364,7 +367,7 @@ class ComfyRun {
   }
 
   private stopAfterCancel(): void {
-    void this.stopPrompt();
+    this.stopping = this.stopPrompt();
     // A prompt deleted from the queue before it ran sends nothing: stop waiting after the grace period.
     this.cancelTimer = setTimeout(() => this.settle({ status: 'cancelled', reason: this.cancelReason ?? 'cancelled', forced: true }), this.opts.cancelGraceMs);
   }

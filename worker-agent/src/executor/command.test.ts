@@ -95,8 +95,12 @@ describe('CommandExecutor', () => {
     expect(new CommandExecutor({ command: 'node', args: [], cancelGraceMs: 100 }).preflight()).toBeNull();
   });
 
-  it('drops secret-looking variables and parses progress lines', () => {
+  it('passes only the allow-listed environment and parses progress lines', () => {
     expect(Object.keys(jobBaseEnv({ PATH: '/bin', MACHINE_TOKEN: 'x', ServiceBus__clientId: 'y', AZURE_CLIENT_SECRET: 'z', CREDENTIALS_DIRECTORY: '/c' }))).toEqual(['PATH']);
+    // Names no deny-list foresaw do not pass either; GPU selection and locale do; HOME only when the job is the agent's user.
+    const agentEnv = { PATH: '/bin', MY_VENDOR_APIKEY: 'k', OTEL_EXPORTER_OTLP_HEADERS: 'h', CUDA_VISIBLE_DEVICES: '0', LANG: 'C.UTF-8', HOME: '/var/lib/x' };
+    expect(Object.keys(jobBaseEnv(agentEnv)).sort()).toEqual(['CUDA_VISIBLE_DEVICES', 'HOME', 'LANG', 'PATH']);
+    expect(Object.keys(jobBaseEnv(agentEnv, false)).sort()).toEqual(['CUDA_VISIBLE_DEVICES', 'LANG', 'PATH']);
     expect(parseProgressLine('::progress 0.25 step 1')).toEqual({ fraction: 0.25, message: 'step 1' });
     expect(parseProgressLine('::progress 150%')).toEqual({ fraction: 1 });
     expect(parseProgressLine('progress 1')).toBeUndefined();

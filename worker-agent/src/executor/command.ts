@@ -6,7 +6,11 @@
 //   LORA_ROUTER_LORA_PATHS  the LoRA file paths joined with the OS path delimiter (':' on Linux)
 //   LORA_ROUTER_OUTPUT_DIR  an empty directory for outputs: `result.json` there becomes the job's result, every other
 //                           file is uploaded as a job output (images...) when the program exits 0
-// plus the agent's own environment minus anything secret-looking (tokens, keys, connection strings, credentials).
+// plus an allow-list of the agent's environment (PATH, locale, TZ, GPU selection: JOB_ENV_ALLOWED) and nothing else:
+// no token, storage or Service Bus setting can reach a job.
+//
+// As whom: EXECUTOR_USER, through setpriv (./job-user.ts): the job cannot read the agent's /proc/<pid>/environ, its
+// token file or its state directory. Its run directory is handed to that user for the run and taken back afterwards.
 //
 // What it may do:
 //   - print lines on stdout/stderr: they become the job's log (batched, ≤ 1 s behind);
@@ -20,9 +24,10 @@
 // it left running in its group is killed too, so nothing outlives a job on the GPU.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from '../logger.js';
+import { asJobUser, findSetpriv, handOver, takeBack, type JobUser } from './job-user.js';
 import { resolveExecutable } from './preflight.js';
 import { MAX_LINE_CHARS, type Execution, type ExecutionOutcome, type ExecutionSink, type Executor, type ExecutorJob } from './types.js';
 
@@ -37,19 +42,22 @@ export interface CommandExecutorOptions {
   /** SIGTERM → SIGKILL delay on cancel. */
   cancelGraceMs: number;
   log?: Logger;
-  /** Base environment (default process.env); secret-looking variables are removed from it. */
+  /** Base environment (default process.env); only the JOB_ENV_ALLOWED names of it reach a job. */
   baseEnv?: NodeJS.ProcessEnv;
+  /** EXECUTOR_USER, resolved: jobs run as this user. Undefined: as the agent's own user (EXECUTOR_TRUSTED_SAME_USER). */
+  jobUser?: JobUser;
 }
 
-const SECRET_NAME = /(TOKEN|SECRET|PASSWORD|PASSWD|CONNECTION_?STRING|ACCOUNT_?KEY|CREDENTIAL|_SAS$|^SAS_)/i;
-const SECRET_PREFIX = /^(LoraStorage|ServiceBus|AzureWebJobs|CosmosDb)(__|$)/i;
+/** The only variables of the agent's environment a job gets: how to find programs, locale, time zone, which GPUs. */
+export const JOB_ENV_ALLOWED = /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ|CUDA_VISIBLE_DEVICES|CUDA_DEVICE_ORDER|NVIDIA_VISIBLE_DEVICES|HIP_VISIBLE_DEVICES|ROCR_VISIBLE_DEVICES)$/;
+/** With no job user (trusted same-user box) the job is the agent's user anyway: its home and name pass too. */
+const SAME_USER_ALLOWED = /^(HOME|USER|LOGNAME)$/;
 
-/** The environment a job inherits: the agent's, without anything that could let a job act as the machine. */
-export function jobBaseEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+/** The environment a job inherits: an allow-list of the agent's, so nothing that could let a job act as the machine. */
+export function jobBaseEnv(env: NodeJS.ProcessEnv, sameUser = true): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) {
-    if (v === undefined || SECRET_NAME.test(k) || SECRET_PREFIX.test(k) || k === 'CREDENTIALS_DIRECTORY') continue;
-    out[k] = v;
+    if (v !== undefined && (JOB_ENV_ALLOWED.test(k) || (sameUser && SAME_USER_ALLOWED.test(k)))) out[k] = v;
   }
   return out;
 }
@@ -143,9 +151,13 @@ function readResult(outputDir: string): { ok: true; result?: unknown } | { ok: f
 
 export class CommandExecutor implements Executor {
   readonly kind = 'command';
-  constructor(private readonly opts: CommandExecutorOptions) {}
+  private readonly setpriv: string | undefined;
+  constructor(private readonly opts: CommandExecutorOptions) {
+    this.setpriv = opts.jobUser ? findSetpriv() : undefined;
+  }
 
   preflight(): string | null {
+    if (this.opts.jobUser && !this.setpriv) return 'EXECUTOR_USER needs setpriv (util-linux), not found in /usr/bin or /bin';
     const r = resolveExecutable(this.opts.command, this.opts.baseEnv ?? process.env);
     return r.ok ? null : r.problem;
   }
@@ -168,12 +180,21 @@ export class CommandExecutor implements Executor {
       resolveDone(o);
     };
 
+    const user = this.opts.jobUser;
+    const reclaim = (): void => {
+      try {
+        takeBack(job.runDir);
+      } catch (e) {
+        log?.warn({ job_id: job.jobId, err: (e as Error).message }, 'executor: could not take the run directory back from the job user');
+      }
+    };
     let outputDir: string;
     try {
       const files = writeJobFile(job);
       outputDir = files.outputDir;
       const env: NodeJS.ProcessEnv = {
-        ...jobBaseEnv(this.opts.baseEnv ?? process.env),
+        ...jobBaseEnv(this.opts.baseEnv ?? process.env, !user),
+        ...(user ? { HOME: job.runDir, USER: user.name, LOGNAME: user.name } : {}),
         LORA_ROUTER_JOB_ID: job.jobId,
         LORA_ROUTER_EPOCH: String(job.epoch),
         LORA_ROUTER_ATTEMPT: String(job.attempt),
@@ -182,9 +203,17 @@ export class CommandExecutor implements Executor {
         LORA_ROUTER_LORA_PATHS: job.loras.map((l) => l.path).join(delimiter),
         LORA_ROUTER_OUTPUT_DIR: files.outputDir,
       };
-      child = spawn(this.opts.command, this.opts.args, { cwd: job.runDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      let argv = { command: this.opts.command, args: this.opts.args, cwd: job.runDir };
+      if (user) {
+        if (!this.setpriv) throw new Error('EXECUTOR_USER needs setpriv (util-linux), not found');
+        handOver(job.runDir, user);
+        // The job user enters its run directory itself; the agent starts from the parent it may pass through.
+        argv = { ...asJobUser(this.setpriv, user, job.runDir, this.opts.command, this.opts.args), cwd: dirname(job.runDir) };
+      }
+      child = spawn(argv.command, argv.args, { cwd: argv.cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
       // Writing the job file or spawning failed: the machine's trouble (disk full, program gone), not the job's.
+      if (user) reclaim();
       settle({ status: 'failed', retryable: true, infrastructure: true, reason: `cannot start ${this.opts.command}: ${(err as Error).message}` });
       return { done, cancel: () => undefined };
     }
@@ -223,6 +252,8 @@ export class CommandExecutor implements Executor {
     proc.once('close', () => {
       out.end();
       err.end();
+      // The job's processes are gone: its run directory (outputs) belongs to the agent again before anything reads it.
+      if (user) reclaim();
       if (spawnError && !proc.pid) return;
       log?.debug({ job_id: job.jobId, code: exitCode, signal: exitSignal, cancelled: cancelReason !== undefined }, 'executor: process ended');
       if (cancelReason !== undefined) {

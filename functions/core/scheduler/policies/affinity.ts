@@ -7,6 +7,7 @@
 // a machine not yet scored falls below the best score. So the pick is the one an exhaustive pass makes (a test compares
 // both on random inputs), at the cost of a handful of scores per job.
 import type { CandidateIndex } from '../candidates.js';
+import { TopScores } from '../runners-up.js';
 import type { Fit, ScoreContext, Scorer } from '../scorers/scorer.js';
 import { USER, type Choice, type JobView, type PassState, type PoolState } from '../state.js';
 
@@ -16,6 +17,8 @@ export class AffinityPolicy {
   private readonly ctx: ScoreContext;
   private readonly fit: Fit = { userHits: 0, sharedHits: 0, missingBytes: 0, homeShare: 0, speed: 0 };
   private readonly best: Fit = { userHits: 0, sharedHits: 0, missingBytes: 0, homeShare: 0, speed: 0 };
+  /** Runners-up (`SchedulerInput.runnersUp`); null when none are asked for. */
+  private readonly top: TopScores | null;
 
   constructor(
     private readonly s: PassState,
@@ -25,6 +28,8 @@ export class AffinityPolicy {
     private readonly exhaustive: boolean,
   ) {
     this.ctx = { w: s.w, state: s, index, view: null as unknown as JobView };
+    const k = Math.max(0, Math.floor(s.input.runnersUp ?? 0));
+    this.top = k > 0 ? new TopScores(k) : null;
   }
 
   choose(v: JobView, pool: PoolState): Choice {
@@ -41,8 +46,11 @@ export class AffinityPolicy {
 
     let best = -1;
     let bestScore = -Infinity;
+    const top = this.top;
+    top?.reset();
     for (const m of index.cands) {
       const score = this.score(v, m, null);
+      top?.offer(m, score);
       if (score > bestScore || (score === bestScore && m < best)) {
         best = m;
         bestScore = score;
@@ -72,11 +80,13 @@ export class AffinityPolicy {
       pool.byLoad!.walk((m) => {
         let bound = 0;
         for (const scorer of scorers) bound += scorer.upperBound(ctx, m, bf);
-        // Heap order is (load, index): past this point nothing can beat or tie with a lower index.
-        if (bound < bestScore || (bound === bestScore && m > best)) return false;
+        // Heap order is (load, index): past this point nothing can beat or tie with a lower index (nor, with
+        // runners-up asked for, enter them).
+        if (top ? top.cannotEnter(bound, m) : bound < bestScore || (bound === bestScore && m > best)) return false;
         if (index.mark[m] !== stamp) {
           index.addCandidate(m, stamp);
           const score = this.score(v, m, null);
+          top?.offer(m, score);
           if (score > bestScore || (score === bestScore && m < best)) {
             best = m;
             bestScore = score;
@@ -88,7 +98,12 @@ export class AffinityPolicy {
 
     const breakdown: Record<string, number> = {};
     const score = this.score(v, best, breakdown);
-    return { machine: best, score, breakdown };
+    if (!top) return { machine: best, score, breakdown };
+    const runnersUp = top.others(best).map((m) => {
+      const parts: Record<string, number> = {};
+      return { machine: m, score: this.score(v, m, parts), breakdown: parts };
+    });
+    return { machine: best, score, breakdown, runnersUp };
   }
 
   /** The job's fit on machine `m` (after `choose` set up the candidate index for this job). */
