@@ -1,20 +1,23 @@
 // Open event streams are capped per tenant and per host instance: past a cap a clear 429, and closing a stream frees
-// its slot. Real HTTP against the dev host, jobs left pending (no machines) so streams stay open.
+// its slot. Real HTTP against the dev host, jobs left pending (their pool's only machine never beats) so streams stay open.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../api-client/index.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
 import { errorOf, sleep, suffix } from './jobs.fixtures.js';
 
 let t: TestHost;
+/** A pool with a registered machine that never beats: jobs there are accepted and stay pending. */
+const pool = `nomachines${suffix()}`;
 beforeAll(async () => {
   t = await startTestHost({ SSE_MAX_STREAMS_PER_TENANT: '2', SSE_MAX_STREAMS: '3' }, { timers: false });
+  await (await t.as('ops', 'admin')).post('machines', { machine_id: `gpu-silent-${suffix()}`, pool, slots: 1 });
 });
 afterAll(async () => {
   await t?.stop();
 });
 
 async function pendingJob(api: ApiClient): Promise<string> {
-  return (await api.post<{ job_id: string }>('jobs', { service_required: 'comfyui', pool: `nomachines${suffix()}` })).job_id;
+  return (await api.post<{ job_id: string }>('jobs', { service_required: 'comfyui', pool })).job_id;
 }
 
 const open = (api: ApiClient, id: string) => api.raw('GET', `jobs/${id}/events`, { headers: { accept: 'text/event-stream' } });
