@@ -2,7 +2,7 @@
 // job through the deployed system with a real token and throwaway names, then cleans up:
 //   health (every dependency up) → auth (anonymous refused, the token accepted) → a tiny LoRA uploaded through the
 //   SAS flow until `ready` → a throwaway machine registered in its own pool and heartbeating → a job submitted to that
-//   pool and assigned to that machine → cleanup (job cancelled, LoRA deleted).
+//   pool and assigned to that machine → cleanup (job cancelled, LoRA deleted, machine deregistered).
 // Needs an admin token (registering a machine is an admin action): --token / LORA_ROUTER_TOKEN, or in Azure an Entra
 // token from @azure/identity (az login, a managed identity...) for --scope / AUTH_AUDIENCE, or locally --dev-secret.
 import { randomBytes } from 'node:crypto';
@@ -149,7 +149,7 @@ export async function runSmoke(opts: SmokeOptions): Promise<SmokeResult> {
   }
 
   // Cleanup, whatever happened: cancel the job (the dispatch message is then refused by the API if ever received),
-  // delete the LoRA. The machine has no deregistration endpoint: it stops heartbeating and shows as offline.
+  // delete the LoRA, deregister the throwaway machine.
   const cleanup: string[] = [];
   try {
     if (names.jobId) {
@@ -158,7 +158,9 @@ export async function runSmoke(opts: SmokeOptions): Promise<SmokeResult> {
     if (names.loraId) {
       await api.delete(`user-loras/${names.loraId}`).then(() => cleanup.push(`LoRA ${names.loraId} deleted`));
     }
-    if (machineToken) cleanup.push(`machine ${names.machineId} left to go offline`);
+    if (machineToken) {
+      await api.delete(`machines/${names.machineId}`).then(() => cleanup.push(`machine ${names.machineId} deregistered`));
+    }
     record('cleanup', true, cleanup.join(', ') || 'nothing to clean up');
   } catch (err) {
     record('cleanup', false, `${cleanup.join(', ')}${cleanup.length ? '; then ' : ''}${failure(err)}`);

@@ -33,7 +33,7 @@ describe('lora-router smoke', () => {
     for (const step of ['health', 'auth', 'upload', 'machine', 'assign', 'cleanup']) expect(out).toMatch(new RegExp(`^ok\\s+${step}\\s`, 'm'));
     expect(out).toMatch(/blob up .*cosmos up .*transport up/);
 
-    // Cleanup really happened: the job is cancelled and the LoRA gone.
+    // Cleanup really happened: the job is cancelled, the LoRA and the machine gone.
     const jobId = /(job_[0-9a-z]{26}) assigned on (smoke-[0-9a-f]{8})/.exec(out);
     expect(jobId, out).not.toBeNull();
     // The smoke's token has subject `smoke`: look with the same tenant (another tenant's ids are 404 anyway).
@@ -42,6 +42,7 @@ describe('lora-router smoke', () => {
     expect(job.status).toBe('cancelled');
     const loraId = /^ok\s+upload\s+(\S+) ready via sas/m.exec(out)![1]!;
     await expect(admin.get(`user-loras/${loraId}`)).rejects.toMatchObject({ status: 404 } satisfies Partial<ApiRequestError>);
+    await expect(admin.get(`machines/${jobId![2]}`)).rejects.toMatchObject({ status: 404 } satisfies Partial<ApiRequestError>);
   });
 
   it('fails at the auth step with a token the API does not accept', async () => {
