@@ -7,7 +7,7 @@
 // Needs root to create (and afterwards remove) a throwaway user with useradd, as install.test.ts does; not root →
 // skipped, loudly.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,12 +41,15 @@ printf '{"environ":"%s","token_in_environ":%s,"token_file":"%s","state_dir":"%s"
   "$environ" "$token_in_environ" "$token_file" "$state_dir" "$outbox" "$own_secrets" "$uids" "$caps" "$(id -u)" > "$LORA_ROUTER_OUTPUT_DIR/result.json"
 `;
 
-/** Drives the real CommandExecutor (dist/) as the agent would: one probe job, then one job cancelled mid-run. */
-const DRIVER = (repo: string): string => `
+/**
+ * Drives the real CommandExecutor (a copy of dist/'s executor folder, which imports only Node built-ins and itself, since
+ * the checkout may not be readable by other users) as the agent would: one probe job, then one job cancelled mid-run.
+ */
+const DRIVER = (lib: string): string => `
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CommandExecutor } from '${repo}/dist/worker-agent/src/executor/command.js';
-import { resolveJobUser } from '${repo}/dist/worker-agent/src/executor/job-user.js';
+import { CommandExecutor } from '${lib}/command.js';
+import { resolveJobUser } from '${lib}/job-user.js';
 const [state, name, probe] = process.argv.slice(2);
 const jobUser = resolveJobUser(name);
 if ('problem' in jobUser) throw new Error(jobUser.problem);
@@ -181,7 +184,11 @@ describe.skipIf(!isRoot)('jobs run as their own user (EXECUTOR_USER)', () => {
       chmodSync(state, 0o711);
       chmodSync(join(state, 'runs'), 0o711);
       const driver = join(work, 'driver.mjs');
-      writeFileSync(driver, DRIVER(process.cwd()), { mode: 0o644 });
+      const lib = join(work, 'executor');
+      cpSync(join(process.cwd(), 'dist/worker-agent/src/executor'), lib, { recursive: true });
+      writeFileSync(join(lib, 'package.json'), '{"type":"module"}\n');
+      spawnSync('chmod', ['-R', 'a+rX', lib]);
+      writeFileSync(driver, DRIVER(lib), { mode: 0o644 });
       const r = spawnSync(
         'setpriv',
         [`--reuid=${agentUser}`, `--regid=${agentUser}`, '--clear-groups', '--inh-caps=+setuid,+setgid,+kill,+chown', '--ambient-caps=+setuid,+setgid,+kill,+chown',
