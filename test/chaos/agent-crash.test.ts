@@ -109,13 +109,16 @@ describe('a. kill -9 an agent mid-job, repeatedly', () => {
     let kills = 0;
     const deadline = Date.now() + 90_000;
     while (kills < KILLS && Date.now() < deadline) {
-      // A victim: a job that is running on a live agent and is well inside its sleep (so it cannot finish while the
-      // agent dies: the run is either complete and reported, or killed before it completes).
+      // A victim: a live agent whose running jobs are all well inside their sleep (so none can finish while the agent
+      // dies: each run is either complete and reported, or killed before it completes). Every job on it counts: a
+      // second job about to finish could write its result and lose its report, and run again elsewhere.
       const running = await listJobs('running');
       const now = Date.now();
+      const inside = (j: (typeof running)[number]) =>
+        !!j.started_at && now - Date.parse(j.started_at) < SLEEP_MS - 1_500 && now - Date.parse(j.started_at) > 300;
       const victim = running.find((j) => {
         const a = j.machine_id ? fleet.byId(j.machine_id) : undefined;
-        return a?.ready && j.started_at && now - Date.parse(j.started_at) < SLEEP_MS - 1_500 && now - Date.parse(j.started_at) > 300;
+        return a?.ready && running.filter((o) => o.machine_id === j.machine_id).every(inside);
       });
       if (!victim) {
         await sleep(150);
