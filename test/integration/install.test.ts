@@ -116,7 +116,13 @@ describe.skipIf(!isRoot)('install as an unprivileged user, the documented way', 
     // The source repository belongs to root: the user's own git config must trust it (safe.directory).
     writeFileSync(join(scratch, 'home', '.gitconfig'), '[safe]\n\tdirectory = *\n');
     spawnSync('chown', [`${user}:`, join(scratch, 'home', '.gitconfig')]);
-    const clone = await asUser(`git clone --quiet ${repo} ${prefix}`);
+    // The operator clones from a remote; here a bare copy in the scratch folder stands for it, since the checkout under
+    // test may sit in a folder other users cannot enter (a 0700 temp dir).
+    const origin = join(scratch, 'origin.git');
+    const bare = spawnSync('git', ['clone', '--quiet', '--bare', repo, origin], { encoding: 'utf8' });
+    expect(bare.status, bare.stderr).toBe(0);
+    spawnSync('chmod', ['-R', 'a+rX', origin]);
+    const clone = await asUser(`git clone --quiet ${origin} ${prefix}`);
     expect(clone.status, clone.out).toBe(0);
     const ci = await asUser(`cd ${prefix} && npm ci --prefer-offline --no-audit --no-fund`, {
       npm_config_better_sqlite3_binary_host: mirrorUrl,
