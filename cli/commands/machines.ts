@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../contract/bytes.js';
 import type { MachineDetail, MachineView } from '../../contract/machines.js';
+import type { Metrics } from '../../functions/core/machines/fleet.js';
 import type { CliContext } from '../index.js';
 
 function table(rows: string[][]): string {
@@ -164,15 +165,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--hours <n>', 'window in hours', '24')
     .option('--json', 'print JSON')
     .action(async (opts: { hours: string; json?: boolean }) => {
-      const m = await ctx.api().get<{
-        window_hours: number;
-        jobs_by_status: Record<string, number>;
-        assignments_by_policy: Record<string, number>;
-        mean_affinity_score: number | null;
-        redispatches: number;
-        cache: { hits: number; misses: number; hit_rate: number | null; downloads: number; bytes_downloaded: number; evictions: number; thrash: number };
-        machines: { registered: number; live: number };
-      }>(`metrics?window_hours=${encodeURIComponent(opts.hours)}`);
+      const m = await ctx.api().get<Metrics>(`metrics?window_hours=${encodeURIComponent(opts.hours)}`);
       if (opts.json) return print(m);
       const lines = [
         `last ${m.window_hours} h`,
