@@ -256,6 +256,16 @@ export const unplaced = () =>
  */
 export function afterHandBack(doc: JobDoc, reason: string, nowMs: number): JobDoc {
   const at = new Date(nowMs).toISOString();
+  return {
+    ...reroutedSameAttempt(doc, at),
+    last_failure: { epoch: doc.epoch, kind: 'handed_back', reason, retryable: true, at },
+    error: `handed back by ${doc.machine_id ?? 'its machine'} (attempt ${doc.attempt} not spent): ${reason}`,
+    started_at: null,
+  };
+}
+
+/** Back to pending with the same attempt, epoch moved on, the machine it was on avoided from now on. */
+function reroutedSameAttempt(doc: JobDoc, at: string): JobDoc {
   const lostOn = doc.machine_id;
   return {
     ...doc,
@@ -263,10 +273,7 @@ export function afterHandBack(doc: JobDoc, reason: string, nowMs: number): JobDo
     epoch: doc.epoch + 1,
     machine_id: null,
     avoid_machines: lostOn && !doc.avoid_machines.includes(lostOn) ? [...doc.avoid_machines, lostOn] : doc.avoid_machines,
-    last_failure: { epoch: doc.epoch, kind: 'handed_back', reason, retryable: true, at },
-    error: `handed back by ${lostOn ?? 'its machine'} (attempt ${doc.attempt} not spent): ${reason}`,
     assigned_at: null,
-    started_at: null,
     not_before: null,
     redispatches: doc.redispatches + 1,
     updated_at: at,
@@ -275,17 +282,5 @@ export function afterHandBack(doc: JobDoc, reason: string, nowMs: number): JobDo
 
 /** An assigned job nobody claimed in time: re-route it, same attempt, epoch moved on. */
 export function afterClaimTimeout(doc: JobDoc, nowMs: number): JobDoc {
-  const at = new Date(nowMs).toISOString();
-  const lostOn = doc.machine_id;
-  return {
-    ...doc,
-    status: 'pending',
-    epoch: doc.epoch + 1,
-    machine_id: null,
-    avoid_machines: lostOn && !doc.avoid_machines.includes(lostOn) ? [...doc.avoid_machines, lostOn] : doc.avoid_machines,
-    assigned_at: null,
-    not_before: null,
-    redispatches: doc.redispatches + 1,
-    updated_at: at,
-  };
+  return reroutedSameAttempt(doc, new Date(nowMs).toISOString());
 }
