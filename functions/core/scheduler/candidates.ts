@@ -4,7 +4,7 @@
 // of the job's LoRAs it holds or is receiving, so scoring a candidate does no set look-ups.
 import { hrwTopK, loraSeed, machineSeed } from './hash.js';
 import { IndexedHeap } from './heap.js';
-import { SHARED, USER, kindOf, type JobView, type Kind, type PassState, type PoolState } from './state.js';
+import { kindOf, type JobView, type PassState, type PoolState } from './state.js';
 import type { LoraRef, PendingJob } from './types.js';
 
 /** HRW ranks kept per (pool, LoRA): how far a cold LoRA's home may spill before the term gives up. */
@@ -23,7 +23,10 @@ export class CandidateIndex {
   readonly mark: Int32Array;
   private readonly mask: Int32Array;
   stamp = 0;
-  readonly cands: number[] = [];
+  // Per-job lists are written by index and never shrunk, so routing a job allocates nothing.
+  /** The current job's candidates: `cands[0 .. candCount)`. */
+  readonly cands: Int32Array;
+  candCount = 0;
   /** Per LoRA of the current job: its HRW home with a free slot within the bound, or -1 (warm, or no such home). */
   readonly targets: number[] = [];
   /** Per LoRA of the current job: held by a machine with a free slot within its bound. */
@@ -37,41 +40,20 @@ export class CandidateIndex {
     const n = s.ms.length;
     this.mark = new Int32Array(n);
     this.mask = new Int32Array(n);
+    this.cands = new Int32Array(n);
   }
 
   /**
-   * Fills the holder index (LoRA key → machines of the pool with a free slot that cache it) for the keys the routed
-   * jobs need; with `delayOn`, also the index of the busy machines that cache them.
+   * Builds the holder index (holders.ts) for the keys the routed jobs need: the machines of their pool with a free slot
+   * that cache them, and with `delayOn` also the busy ones (the delay rule's candidates to wait for).
    */
   indexHolders(routed: readonly PendingJob[], delayOn: boolean): void {
-    const { pools, ms, free } = this.s;
+    const { pools, holders } = this.s;
     for (const job of routed) {
-      const holders = pools.get(job.pool)!.holders;
-      for (const l of job.loras) {
-        const index = holders[kindOf(l)];
-        if (!index.has(l.key)) index.set(l.key, []);
-      }
+      const pool = pools.get(job.pool)!;
+      for (const l of job.loras) holders.idOf(pool, kindOf(l), l.key);
     }
-    if (delayOn) {
-      for (const pool of pools.values()) {
-        for (const kind of [USER, SHARED] as const) {
-          for (const key of pool.holders[kind].keys()) pool.busyHolders[kind].set(key, []);
-        }
-      }
-    }
-    for (const pool of pools.values()) {
-      for (const i of pool.members) {
-        const m = ms[i]!;
-        if (free[i] === 0) {
-          if (!delayOn) continue;
-          indexCache(pool.busyHolders[USER], m.cachedUser, i);
-          indexCache(pool.busyHolders[SHARED], m.cachedShared, i);
-          continue;
-        }
-        indexCache(pool.holders[USER], m.cachedUser, i);
-        indexCache(pool.holders[SHARED], m.cachedShared, i);
-      }
-    }
+    holders.build(delayOn);
   }
 
   /** affinity: the per-pool load heaps, HRW seeds, best speeds and widespread thresholds. */
@@ -96,8 +78,7 @@ export class CandidateIndex {
 
   /** Starts a job: clears the candidate set and returns the job's stamp. */
   begin(): number {
-    this.cands.length = 0;
-    this.targets.length = 0;
+    this.candCount = 0;
     return ++this.stamp;
   }
 
@@ -116,41 +97,50 @@ export class CandidateIndex {
    */
   collectHolders(v: JobView, pool: PoolState, stamp: number, affinity: boolean): void {
     const { mark, mask, cands, direct, warm } = this;
-    const free = this.s.free;
-    direct.length = 0;
-    warm.length = 0;
+    const { free, holders } = this.s;
+    const { list, start, freeEnd, arrivals } = holders;
     for (let i = 0; i < v.loras.length; i++) {
-      const list = pool.holders[v.kinds[i]!].get(v.loras[i]!.key);
+      const id = v.ids[i]!;
+      const indexed = id < holders.built;
+      const from = indexed ? start[id]! : 0;
+      const to = indexed ? freeEnd[id]! : 0;
+      const arriving = arrivals[id];
       let isWarm = false;
-      if (i >= MASK_BITS || (affinity && list !== undefined && list.length > pool.widespread)) {
-        direct.push(true);
-        if (affinity && list) {
-          for (const m of list) {
-            if (free[m]! > 0 && this.withinBound(m)) {
-              isWarm = true;
-              break;
+      if (i >= MASK_BITS || (affinity && holders.count(id) > pool.widespread)) {
+        direct[i] = true;
+        if (affinity) {
+          for (let k = from; k < to && !isWarm; k++) {
+            const m = list[k]!;
+            if (free[m]! > 0 && this.withinBound(m)) isWarm = true;
+          }
+          if (arriving && !isWarm) {
+            for (const m of arriving) {
+              if (free[m]! > 0 && this.withinBound(m)) {
+                isWarm = true;
+                break;
+              }
             }
           }
-        } else if (list) {
-          for (const m of list) this.addCandidate(m, stamp);
+        } else {
+          for (let k = from; k < to; k++) this.addCandidate(list[k]!, stamp);
+          if (arriving) for (const m of arriving) this.addCandidate(m, stamp);
         }
       } else {
-        direct.push(false);
-        if (list) {
-          const bit = 1 << i;
-          for (const m of list) {
-            if (free[m] === 0) continue;
-            if (mark[m] !== stamp) {
-              mark[m] = stamp;
-              mask[m] = 0;
-              cands.push(m);
-            }
-            mask[m]! |= bit;
-            if (affinity && !isWarm) isWarm = this.withinBound(m);
+        direct[i] = false;
+        const bit = 1 << i;
+        for (let k = from, n = to + (arriving ? arriving.length : 0); k < n; k++) {
+          const m = k < to ? list[k]! : arriving![k - to]!;
+          if (free[m] === 0) continue;
+          if (mark[m] !== stamp) {
+            mark[m] = stamp;
+            mask[m] = 0;
+            cands[this.candCount++] = m;
           }
+          mask[m]! |= bit;
+          if (affinity && !isWarm) isWarm = this.withinBound(m);
         }
       }
-      warm.push(isWarm);
+      warm[i] = isWarm;
     }
   }
 
@@ -158,13 +148,15 @@ export class CandidateIndex {
     if (this.s.free[m]! > 0 && this.mark[m] !== stamp) {
       this.mark[m] = stamp;
       this.mask[m] = 0;
-      this.cands.push(m);
+      this.cands[this.candCount++] = m;
     }
   }
 
   /** Whether LoRA `i` of the job is on machine `m` (cached, or arriving when the policy tracks arrivals). */
   holds(v: JobView, m: number, i: number): boolean {
     if (!this.direct[i]) return this.mark[m] === this.stamp && (this.mask[m]! & (1 << i)) !== 0;
+    const map = this.s.holders.mapOf(v.ids[i]!);
+    if (map) return map[m] === 1;
     const kind = v.kinds[i]!;
     const key = v.loras[i]!.key;
     return this.s.cachedOn(m, kind, key) || (this.s.policy === 'affinity' && this.s.arriving[kind][m]?.has(key) === true);
@@ -177,11 +169,12 @@ export class CandidateIndex {
   }
 
   /** The first HRW ranks of a LoRA over the pool's members (cached per pass). */
-  homesOf(pool: PoolState, kind: Kind, l: LoraRef): number[] {
-    let homes = pool.homes[kind].get(l.key);
+  homesOf(pool: PoolState, id: number, l: LoraRef): number[] {
+    const cache = this.s.holders.homes;
+    let homes = cache[id];
     if (!homes) {
       homes = hrwTopK(loraSeed(l.kind, l.key), pool.members, this.s.seeds, HRW_DEPTH);
-      pool.homes[kind].set(l.key, homes);
+      cache[id] = homes;
     }
     return homes;
   }
@@ -189,17 +182,17 @@ export class CandidateIndex {
   /**
    * affinity: per LoRA of the job, its target home. A LoRA that a machine with a free slot within its bound holds (or
    * is receiving) is warm: affinity handles it. A cold one gets a home: its first HRW rank with a free slot within the
-   * load bound. Every rank kept becomes a candidate.
+   * load bound, which becomes a candidate.
    */
   collectHomes(v: JobView, pool: PoolState, stamp: number): void {
     const { targets, warm } = this;
     const free = this.s.free;
     for (let i = 0; i < v.loras.length; i++) {
       if (warm[i]) {
-        targets.push(-1);
+        targets[i] = -1;
         continue;
       }
-      const homes = this.homesOf(pool, v.kinds[i]!, v.loras[i]!);
+      const homes = this.homesOf(pool, v.ids[i]!, v.loras[i]!);
       let target = -1;
       for (const m of homes) {
         if (free[m]! > 0 && this.withinBound(m)) {
@@ -207,13 +200,10 @@ export class CandidateIndex {
           break;
         }
       }
-      targets.push(target);
-      for (const m of homes) this.addCandidate(m, stamp);
+      targets[i] = target;
+      // Only the target scores the hrw bonus; the other ranks score like any machine, and the walk reaches them if
+      // they can win (the bound of a machine that is no target is exact for them).
+      if (target >= 0) this.addCandidate(target, stamp);
     }
   }
-}
-
-function indexCache(index: Map<string, number[]>, cache: ReadonlySet<string>, machine: number): void {
-  if (index.size === 0) return;
-  for (const key of cache) index.get(key)?.push(machine);
 }

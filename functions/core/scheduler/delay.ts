@@ -47,27 +47,30 @@ export class DelayRule {
     const stamp = ++this.dstamp;
     let best = -1;
     let bestWait = Infinity;
+    const holders = this.s.holders;
+    const { list, start, end, arrivals } = holders;
     for (let i = 0; i < v.loras.length; i++) {
-      const kind = v.kinds[i]!;
-      const key = v.loras[i]!.key;
-      for (const list of [pool.holders[kind].get(key), pool.busyHolders[kind].get(key)]) {
-        if (!list) continue;
-        for (const h of list) {
-          if (this.dmark[h] === stamp || free[h]! > 0) continue; // free machines were scored already
-          this.dmark[h] = stamp;
-          let bytes = 0;
-          let count = 0;
-          for (let k = 0; k < v.loras.length; k++) {
-            if (this.s.holdsAny(v, h, k)) continue;
-            count++;
-            if (v.loras[k]!.sizeBytes > 0) bytes += v.loras[k]!.sizeBytes;
-          }
-          if (count >= miss.count && bytes >= miss.bytes) continue;
-          const wait = this.s.slotWait.seconds(h, this.waiters[h]!) + bytes / speed[h]!;
-          if (wait < bestWait || (wait === bestWait && h < best)) {
-            bestWait = wait;
-            best = h;
-          }
+      // The machines that cache the LoRA (free or busy at pass start) and those it is sent to in this pass.
+      const id = v.ids[i]!;
+      const from = id < holders.built ? start[id]! : 0;
+      const to = id < holders.built ? end[id]! : 0;
+      const arriving = arrivals[id];
+      for (let k = from, n = to + (arriving ? arriving.length : 0); k < n; k++) {
+        const h = k < to ? list[k]! : arriving![k - to]!;
+        if (this.dmark[h] === stamp || free[h]! > 0) continue; // free machines were scored already
+        this.dmark[h] = stamp;
+        let bytes = 0;
+        let count = 0;
+        for (let j = 0; j < v.loras.length; j++) {
+          if (this.s.holdsAny(v, h, j)) continue;
+          count++;
+          if (v.loras[j]!.sizeBytes > 0) bytes += v.loras[j]!.sizeBytes;
+        }
+        if (count >= miss.count && bytes >= miss.bytes) continue;
+        const wait = this.s.slotWait.seconds(h, this.waiters[h]!) + bytes / speed[h]!;
+        if (wait < bestWait || (wait === bestWait && h < best)) {
+          bestWait = wait;
+          best = h;
         }
       }
     }

@@ -2,6 +2,7 @@
 // assignments made so far (which LoRAs each one sends where). Policies, the candidate index, the scorers and the delay
 // rule all read it; only `assign` changes it.
 import type { IndexedHeap } from './heap.js';
+import { HolderIndex } from './holders.js';
 import { SlotWait } from './slot-wait.js';
 import { MACHINE_FILTERS } from './registry.js';
 import type { Assignment, LoraRef, MachineState, PendingJob, SchedulerInput } from './types.js';
@@ -25,12 +26,8 @@ export interface PoolState {
   free: number;
   /** fifo/adr010: position in `members` before which no machine has a free slot. */
   cursor: number;
-  /** LoRA key → machines (with a free slot at pass start) holding it; affinity adds machines it is sent to. */
-  holders: [Map<string, number[]>, Map<string, number[]>];
-  /** affinity with `delay`: LoRA key → machines without a free slot at pass start holding it. */
-  busyHolders: [Map<string, number[]>, Map<string, number[]>];
-  /** LoRA key → first HRW ranks over `members`. */
-  homes: [Map<string, number[]>, Map<string, number[]>];
+  /** LoRA key → its id in the holder index (holders.ts), by kind. */
+  keyIds: [Map<string, number>, Map<string, number>];
   /** affinity: machines with a free slot by load (busy/slots), then input order. */
   byLoad: IndexedHeap | null;
   /** affinity: the best download speed among the members. */
@@ -49,6 +46,8 @@ export interface JobView {
   /** Weight of each LoRA in the HRW term: its share of the job's bytes (equal shares if sizes are unknown). */
   shares: number[];
   avoid: number[];
+  /** Per LoRA: its id in the pass's holder index (holders.ts); empty for `fifo`, which reads no caches. */
+  ids: number[];
 }
 
 export interface Choice {
@@ -78,6 +77,8 @@ export class PassState {
   readonly expectedJobSeconds: number;
   /** When each machine can start one more job (delay rule, `start` scorer). */
   readonly slotWait: SlotWait;
+  /** Which machines of a pool cache (or, affinity, receive) each LoRA the pass needs. */
+  readonly holders: HolderIndex;
 
   constructor(
     readonly input: SchedulerInput,
@@ -96,6 +97,7 @@ export class PassState {
     this.arriving = [new Array(n), new Array(n)];
     this.incoming = new Float64Array(n);
     this.slotWait = new SlotWait(this);
+    this.holders = new HolderIndex(this);
     this.expectedJobSeconds =
       input.expectedJobSeconds !== undefined && input.expectedJobSeconds >= 0
         ? input.expectedJobSeconds
@@ -127,9 +129,7 @@ export class PassState {
           busy: 0,
           free: 0,
           cursor: 0,
-          holders: [new Map(), new Map()],
-          busyHolders: [new Map(), new Map()],
-          homes: [new Map(), new Map()],
+          keyIds: [new Map(), new Map()],
           byLoad: null,
           maxSpeed: 0,
           widespread: 0,
@@ -157,7 +157,11 @@ export class PassState {
       const i = this.idIndex.get(id);
       if (i !== undefined && !avoid.includes(i)) avoid.push(i);
     }
-    return { job, loras, kinds: loras.map(kindOf), shares, avoid };
+    const kinds = loras.map(kindOf);
+    const ids: number[] = [];
+    const pool = this.policy === 'fifo' ? undefined : this.pools.get(job.pool);
+    if (pool) for (let i = 0; i < loras.length; i++) ids.push(this.holders.idOf(pool, kinds[i]!, loras[i]!.key));
+    return { job, loras, kinds, shares, avoid, ids };
   }
 
   cachedOn(m: number, kind: Kind, key: string): boolean {
@@ -195,12 +199,7 @@ export class PassState {
       set.add(key);
       if (v.loras[i]!.sizeBytes > 0) this.incoming[m]! += v.loras[i]!.sizeBytes;
       // Only affinity routes later jobs after LoRAs that are on their way; the baselines see the reported cache only.
-      if (this.policy === 'affinity') {
-        const holders = pool.holders[kind];
-        const list = holders.get(key);
-        if (list) list.push(m);
-        else holders.set(key, [m]);
-      }
+      if (this.policy === 'affinity') this.holders.arrive(v.ids[i]!, m);
     }
     this.busy[m]!++;
     this.free[m]!--;

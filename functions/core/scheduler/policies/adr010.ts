@@ -24,7 +24,8 @@ export class Adr010Policy {
     let bestScore = 0;
     const top = this.top;
     top?.reset();
-    for (const m of index.cands) {
+    for (let c = 0; c < index.candCount; c++) {
+      const m = index.cands[c]!;
       let score = 0;
       for (let i = 0; i < v.loras.length; i++) {
         if (index.holds(v, m, i)) score += v.kinds[i] === USER ? w.userHit : w.sharedHit;
