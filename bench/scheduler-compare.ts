@@ -37,7 +37,7 @@ function diff(a: unknown, b: unknown, path: string): string | null {
   return null;
 }
 
-/** Adds what the synthetic generator leaves out: queue depths, busy-since times, receiving/acceptsWork, duplicates. */
+/** Adds what the synthetic generator leaves out: queue depths, busy-since times, receiving/acceptsWork, fresh jobs, duplicates. */
 function enrich(input: SyntheticInput, seed: number): SyntheticInput {
   const random = seededRandom(seed ^ 0x9e3779b9);
   const machines: MachineState[] = input.machines.map((m) => {
@@ -53,7 +53,12 @@ function enrich(input: SyntheticInput, seed: number): SyntheticInput {
     return copy;
   });
   if (machines.length > 4) machines.push({ ...machines[1]!, pool: machines[0]!.pool }); // a duplicated id
-  const jobs = input.jobs.map((j) => (random() < 0.02 ? { ...j, loras: [...j.loras, ...j.loras] } : j));
+  // Odd seeds: fresh jobs (under 40 s old), so the delay rule (delayCapSeconds 30) holds some back.
+  const fresh = seed % 2 === 1;
+  const jobs = input.jobs.map((j) => {
+    const job = fresh ? { ...j, createdAtMs: input.nowMs - Math.floor(random() * 40_000) } : j;
+    return random() < 0.02 ? { ...job, loras: [...job.loras, ...job.loras] } : job;
+  });
   if (jobs.length > 4) jobs.push({ ...jobs[2]! }); // a duplicated job id
   return { nowMs: input.nowMs, jobs, machines };
 }
@@ -133,6 +138,7 @@ async function main(): Promise<void> {
   const old = (await import(pathToFileURL(resolve(dir, 'index.js')).href)) as { schedule: Schedule };
   let count = 0;
   let assignments = 0;
+  let delayed = 0;
   for (const c of cases(process.argv.includes('--quick'))) {
     const a = old.schedule(c.input, c.extensions);
     const b = schedule(c.input, c.extensions);
@@ -143,8 +149,9 @@ async function main(): Promise<void> {
     }
     count++;
     assignments += b.assignments.length;
+    delayed += b.unassigned.filter((u) => u.reason === 'delayed').length;
   }
-  console.log(`identical: ${count} cases, ${assignments} assignments`);
+  console.log(`identical: ${count} cases, ${assignments} assignments, ${delayed} jobs held back by the delay rule`);
 }
 
 await main();

@@ -44,16 +44,17 @@ export class CandidateIndex {
   }
 
   /**
-   * Builds the holder index (holders.ts) for the keys the routed jobs need: the machines of their pool with a free slot
-   * that cache them, and with `delayOn` also the busy ones (the delay rule's candidates to wait for).
+   * Indexes (holders.ts) the machines of the pool with a free slot that cache the LoRAs these jobs need. Again with
+   * more jobs, it re-indexes against the same pass start.
    */
-  indexHolders(routed: readonly PendingJob[], delayOn: boolean): void {
+  indexHolders(jobs: readonly PendingJob[]): void {
     const { pools, holders } = this.s;
-    for (const job of routed) {
+    for (let j = 0; j < jobs.length; j++) {
+      const job = jobs[j]!;
       const pool = pools.get(job.pool)!;
-      for (const l of job.loras) holders.idOf(pool, kindOf(l), l.key);
+      for (let i = 0; i < job.loras.length; i++) holders.idOf(pool, kindOf(job.loras[i]!), job.loras[i]!.key);
     }
-    holders.build(delayOn);
+    holders.index();
   }
 
   /** affinity: the per-pool load heaps, HRW seeds, best speeds and widespread thresholds. */
@@ -98,12 +99,12 @@ export class CandidateIndex {
   collectHolders(v: JobView, pool: PoolState, stamp: number, affinity: boolean): void {
     const { mark, mask, cands, direct, warm } = this;
     const { free, holders } = this.s;
-    const { list, start, freeEnd, arrivals } = holders;
+    const { list, start, end, built } = holders.reported;
+    const arrivals = holders.arrivals;
     for (let i = 0; i < v.loras.length; i++) {
       const id = v.ids[i]!;
-      const indexed = id < holders.built;
-      const from = indexed ? start[id]! : 0;
-      const to = indexed ? freeEnd[id]! : 0;
+      const from = id < built ? start[id]! : 0;
+      const to = id < built ? end[id]! : 0;
       const arriving = arrivals[id];
       let isWarm = false;
       if (i >= MASK_BITS || (affinity && holders.count(id) > pool.widespread)) {
@@ -155,8 +156,8 @@ export class CandidateIndex {
   /** Whether LoRA `i` of the job is on machine `m` (cached, or arriving when the policy tracks arrivals). */
   holds(v: JobView, m: number, i: number): boolean {
     if (!this.direct[i]) return this.mark[m] === this.stamp && (this.mask[m]! & (1 << i)) !== 0;
-    const map = this.s.holders.mapOf(v.ids[i]!);
-    if (map) return map[m] === 1;
+    const at = this.s.holders.mapOf(v.ids[i]!);
+    if (at >= 0) return this.s.holders.holdsMap()[at + m] === 1;
     const kind = v.kinds[i]!;
     const key = v.loras[i]!.key;
     return this.s.cachedOn(m, kind, key) || (this.s.policy === 'affinity' && this.s.arriving[kind][m]?.has(key) === true);

@@ -12,6 +12,9 @@ export class DelayRule {
   private dstamp = 0;
   /** After `shouldDelay` returned true: the busy machine the job waits for. */
   holder = -1;
+  /** The holder scan's best so far (`consider`). */
+  private best = -1;
+  private bestWait = Infinity;
 
   constructor(
     private readonly s: PassState,
@@ -40,43 +43,58 @@ export class DelayRule {
   shouldDelay(v: JobView, pool: PoolState, b: number): boolean {
     const miss = this.missingOn(v, b);
     if (miss.count === 0) return false;
-    const { w, speed, free } = this.s;
+    const { w, speed } = this.s;
     const age = Math.max(0, (this.s.input.nowMs - v.job.createdAtMs) / 1000);
     const limit = Math.min(w.delay * (miss.bytes / speed[b]!), w.delayCapSeconds - age);
     if (!(limit > 0)) return false;
     const stamp = ++this.dstamp;
-    let best = -1;
-    let bestWait = Infinity;
+    this.best = -1;
+    this.bestWait = Infinity;
     const holders = this.s.holders;
-    const { list, start, end, arrivals } = holders;
+    const reported = holders.reported;
+    const busy = holders.busyHolders();
     for (let i = 0; i < v.loras.length; i++) {
       // The machines that cache the LoRA (free or busy at pass start) and those it is sent to in this pass.
       const id = v.ids[i]!;
-      const from = id < holders.built ? start[id]! : 0;
-      const to = id < holders.built ? end[id]! : 0;
-      const arriving = arrivals[id];
-      for (let k = from, n = to + (arriving ? arriving.length : 0); k < n; k++) {
-        const h = k < to ? list[k]! : arriving![k - to]!;
-        if (this.dmark[h] === stamp || free[h]! > 0) continue; // free machines were scored already
-        this.dmark[h] = stamp;
-        let bytes = 0;
-        let count = 0;
-        for (let j = 0; j < v.loras.length; j++) {
-          if (this.s.holdsAny(v, h, j)) continue;
-          count++;
-          if (v.loras[j]!.sizeBytes > 0) bytes += v.loras[j]!.sizeBytes;
-        }
-        if (count >= miss.count && bytes >= miss.bytes) continue;
-        const wait = this.s.slotWait.seconds(h, this.waiters[h]!) + bytes / speed[h]!;
-        if (wait < bestWait || (wait === bestWait && h < best)) {
-          bestWait = wait;
-          best = h;
-        }
-      }
+      if (id < reported.built) this.consider(v, miss, stamp, reported.list, reported.start[id]!, reported.end[id]!);
+      if (id < busy.built) this.consider(v, miss, stamp, busy.list, busy.start[id]!, busy.end[id]!);
+      const arriving = holders.arrivals[id];
+      if (arriving) this.consider(v, miss, stamp, arriving, 0, arriving.length);
     }
+    const { best, bestWait } = this;
     if (best < 0 || bestWait > limit) return false;
     this.waiters[best]!++;
     this.holder = best;
     return true;
+  }
+
+  /** Keeps in `best`/`bestWait` the soonest start among `list[from .. to)` for a job missing `miss` on its pick. */
+  private consider(
+    v: JobView,
+    miss: { count: number; bytes: number },
+    stamp: number,
+    list: ArrayLike<number>,
+    from: number,
+    to: number,
+  ): void {
+    const { free, speed } = this.s;
+    for (let k = from; k < to; k++) {
+      const h = list[k]!;
+      if (this.dmark[h] === stamp || free[h]! > 0) continue; // free machines were scored already
+      this.dmark[h] = stamp;
+      let bytes = 0;
+      let count = 0;
+      for (let j = 0; j < v.loras.length; j++) {
+        if (this.s.holdsAny(v, h, j)) continue;
+        count++;
+        if (v.loras[j]!.sizeBytes > 0) bytes += v.loras[j]!.sizeBytes;
+      }
+      if (count >= miss.count && bytes >= miss.bytes) continue;
+      const wait = this.s.slotWait.seconds(h, this.waiters[h]!) + bytes / speed[h]!;
+      if (wait < this.bestWait || (wait === this.bestWait && h < this.best)) {
+        this.bestWait = wait;
+        this.best = h;
+      }
+    }
   }
 }

@@ -1,24 +1,37 @@
 // The LoRA holder index of one pass: which machines of a pool cache each LoRA key the pass needs. Keys get small ids
-// per (pool, kind); the machines holding each id are one slice of a flat array (free-at-start machines first, then, for
-// the delay rule, the busy ones), built by one scan of the machines' caches with no per-key arrays. Machines an earlier
-// assignment of this pass sends the LoRA to (affinity) are kept per id beside it. For LoRAs checked per machine (common
-// ones), a per-machine byte map is built on first use, so a hit is an array read, not a string look-up.
+// per (pool, kind); the machines holding each id are one slice of a flat array, built by one scan of the machines'
+// caches with no per-key arrays: one such index of the machines with a free slot at pass start (the candidates) and,
+// built only when the delay rule first looks, one of the machines without one. Machines an earlier assignment of this
+// pass sends the LoRA to (affinity) are kept per id beside them. For LoRAs checked per machine (common ones), a byte
+// per machine says whether it holds the LoRA, so such a hit is an array read, not a string look-up.
 import type { Kind, PassState, PoolState } from './state.js';
+
+/** Per id below `built`: the machines `list[start[id] .. end[id])`. */
+export interface Slices {
+  built: number;
+  start: Int32Array;
+  end: Int32Array;
+  list: Int32Array;
+}
+
+const EMPTY: Slices = { built: 0, start: new Int32Array(0), end: new Int32Array(0), list: new Int32Array(0) };
 
 export class HolderIndex {
   private nextId = 0;
-  // Read by the candidate index and the delay rule in their loops (no callbacks, no slices); written by `build` only.
-  /** Ids below this were indexed by `build`; later ones (not needed then) have no reported holders. */
-  built = 0;
-  /** Per id below `built`: its machines are `list[start[id] .. end[id])`, those free at pass start before `freeEnd[id]`. */
-  start = new Int32Array(0);
-  freeEnd = new Int32Array(0);
-  end = new Int32Array(0);
-  list = new Int32Array(0);
+  /** 1 for the machines with a free slot at pass start (taken at the first `index`). */
+  private freeAtStart: Uint8Array | null = null;
+  /**
+   * Machines with a free slot at pass start that cache each id (ids below `built` were indexed; a later id, whose key
+   * no routed job needed then, has none).
+   */
+  reported: Slices = EMPTY;
+  private busy: Slices = EMPTY;
   /** Per id: machines an assignment of this pass sends the LoRA to (affinity only; the baselines see caches only). */
   readonly arrivals: (number[] | undefined)[] = [];
-  /** Per id: 1 for each machine that caches the LoRA or (affinity) receives it in this pass; built on first use. */
-  private readonly maps: (Uint8Array | undefined)[] = [];
+  /** Per id: offset of its map in `maps` (one byte per machine: holds the LoRA), or -1 before its first use. */
+  private mapAt = new Int32Array(0);
+  private maps = new Uint8Array(0);
+  private mapCount = 0;
   /** Per id: its first HRW ranks over the pool's members (candidates.ts `homesOf`). */
   readonly homes: (number[] | undefined)[] = [];
 
@@ -36,40 +49,55 @@ export class HolderIndex {
   }
 
   /**
-   * Indexes the machines that cache the keys seen so far (`idOf`): those with a free slot at pass start, and with
-   * `withBusy` (the delay rule) those without one. Runs once per pass, before any assignment.
+   * Indexes the machines with a free slot at pass start that cache the keys seen so far (`idOf`). The first call must
+   * come before any assignment; a later one (more keys) re-indexes them all against the same start.
    */
-  build(withBusy: boolean): void {
-    const { s } = this;
-    const { free, ms } = s;
+  index(): void {
+    const free = this.s.free;
+    if (!this.freeAtStart) {
+      this.freeAtStart = new Uint8Array(free.length);
+      for (let m = 0; m < free.length; m++) this.freeAtStart[m] = free[m]! > 0 ? 1 : 0;
+    }
+    this.reported = this.scan(1);
+    const mapAt = new Int32Array(this.nextId).fill(-1);
+    mapAt.set(this.mapAt);
+    this.mapAt = mapAt;
+  }
+
+  /** Machines without a free slot at pass start that cache each id (the delay rule's), indexed on first use. */
+  busyHolders(): Slices {
+    if (this.busy.built < this.nextId) this.busy = this.scan(0);
+    return this.busy;
+  }
+
+  /** One scan of the caches of the pool members whose `freeAtStart` is `flag`: per id, the machines caching it. */
+  private scan(flag: number): Slices {
+    const { ms, pools } = this.s;
+    const freeAtStart = this.freeAtStart!;
     const n = this.nextId;
-    const freeCount = new Int32Array(n);
-    const busyCount = new Int32Array(n);
+    const count = new Int32Array(n);
     let size = 0;
-    for (const pool of s.pools.values()) {
+    for (const pool of pools.values()) {
       for (const m of pool.members) {
-        if (free[m]! > 0 || withBusy) size += ms[m]!.cachedUser.size + ms[m]!.cachedShared.size;
+        if (freeAtStart[m] === flag) size += ms[m]!.cachedUser.size + ms[m]!.cachedShared.size;
       }
     }
-    // One scan of the caches: (id, machine) per cached key the pass needs; a busy machine is stored as ~machine.
+    // (id, machine) per cached key the pass needs, then a counting sort by id.
     const entryId = new Int32Array(size);
     const entryMachine = new Int32Array(size);
     let e = 0;
-    for (const pool of s.pools.values()) {
+    for (const pool of pools.values()) {
       const [userIds, sharedIds] = pool.keyIds;
       for (const m of pool.members) {
-        const isFree = free[m]! > 0;
-        if (!isFree && !withBusy) continue;
-        const tag = isFree ? m : ~m;
-        const counts = isFree ? freeCount : busyCount;
+        if (freeAtStart[m] !== flag) continue;
         const machine = ms[m]!;
         if (userIds.size > 0) {
           for (const key of machine.cachedUser) {
             const id = userIds.get(key);
             if (id === undefined) continue;
             entryId[e] = id;
-            entryMachine[e++] = tag;
-            counts[id]!++;
+            entryMachine[e++] = m;
+            count[id]!++;
           }
         }
         if (sharedIds.size > 0) {
@@ -77,46 +105,30 @@ export class HolderIndex {
             const id = sharedIds.get(key);
             if (id === undefined) continue;
             entryId[e] = id;
-            entryMachine[e++] = tag;
-            counts[id]!++;
+            entryMachine[e++] = m;
+            count[id]!++;
           }
         }
       }
     }
     const start = new Int32Array(n);
-    const freeEnd = new Int32Array(n);
     const end = new Int32Array(n);
     let at = 0;
     for (let id = 0; id < n; id++) {
       start[id] = at;
-      freeEnd[id] = at + freeCount[id]!;
-      at += freeCount[id]! + busyCount[id]!;
-      end[id] = at;
+      end[id] = at; // a write cursor until the fill is done
+      at += count[id]!;
     }
-    // Fill: the counts become write cursors.
     const list = new Int32Array(at);
-    for (let id = 0; id < n; id++) {
-      freeCount[id] = start[id]!;
-      busyCount[id] = freeEnd[id]!;
-    }
-    for (let k = 0; k < e; k++) {
-      const id = entryId[k]!;
-      const tag = entryMachine[k]!;
-      if (tag >= 0) list[freeCount[id]!++] = tag;
-      else list[busyCount[id]!++] = ~tag;
-    }
-    this.start = start;
-    this.freeEnd = freeEnd;
-    this.end = end;
-    this.list = list;
-    this.built = n;
+    for (let k = 0; k < e; k++) list[end[entryId[k]!]!++] = entryMachine[k]!;
+    return { built: n, start, end, list };
   }
 
   /** Machines with a free slot at pass start that cache the LoRA, plus machines it is sent to in this pass. */
   count(id: number): number {
     const arrivals = this.arrivals[id];
-    const reported = id < this.built ? this.freeEnd[id]! - this.start[id]! : 0;
-    return reported + (arrivals ? arrivals.length : 0);
+    const { reported } = this;
+    return (id < reported.built ? reported.end[id]! - reported.start[id]! : 0) + (arrivals ? arrivals.length : 0);
   }
 
   /** Records that an assignment sends the LoRA to machine `m` (affinity). */
@@ -124,25 +136,36 @@ export class HolderIndex {
     const arrivals = this.arrivals[id];
     if (arrivals) arrivals.push(m);
     else this.arrivals[id] = [m];
-    const map = this.maps[id];
-    if (map) map[m] = 1;
+    const at = id < this.mapAt.length ? this.mapAt[id]! : -1;
+    if (at >= 0) this.maps[at + m] = 1;
   }
 
   /**
-   * The byte map of an indexed id (machines that cache it, and those it is sent to), or undefined for an id `build`
-   * did not index (the caller then asks the caches). Covers the machines `build` scanned.
+   * For an indexed id, the offset in `holdsMap()` of its map: 1 for each machine with a free slot at pass start that
+   * caches it or (affinity) that it is sent to in this pass. -1 for an id `index` did not cover (ask the caches).
    */
-  mapOf(id: number): Uint8Array | undefined {
-    if (id >= this.built) return undefined;
-    let map = this.maps[id];
-    if (!map) {
-      map = new Uint8Array(this.s.ms.length);
-      const list = this.list;
-      for (let k = this.start[id]!, stop = this.end[id]!; k < stop; k++) map[list[k]!] = 1;
+  mapOf(id: number): number {
+    if (id >= this.reported.built) return -1;
+    let at = this.mapAt[id]!;
+    if (at < 0) {
+      const n = this.s.ms.length;
+      if ((this.mapCount + 1) * n > this.maps.length) {
+        const grown = new Uint8Array(Math.max(16, 2 * this.mapCount + 1) * n);
+        grown.set(this.maps);
+        this.maps = grown;
+      }
+      at = this.mapCount++ * n;
+      this.mapAt[id] = at;
+      const { start, end, list } = this.reported;
+      for (let k = start[id]!, stop = end[id]!; k < stop; k++) this.maps[at + list[k]!] = 1;
       const arrivals = this.arrivals[id];
-      if (arrivals) for (const m of arrivals) map[m] = 1;
-      this.maps[id] = map;
+      if (arrivals) for (const m of arrivals) this.maps[at + m] = 1;
     }
-    return map;
+    return at;
+  }
+
+  /** The buffer `mapOf` offsets point into (it may be replaced when a map is added). */
+  holdsMap(): Uint8Array {
+    return this.maps;
   }
 }

@@ -116,7 +116,7 @@ class Pass {
       routed.push(job);
     }
 
-    if (s.policy !== 'fifo') this.index.indexHolders(routed, s.policy === 'affinity' && s.w.delay > 0);
+    if (s.policy !== 'fifo') this.index.indexHolders(routed);
     if (s.policy === 'affinity') this.index.prepareLoadWalk();
 
     const assignments: Assignment[] = [];
@@ -152,13 +152,12 @@ class Pass {
     const firstRound = this.extensions.firstRound;
     const seen = new Set<string>();
     const batches = queues.map((q) => firstInOrder(q.jobs, q.pool.free, cmp));
-    // With delay, later batches may be routed: index the LoRAs of every queued job.
-    const indexed: PendingJob[] = [];
-    for (let b = 0; b < queues.length; b++) {
-      for (const i of delayOn ? queues[b]!.jobs : batches[b]!.first) indexed.push(jobs[i]!);
-    }
-    this.index.indexHolders(indexed, delayOn);
+    const firstJobs: PendingJob[] = [];
+    for (const batch of batches) for (const i of batch.first) firstJobs.push(jobs[i]!);
+    this.index.indexHolders(firstJobs);
     this.index.prepareLoadWalk();
+    // Held-back jobs leave slots to later batches: index the LoRAs of every queued job the first time one is routed.
+    let allIndexed = false;
     const placed: { index: number; assignment: Assignment }[] = [];
     for (let b = 0; b < queues.length; b++) {
       const pool = queues[b]!.pool;
@@ -194,6 +193,12 @@ class Pass {
         }
         if (pool.free === 0 || rest.length === 0) break;
         ({ first, rest } = firstInOrder(rest, pool.free, cmp));
+        if (delayOn && !allIndexed) {
+          const queued: PendingJob[] = [];
+          for (const q of queues) for (const i of q.jobs) queued.push(jobs[i]!);
+          this.index.indexHolders(queued);
+          allIndexed = true;
+        }
       }
       for (const i of rest) reasons[i] = 'no_capacity';
     }
