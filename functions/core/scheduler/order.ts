@@ -46,14 +46,16 @@ export function routingComparator(
  * max-heap: O(n log k) in the worst case, about O(n) when most jobs lose to the k-th best at the first comparison.
  */
 export function firstInOrder(
-  indices: readonly number[],
+  indices: ArrayLike<number>,
   k: number,
   cmp: (a: number, b: number) => number,
-): { first: number[]; rest: number[] } {
-  if (indices.length <= k) return { first: [...indices].sort(cmp), rest: [] };
+): { first: number[]; rest: Int32Array } {
+  if (indices.length <= k) return { first: Array.from(indices).sort(cmp), rest: new Int32Array(0) };
   const heap: number[] = []; // heap[0] is the last in routing order among those kept
-  const rest: number[] = [];
-  for (const job of indices) {
+  const rest = new Int32Array(indices.length - Math.max(0, k));
+  let r = 0;
+  for (let x = 0; x < indices.length; x++) {
+    const job = indices[x]!;
     if (heap.length < k) {
       let i = heap.length;
       heap.push(job);
@@ -65,7 +67,7 @@ export function firstInOrder(
       }
       heap[i] = job;
     } else if (k > 0 && cmp(job, heap[0]!) < 0) {
-      rest.push(heap[0]!);
+      rest[r++] = heap[0]!;
       let i = 0;
       const n = heap.length;
       for (;;) {
@@ -79,7 +81,7 @@ export function firstInOrder(
       }
       heap[i] = job;
     } else {
-      rest.push(job);
+      rest[r++] = job;
     }
   }
   return { first: heap.sort(cmp), rest };

@@ -31,7 +31,21 @@ export interface SchedulerExtensions {
   firstRound?: (missing: { count: number; bytes: number }) => boolean;
 }
 
-type Queue = { pool: PoolState; jobs: number[] };
+type Queue = { pool: PoolState; jobs: Int32Array };
+
+// Why a job is not assigned, per job index (0 = routed or still to route); typed arrays keep per-job state off the
+// garbage-collected heap (a pass may see 100 000 jobs).
+const NOT_BEFORE = 1;
+const NO_MACHINE = 2;
+const NO_CAPACITY = 3;
+const DELAYED = 4;
+const REASONS: readonly (UnassignedReason | undefined)[] = [
+  undefined,
+  'not_before',
+  'no_machine_in_pool',
+  'no_capacity',
+  'delayed',
+];
 
 /** Runs one pass. `exhaustive` is for tests only (testkit): the affinity policy then scores every machine. */
 export function runPass(input: SchedulerInput, extensions: SchedulerExtensions, exhaustive: boolean): ScheduleResult {
@@ -64,32 +78,44 @@ class Pass {
   run(): ScheduleResult {
     const { s } = this;
     const jobs = s.input.jobs;
-    const reasons = new Array<UnassignedReason | undefined>(jobs.length);
-    /** For `delayed`: the machine the job waits for. */
-    const waitFor = new Array<string | undefined>(jobs.length);
-    const queues: Queue[] = [];
+    const reasons = new Uint8Array(jobs.length);
+    /** For `delayed`: the machine the job waits for, + 1. */
+    const waitFor = new Int32Array(jobs.length);
+    const pools: PoolState[] = [];
+    const sizes: number[] = [];
+    const queueOf = new Int32Array(jobs.length);
     const rank = new Float64Array(jobs.length);
     let packed = true;
     const now = s.input.nowMs;
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i]!;
       if (job.notBeforeMs !== undefined && job.notBeforeMs > now) {
-        reasons[i] = 'not_before';
+        reasons[i] = NOT_BEFORE;
         continue;
       }
       const pool = s.pools.get(job.pool);
       if (!pool) {
-        reasons[i] = 'no_machine_in_pool';
+        reasons[i] = NO_MACHINE;
         continue;
       }
-      if (pool.queue === null) {
-        pool.queue = [];
-        queues.push({ pool, jobs: pool.queue });
+      if (pool.queue < 0) {
+        pool.queue = pools.length;
+        pools.push(pool);
+        sizes.push(0);
       }
-      pool.queue.push(i);
+      sizes[pool.queue]!++;
+      queueOf[i] = pool.queue;
       const r = packedRank(job);
       if (r !== r) packed = false;
       rank[i] = r;
+    }
+    // Each pool's routable jobs, in input order.
+    const queues: Queue[] = pools.map((pool, q) => ({ pool, jobs: new Int32Array(sizes[q]!) }));
+    const filled = new Int32Array(queues.length);
+    for (let i = 0; i < jobs.length; i++) {
+      if (reasons[i] !== 0) continue;
+      const q = queueOf[i]!;
+      queues[q]!.jobs[filled[q]!++] = i;
     }
     const cmp = routingComparator(jobs, rank, packed);
 
@@ -102,7 +128,7 @@ class Pass {
     let order: number[] = [];
     for (const q of queues) {
       const { first, rest } = firstInOrder(q.jobs, q.pool.free, cmp);
-      for (const i of rest) reasons[i] = 'no_capacity';
+      for (let k = 0; k < rest.length; k++) reasons[rest[k]!] = NO_CAPACITY;
       order = order.length === 0 ? first : order.concat(first);
     }
     if (queues.length > 1) order.sort(cmp);
@@ -131,7 +157,7 @@ class Pass {
             : this.affinity.choose(view, pool);
       assignments.push(s.assign(view, pool, choice));
     }
-    return { assignments, unassigned: unassignedOf(jobs, reasons, waitFor) };
+    return { assignments, unassigned: this.unassigned(reasons, waitFor) };
   }
 
   /**
@@ -141,8 +167,8 @@ class Pass {
    */
   private routeInBatches(
     queues: Queue[],
-    reasons: (UnassignedReason | undefined)[],
-    waitFor: (string | undefined)[],
+    reasons: Uint8Array,
+    waitFor: Int32Array,
     cmp: (a: number, b: number) => number,
   ): ScheduleResult {
     const { s, affinity } = this;
@@ -185,8 +211,8 @@ class Pass {
         for (const x of deferred) {
           const choice = affinity.choose(x.view, pool);
           if (delayOn && delay.shouldDelay(x.view, pool, choice.machine)) {
-            reasons[x.index] = 'delayed';
-            waitFor[x.index] = s.ms[delay.holder]!.id;
+            reasons[x.index] = DELAYED;
+            waitFor[x.index] = delay.holder + 1;
             continue;
           }
           placed.push({ index: x.index, assignment: s.assign(x.view, pool, choice) });
@@ -195,29 +221,30 @@ class Pass {
         ({ first, rest } = firstInOrder(rest, pool.free, cmp));
         if (delayOn && !allIndexed) {
           const queued: PendingJob[] = [];
-          for (const q of queues) for (const i of q.jobs) queued.push(jobs[i]!);
+          for (const q of queues) for (let k = 0; k < q.jobs.length; k++) queued.push(jobs[q.jobs[k]!]!);
           this.index.indexHolders(queued);
           allIndexed = true;
         }
       }
-      for (const i of rest) reasons[i] = 'no_capacity';
+      for (let k = 0; k < rest.length; k++) reasons[rest[k]!] = NO_CAPACITY;
     }
     placed.sort((a, b) => cmp(a.index, b.index));
-    return { assignments: placed.map((p) => p.assignment), unassigned: unassignedOf(jobs, reasons, waitFor) };
+    return { assignments: placed.map((p) => p.assignment), unassigned: this.unassigned(reasons, waitFor) };
   }
-}
 
-function unassignedOf(
-  jobs: readonly PendingJob[],
-  reasons: readonly (UnassignedReason | undefined)[],
-  waitFor: readonly (string | undefined)[],
-): ScheduleResult['unassigned'] {
-  const unassigned: ScheduleResult['unassigned'] = [];
-  for (let i = 0; i < jobs.length; i++) {
-    const reason = reasons[i];
-    if (!reason) continue;
-    const machineId = waitFor[i];
-    unassigned.push(machineId === undefined ? { jobId: jobs[i]!.id, reason } : { jobId: jobs[i]!.id, reason, machineId });
+  private unassigned(reasons: Uint8Array, waitFor: Int32Array): ScheduleResult['unassigned'] {
+    const jobs = this.s.input.jobs;
+    let count = 0;
+    for (let i = 0; i < jobs.length; i++) if (reasons[i] !== 0) count++;
+    const unassigned: ScheduleResult['unassigned'] = new Array(count);
+    let k = 0;
+    for (let i = 0; i < jobs.length; i++) {
+      const reason = REASONS[reasons[i]!];
+      if (!reason) continue;
+      const machine = waitFor[i]! - 1;
+      unassigned[k++] =
+        machine < 0 ? { jobId: jobs[i]!.id, reason } : { jobId: jobs[i]!.id, reason, machineId: this.s.ms[machine]!.id };
+    }
+    return unassigned;
   }
-  return unassigned;
 }

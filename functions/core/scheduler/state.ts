@@ -34,14 +34,14 @@ export interface PoolState {
   maxSpeed: number;
   /** affinity: holder count above which a LoRA is widespread. */
   widespread: number;
-  /** Indices of the pass's routable jobs for this pool. */
-  queue: number[] | null;
+  /** pass.ts: the index of this pool's queue of routable jobs, -1 before its first one. */
+  queue: number;
 }
 
 export interface JobView {
   job: PendingJob;
   /** The job's LoRAs without duplicates. */
-  loras: LoraRef[];
+  loras: readonly LoraRef[];
   kinds: Kind[];
   /** Weight of each LoRA in the HRW term: its share of the job's bytes (equal shares if sizes are unknown). */
   shares: number[];
@@ -133,7 +133,7 @@ export class PassState {
           byLoad: null,
           maxSpeed: 0,
           widespread: 0,
-          queue: null,
+          queue: -1,
         };
         this.pools.set(m.pool, pool);
       }
@@ -145,22 +145,20 @@ export class PassState {
   }
 
   view(job: PendingJob): JobView {
-    const loras: LoraRef[] = [];
-    for (const l of job.loras) {
-      if (!loras.some((o) => o.kind === l.kind && o.key === l.key)) loras.push(l);
-    }
+    const loras = withoutDuplicates(job.loras);
     let total = 0;
     for (const l of loras) total += l.sizeBytes > 0 ? l.sizeBytes : 0;
     const shares = loras.map((l) => (total > 0 ? (l.sizeBytes > 0 ? l.sizeBytes : 0) / total : 1 / loras.length));
     const avoid: number[] = [];
-    for (const id of job.avoidMachines ?? []) {
-      const i = this.idIndex.get(id);
-      if (i !== undefined && !avoid.includes(i)) avoid.push(i);
+    if (job.avoidMachines) {
+      for (const id of job.avoidMachines) {
+        const i = this.idIndex.get(id);
+        if (i !== undefined && !avoid.includes(i)) avoid.push(i);
+      }
     }
     const kinds = loras.map(kindOf);
-    const ids: number[] = [];
     const pool = this.policy === 'fifo' ? undefined : this.pools.get(job.pool);
-    if (pool) for (let i = 0; i < loras.length; i++) ids.push(this.holders.idOf(pool, kinds[i]!, loras[i]!.key));
+    const ids = pool ? loras.map((l, i) => this.holders.idOf(pool, kinds[i]!, l.key)) : [];
     return { job, loras, kinds, shares, avoid, ids };
   }
 
@@ -226,4 +224,18 @@ export class PassState {
         : {}),
     };
   }
+}
+
+/** The LoRAs without repeats (the job's own list when it has none, as it nearly always does). */
+function withoutDuplicates(loras: readonly LoraRef[]): readonly LoraRef[] {
+  for (let i = 1; i < loras.length; i++) {
+    for (let j = 0; j < i; j++) {
+      if (loras[j]!.kind === loras[i]!.kind && loras[j]!.key === loras[i]!.key) {
+        const unique: LoraRef[] = [];
+        for (const l of loras) if (!unique.some((o) => o.kind === l.kind && o.key === l.key)) unique.push(l);
+        return unique;
+      }
+    }
+  }
+  return loras;
 }
