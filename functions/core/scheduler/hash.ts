@@ -53,12 +53,14 @@ export function hrwTopK(loraSeedValue: number, candidates: readonly number[], se
     let pos = top.length;
     while (pos > 0 && (weights[pos - 1]! < w || (weights[pos - 1] === w && top[pos - 1]! > idx))) pos--;
     if (pos >= k) continue;
-    top.splice(pos, 0, idx);
-    weights.splice(pos, 0, w);
-    if (top.length > k) {
-      top.pop();
-      weights.pop();
+    // Insert at `pos`, dropping the last one when k are kept.
+    const last = Math.min(top.length, k - 1);
+    for (let j = last; j > pos; j--) {
+      top[j] = top[j - 1]!;
+      weights[j] = weights[j - 1]!;
     }
+    top[pos] = idx;
+    weights[pos] = w;
     if (top.length === k) floor = weights[k - 1]!;
   }
   return top;

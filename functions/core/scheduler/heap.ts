@@ -4,6 +4,9 @@
 export class IndexedHeap {
   private readonly items: number[] = [];
   private readonly pos: Int32Array;
+  /** The walk's frontier: heap positions whose parent was visited (at most one more than the visits). */
+  private readonly frontier: Int32Array;
+  private frontierSize = 0;
 
   /** `before(a, b)`: true when `a` must come out before `b`. It must be a strict total order (break ties by id). */
   constructor(
@@ -11,6 +14,7 @@ export class IndexedHeap {
     private readonly before: (a: number, b: number) => boolean,
   ) {
     this.pos = new Int32Array(capacity).fill(-1);
+    this.frontier = new Int32Array(capacity + 1);
   }
 
   get size(): number {
@@ -54,21 +58,30 @@ export class IndexedHeap {
    * Costs O(k²) for k visits (the frontier is scanned linearly), which is cheaper than a second heap for small k.
    */
   walk(visit: (id: number) => boolean): void {
-    if (this.items.length === 0) return;
-    const frontier = [0];
-    while (frontier.length > 0) {
-      let best = 0;
-      for (let f = 1; f < frontier.length; f++) {
-        if (this.before(this.items[frontier[f]!]!, this.items[frontier[best]!]!)) best = f;
-      }
-      const i = frontier[best]!;
-      frontier[best] = frontier[frontier.length - 1]!;
-      frontier.pop();
-      if (!visit(this.items[i]!)) return;
-      const l = 2 * i + 1;
-      if (l < this.items.length) frontier.push(l);
-      if (l + 1 < this.items.length) frontier.push(l + 1);
+    this.startWalk();
+    for (let id = this.nextInWalk(); id >= 0; id = this.nextInWalk()) if (!visit(id)) return;
+  }
+
+  /** Starts a walk in heap order without changing the heap (`nextInWalk`); the heap must not change during it. */
+  startWalk(): void {
+    this.frontierSize = 0;
+    if (this.items.length > 0) this.frontier[this.frontierSize++] = 0;
+  }
+
+  /** The next id of the walk in heap order, or -1 once all were visited. */
+  nextInWalk(): number {
+    const { frontier, items } = this;
+    if (this.frontierSize === 0) return -1;
+    let best = 0;
+    for (let f = 1; f < this.frontierSize; f++) {
+      if (this.before(items[frontier[f]!]!, items[frontier[best]!]!)) best = f;
     }
+    const i = frontier[best]!;
+    frontier[best] = frontier[--this.frontierSize]!;
+    const l = 2 * i + 1;
+    if (l < items.length) frontier[this.frontierSize++] = l;
+    if (l + 1 < items.length) frontier[this.frontierSize++] = l + 1;
+    return items[i]!;
   }
 
   /** Appends the `k` first ids in heap order to `out`, best first, without changing the heap. */

@@ -146,9 +146,16 @@ export class PassState {
 
   view(job: PendingJob): JobView {
     const loras = withoutDuplicates(job.loras);
+    const n = loras.length;
     let total = 0;
-    for (const l of loras) total += l.sizeBytes > 0 ? l.sizeBytes : 0;
-    const shares = loras.map((l) => (total > 0 ? (l.sizeBytes > 0 ? l.sizeBytes : 0) / total : 1 / loras.length));
+    for (let i = 0; i < n; i++) total += loras[i]!.sizeBytes > 0 ? loras[i]!.sizeBytes : 0;
+    const shares = new Array<number>(n);
+    const kinds = new Array<Kind>(n);
+    for (let i = 0; i < n; i++) {
+      const l = loras[i]!;
+      shares[i] = total > 0 ? (l.sizeBytes > 0 ? l.sizeBytes : 0) / total : 1 / n;
+      kinds[i] = kindOf(l);
+    }
     const avoid: number[] = [];
     if (job.avoidMachines) {
       for (const id of job.avoidMachines) {
@@ -156,9 +163,9 @@ export class PassState {
         if (i !== undefined && !avoid.includes(i)) avoid.push(i);
       }
     }
-    const kinds = loras.map(kindOf);
     const pool = this.policy === 'fifo' ? undefined : this.pools.get(job.pool);
-    const ids = pool ? loras.map((l, i) => this.holders.idOf(pool, kinds[i]!, l.key)) : [];
+    const ids = new Array<number>(pool ? n : 0);
+    if (pool) for (let i = 0; i < n; i++) ids[i] = this.holders.idOf(pool, kinds[i]!, loras[i]!.key);
     return { job, loras, kinds, shares, avoid, ids };
   }
 

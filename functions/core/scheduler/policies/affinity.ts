@@ -81,12 +81,14 @@ export class AffinityPolicy {
         }
       }
       const { scorers, ctx } = this;
-      pool.byLoad!.walk((m) => {
+      const byLoad = pool.byLoad!;
+      byLoad.startWalk();
+      for (let m = byLoad.nextInWalk(); m >= 0; m = byLoad.nextInWalk()) {
         sumBounds(scorers, ctx, m, bf, this.sum);
         const bound = this.sum[0]!;
         // Heap order is (load, index): past this point nothing can beat or tie with a lower index (nor, with
         // runners-up asked for, enter them).
-        if (top ? top.cannotEnter(bound, m) : bound < bestScore || (bound === bestScore && m > best)) return false;
+        if (top ? top.cannotEnter(bound, m) : bound < bestScore || (bound === bestScore && m > best)) break;
         if (index.mark[m] !== stamp) {
           index.addCandidate(m, stamp);
           this.rate(v, m);
@@ -97,8 +99,7 @@ export class AffinityPolicy {
             bestScore = score;
           }
         }
-        return true;
-      });
+      }
     }
 
     const breakdown: Record<string, number> = {};
