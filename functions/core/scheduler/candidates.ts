@@ -163,6 +163,22 @@ export class CandidateIndex {
     return this.s.cachedOn(m, kind, key) || (this.s.policy === 'affinity' && this.s.arriving[kind][m]?.has(key) === true);
   }
 
+  /**
+   * For `assign` (`Choice.known`, `Choice.held`): which of the job's first MASK_BITS LoRAs the index covers on machine
+   * `m` (its pool's holders were indexed), and of those, which it holds (as `holds` says). Call after the policy chose.
+   */
+  heldOn(v: JobView, m: number): { known: number; held: number } {
+    const built = this.s.holders.reported.built;
+    let known = 0;
+    let held = 0;
+    for (let i = 0; i < v.loras.length && i < MASK_BITS; i++) {
+      if (v.ids[i]! >= built) continue;
+      known |= 1 << i;
+      if (this.holds(v, m, i)) held |= 1 << i;
+    }
+    return { known, held };
+  }
+
   /** Bounded load: busy slots after the job ≤ max(loadBoundMinSlots, ceil(boundFactor × slots)). */
   withinBound(m: number): boolean {
     const after = this.s.busy[m]! + 1;

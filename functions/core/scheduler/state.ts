@@ -56,6 +56,13 @@ export interface Choice {
   breakdown: Record<string, number>;
   /** Other scored machines, best first (only with `SchedulerInput.runnersUp` > 0). */
   runnersUp?: { machine: number; score: number; breakdown: Record<string, number> }[];
+  /**
+   * From the candidate index (candidates.ts `heldOn`), so `assign` need not ask the machine's cache: bit i of `known`
+   * set when the index covers LoRA i of the job, and then bit i of `held` whether the machine caches it (or, for
+   * affinity, receives it in this pass).
+   */
+  known?: number;
+  held?: number;
 }
 
 export class PassState {
@@ -187,16 +194,21 @@ export class PassState {
     const hitLoras: string[] = [];
     const missingLoras: string[] = [];
     const arrivingLoras: string[] = [];
+    const known = choice.known ?? 0;
+    const held = choice.held ?? 0;
     for (let i = 0; i < v.loras.length; i++) {
       const kind = v.kinds[i]!;
       const key = v.loras[i]!.key;
-      if (this.cachedOn(m, kind, key)) {
+      let set = this.arriving[kind][m];
+      const arriving = set !== undefined && set.has(key);
+      // An arriving LoRA is not cached there (it is only sent where it is not).
+      const cached = (known >> i) & 1 ? !arriving && ((held >> i) & 1) === 1 : this.cachedOn(m, kind, key);
+      if (cached) {
         hitLoras.push(key);
         continue;
       }
       missingLoras.push(key);
-      let set = this.arriving[kind][m];
-      if (set?.has(key)) {
+      if (arriving) {
         arrivingLoras.push(key);
         continue;
       }

@@ -104,12 +104,13 @@ export class AffinityPolicy {
 
     const breakdown: Record<string, number> = {};
     const score = this.score(v, best, breakdown);
-    if (!top) return { machine: best, score, breakdown };
+    const { known, held } = index.heldOn(v, best);
+    if (!top) return { machine: best, score, breakdown, known, held };
     const runnersUp = top.others(best).map((m) => {
       const parts: Record<string, number> = {};
       return { machine: m, score: this.score(v, m, parts), breakdown: parts };
     });
-    return { machine: best, score, breakdown, runnersUp };
+    return { machine: best, score, breakdown, runnersUp, known, held };
   }
 
   /** The job's fit on machine `m` (after `choose` set up the candidate index for this job). */
