@@ -83,6 +83,9 @@ function* cases(quick: boolean): Generator<Case> {
       for (const runnersUp of [0, 3]) {
         yield { name: `${name} ${policy} runnersUp=${runnersUp}`, input: { ...s, policy, runnersUp } };
       }
+      for (const jobs of [1, 3, 20]) {
+        yield { name: `${name} ${policy} first ${jobs} jobs`, input: { ...s, jobs: s.jobs.slice(0, jobs), policy } };
+      }
     }
   }
 
@@ -123,6 +126,11 @@ function* cases(quick: boolean): Generator<Case> {
         const input: SchedulerInput = { ...s, policy, weights, runnersUp, expectedJobSeconds };
         yield { name: `seed ${seed} ${policy} weights ${JSON.stringify(weights)} runnersUp=${runnersUp}`, input };
       }
+    }
+    // A placement for a few new jobs (the holder index then asks the caches per key instead of scanning them).
+    const few = { ...s, jobs: s.jobs.slice(0, 1 + (seed % 7)) };
+    for (const policy of policyNames) {
+      yield { name: `seed ${seed} ${policy} ${few.jobs.length} jobs`, input: { ...few, policy, runnersUp: seed % 2 ? 3 : 0 } };
     }
     yield { name: `seed ${seed} affinity + evict`, input: { ...s, policy: 'affinity', weights: { evict: 2 } }, extensions: EVICT };
     yield { name: `seed ${seed} affinity + hit-first`, input: { ...s, policy: 'affinity', runnersUp: 2 }, extensions: HIT_FIRST };

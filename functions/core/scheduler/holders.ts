@@ -70,26 +70,59 @@ export class HolderIndex {
     return this.busy;
   }
 
-  /** One scan of the caches of the pool members whose `freeAtStart` is `flag`: per id, the machines caching it. */
+  /**
+   * The machines caching each id among the pool members whose `freeAtStart` is `flag`: per pool, one scan of their
+   * caches (a look-up per cached key), or, when the pass needs few keys there (a placement for one new job), a cache
+   * look-up per (key, machine), whichever is fewer. Both list a key's machines in member order.
+   */
   private scan(flag: number): Slices {
     const { ms, pools } = this.s;
     const freeAtStart = this.freeAtStart!;
     const n = this.nextId;
     const count = new Int32Array(n);
+    const scannedOf: number[][] = [];
+    const cachedOf: number[] = [];
     let size = 0;
     for (const pool of pools.values()) {
+      const scanned: number[] = [];
+      let cached = 0;
       for (const m of pool.members) {
-        if (freeAtStart[m] === flag) size += ms[m]!.cachedUser.size + ms[m]!.cachedShared.size;
+        if (freeAtStart[m] !== flag) continue;
+        scanned.push(m);
+        cached += ms[m]!.cachedUser.size + ms[m]!.cachedShared.size;
       }
+      scannedOf.push(scanned);
+      cachedOf.push(cached);
+      size += cached;
     }
     // (id, machine) per cached key the pass needs, then a counting sort by id.
     const entryId = new Int32Array(size);
     const entryMachine = new Int32Array(size);
     let e = 0;
+    let p = 0;
     for (const pool of pools.values()) {
       const [userIds, sharedIds] = pool.keyIds;
-      for (const m of pool.members) {
-        if (freeAtStart[m] !== flag) continue;
+      const scanned = scannedOf[p]!;
+      const cached = cachedOf[p++]!;
+      if ((userIds.size + sharedIds.size) * scanned.length < cached) {
+        for (const m of scanned) {
+          const machine = ms[m]!;
+          for (const [key, id] of userIds) {
+            if (!machine.cachedUser.has(key)) continue;
+            entryId[e] = id;
+            entryMachine[e++] = m;
+            count[id]!++;
+          }
+          for (const [key, id] of sharedIds) {
+            if (!machine.cachedShared.has(key)) continue;
+            entryId[e] = id;
+            entryMachine[e++] = m;
+            count[id]!++;
+          }
+        }
+        continue;
+      }
+      for (const m of scanned) {
         const machine = ms[m]!;
         if (userIds.size > 0) {
           for (const key of machine.cachedUser) {
