@@ -1,6 +1,6 @@
-// The candidate index: which machines a policy scores for a job. An inverted index LoRA key → machines holding it
-// ("holders"), the rendezvous-hash (HRW) homes of the job's cold LoRAs, and a per-pool heap of the machines with a free
-// slot by load (the walk in policies/affinity.ts). Per job it marks candidates and records, per candidate, a bit mask
+// The candidate index: which machines a policy scores for a job. The machines holding its LoRAs (holders.ts), the
+// rendezvous-hash (HRW) homes of the job's cold LoRAs, and a per-pool heap of the machines with a free slot by load
+// (the walk in policies/affinity.ts). Per job it marks candidates and records, per candidate, a bit mask
 // of the job's LoRAs it holds or is receiving, so scoring a candidate does no set look-ups.
 import { hrwTopK, loraSeed, machineSeed } from './hash.js';
 import { IndexedHeap } from './heap.js';

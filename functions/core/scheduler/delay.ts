@@ -3,7 +3,7 @@
 // them is expected to start it (slot free, from `busySinceMs`, + its own download there) within `delay` × the download
 // time on the picked machine, and the job's age + that wait ≤ `delayCapSeconds`. The slot wait is slot-wait.ts's.
 import type { CandidateIndex } from './candidates.js';
-import type { JobView, PassState, PoolState } from './state.js';
+import type { JobView, PassState } from './state.js';
 
 export class DelayRule {
   /** Jobs of this pass held back for each machine; marks for the holder scan. */
@@ -40,7 +40,7 @@ export class DelayRule {
    * Whether the job, picked for machine `b`, stays pending. Each held-back job takes one expected slot of its machine,
    * so later jobs of the pass wait for the next one.
    */
-  shouldDelay(v: JobView, pool: PoolState, b: number): boolean {
+  shouldDelay(v: JobView, b: number): boolean {
     const miss = this.missingOn(v, b);
     if (miss.count === 0) return false;
     const { w, speed } = this.s;

@@ -210,7 +210,7 @@ class Pass {
         }
         for (const x of deferred) {
           const choice = affinity.choose(x.view, pool);
-          if (delayOn && delay.shouldDelay(x.view, pool, choice.machine)) {
+          if (delayOn && delay.shouldDelay(x.view, choice.machine)) {
             reasons[x.index] = DELAYED;
             waitFor[x.index] = delay.holder + 1;
             continue;

@@ -2,7 +2,8 @@
 // is `input.nowMs`), no randomness; the same input always gives the same output. Layout (docs/scheduler.md):
 //   order.ts       routing order (priority, age, id) and the first-k selection
 //   state.ts       the pass's state: slots as they are consumed, pools, the assignments' arriving LoRAs
-//   candidates.ts  candidate index: LoRA holders, HRW homes, the least-loaded walk, the bounded-load cap
+//   holders.ts     the pass's LoRA holder index (which machines cache each key the pass needs)
+//   candidates.ts  candidate index: the holders a job scores, HRW homes, the least-loaded walk, the bounded-load cap
 //   scorers/*.ts   one affinity scorer per file (score + upper bound); registry.ts lists them; weights.ts derives
 //                  `Weights`, `DEFAULT_WEIGHTS` and the validation of SCHEDULER_WEIGHTS from the registry
 //   delay.ts       the affinity delay rule
