@@ -26,7 +26,7 @@ let admin: ApiClient;
 let traceDir: string;
 
 beforeAll(async () => {
-  t = await startTestHost({ ...FAST_SETTINGS, MACHINE_LIVENESS_SECONDS: '6', CLAIM_TIMEOUT_SECONDS: '60' }, { timers: true });
+  t = await startTestHost({ ...FAST_SETTINGS, CLAIM_TIMEOUT_SECONDS: '60' }, { timers: true });
   fleet = await startTestFleet(t, 0, { prefix: 'qtb', slots: 1, dispatchLockSeconds: 10, lockRenewSeconds: 2 });
   user = await t.as(TENANT);
   admin = await t.as('takeback-ops', 'admin');
@@ -126,13 +126,13 @@ describe('a. a queued job taken back from a dead machine (SIGKILL)', () => {
 describe('b. a queued job that waits too long is handed back by its agent', () => {
   it('is re-placed on another machine without spending an attempt and runs once; the job ahead is untouched', async () => {
     const trace = join(traceDir, 'slow.log');
-    const a = await queuedMachine('qtb-slow-a', 'qslow', '4');
+    const a = await queuedMachine('qtb-slow-a', 'qslow', '5');
     const [l1, l2] = await Promise.all([
       uploadUserLora(t, user, TENANT, makeSafetensors({ dataBytes: 256 * 1024, seed: 61 }), 'slow-1.safetensors'),
       uploadUserLora(t, user, TENANT, makeSafetensors({ dataBytes: 384 * 1024, seed: 62 }), 'slow-2.safetensors'),
     ]);
-    // The run ahead overruns (15 s against a 4 s bound), so the queued job is not started within the bound.
-    const ahead = await submitJob(user, { pool: 'qslow', user: [l1.key], payload: { sleep_ms: 15_000, trace_file: trace } });
+    // The run ahead overruns (20 s against a 5 s bound), so the queued job is not started within the bound.
+    const ahead = await submitJob(user, { pool: 'qslow', user: [l1.key], payload: { sleep_ms: 20_000, trace_file: trace } });
     await until('the first job started on A', async () => (readTrace(trace).some((l) => l.job === ahead && l.what === 'start') ? true : undefined), 60_000);
     const queued = await submitJob(user, { pool: 'qslow', user: [l2.key], payload: { sleep_ms: 200, trace_file: trace } });
     const before = await queuedOn(a, queued, l2.key, trace);

@@ -255,7 +255,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
           return;
         }
         out.assigned++;
-        snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, started_at: null });
+        snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, started_at: null, service_required: stored.service_required });
         await tracePlacement(doc, stored, a, async (traceparent) => {
           try {
             await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch, ...(traceparent ? { traceparent } : {}) });
