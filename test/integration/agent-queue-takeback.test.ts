@@ -127,23 +127,28 @@ describe('b. a queued job that waits too long is handed back by its agent', () =
   it('is re-placed on another machine without spending an attempt and runs once; the job ahead is untouched', async () => {
     const trace = join(traceDir, 'slow.log');
     const a = await queuedMachine('qtb-slow-a', 'qslow', '5');
+    // Machine B is up from the start (an agent takes a while to start on a busy box) but drained by an admin, so both
+    // jobs go to A; it is undrained once the second job is queued there.
+    const b = await fleet.add('qtb-slow-b', { pool: 'qslow', slots: 1 });
+    expect((await admin.post<{ admin_drained: boolean }>(`machines/${b.machineId}/drain`)).admin_drained).toBe(true);
     const [l1, l2] = await Promise.all([
       uploadUserLora(t, user, TENANT, makeSafetensors({ dataBytes: 256 * 1024, seed: 61 }), 'slow-1.safetensors'),
       uploadUserLora(t, user, TENANT, makeSafetensors({ dataBytes: 384 * 1024, seed: 62 }), 'slow-2.safetensors'),
     ]);
-    // The run ahead overruns (20 s against a 5 s bound), so the queued job is not started within the bound.
-    const ahead = await submitJob(user, { pool: 'qslow', user: [l1.key], payload: { sleep_ms: 20_000, trace_file: trace } });
+    // The run ahead overruns (30 s against a 5 s bound), so the queued job is not started within the bound.
+    const ahead = await submitJob(user, { pool: 'qslow', user: [l1.key], payload: { sleep_ms: 30_000, trace_file: trace } });
     await until('the first job started on A', async () => (readTrace(trace).some((l) => l.job === ahead && l.what === 'start') ? true : undefined), 60_000);
     const queued = await submitJob(user, { pool: 'qslow', user: [l2.key], payload: { sleep_ms: 200, trace_file: trace } });
     const before = await queuedOn(a, queued, l2.key, trace);
-    const b = await fleet.add('qtb-slow-b', { pool: 'qslow', slots: 1 });
+    expect((await admin.post<{ admin_drained: boolean }>(`machines/${b.machineId}/undrain`)).admin_drained).toBe(false);
 
     const q = await waitJob(user, queued, (v) => TERMINAL.has(v.status), 90_000, 300);
     expect(q, fleet.logs(3000)).toMatchObject({ status: 'succeeded', machine_id: b.machineId, attempt: before.attempt });
     expect(q.epoch).toBeGreaterThanOrEqual(before.epoch + 2);
     const events = await allEvents(user, queued);
     const handedBack = events.filter((e) => e.type === 'failed' && e.data.outcome === 'handed_back');
-    // Until B is live the job may come back to A once more (the only machine of its pool) and be handed back again.
+    // Until B is undrained the job may come back to A once more (the only machine open in its pool) and be handed back
+    // again.
     expect(handedBack.length).toBeGreaterThanOrEqual(1);
     for (const e of handedBack) expect(String(e.data.reason)).toMatch(/QUEUE_WAIT_LIMIT_SECONDS/);
     expect(events.filter((e) => e.type === 'started')).toHaveLength(1);
