@@ -24,7 +24,7 @@ import { latencyFloorRun, runPolicies, type PolicyRun } from './run.js';
 import { WORKLOADS, generateWorkload, workloadNames, type WorkloadName, type WorkloadSpec } from './workloads.js';
 
 const USAGE = `Usage: npm run sim -- [options]
-  --workload W0|W1|W2     workload (default W1)
+  --workload W0|W1|W2|D1|D2|S1  workload (default W1)
   --policy <name>|all     ${policyNames.join(', ')} or all, or a comma list (default all)
   --seed <int>            PRNG seed (default 1)
   --hours <h>             simulated hours of arrivals (default: the workload's)
@@ -37,6 +37,8 @@ const USAGE = `Usage: npm run sim -- [options]
   --tick-ms <ms>          scheduler timer period (default 2000)
   --queue-depth <n>       dispatches a machine accepts beyond its slots, downloading while its slots are busy
                           (the workload's default)
+  --run-time service|fleet  the busy jobs' expected run time the scheduler is given: their service's mean (default,
+                          as the tick learns it) or the fleet's
   --markdown              also print the table as Markdown
   --check-docs <file>     compare the table recorded in <file> (between <!-- sim:W1 seed=1 --> and <!-- /sim:W1 -->)
                           with this run's, wall times left out; exit 1 if they differ
@@ -76,6 +78,7 @@ function main(argv: string[]): void {
         placement: { type: 'string' },
         'tick-ms': { type: 'string' },
         'queue-depth': { type: 'string' },
+        'run-time': { type: 'string' },
         markdown: { type: 'boolean', default: false },
         'check-docs': { type: 'string' },
         'update-docs': { type: 'string' },
@@ -124,6 +127,10 @@ function main(argv: string[]): void {
     const q = Number(args['queue-depth']);
     if (!Number.isInteger(q) || q < 0) fail('--queue-depth must be an integer ≥ 0.');
     spec.queueDepth = q;
+  }
+  if (args['run-time'] !== undefined) {
+    if (args['run-time'] !== 'service' && args['run-time'] !== 'fleet') fail('--run-time must be "service" or "fleet".');
+    spec.runTimeEstimate = args['run-time'];
   }
   let weights: Partial<Weights> | undefined;
   if (args.weights !== undefined) {

@@ -153,6 +153,8 @@ class SimMachine implements MachineView {
   peakUsedBytes = 0;
   /** Assignment instants (scheduler epoch ms) of the jobs holding slots: MachineState.busySinceMs. */
   readonly busySince: number[] = [];
+  /** Their expected run times (seconds), in the same order: MachineState.busyRunSeconds. */
+  readonly busyRun: number[] = [];
   readonly state: MachineState;
 
   constructor(
@@ -186,6 +188,7 @@ class SimMachine implements MachineView {
       usedBytes: 0,
       downloadBytesPerSecond: bandwidth,
       busySinceMs: this.busySince,
+      busyRunSeconds: this.busyRun,
     };
   }
 
@@ -379,6 +382,11 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     hooks?.onStart?.(job, m, tMs);
   };
 
+  // What the tick tells the scheduler a busy job will run: its service's mean (learned per service_required), or the
+  // fleet's (runTimeEstimate 'fleet').
+  const expectedRunSeconds = (job: SimJobSpec): number =>
+    spec.runTimeEstimate === 'fleet' ? workload.meanRunSeconds : (workload.serviceRunSeconds[job.service] ?? workload.meanRunSeconds);
+
   const assign = (j: number, m: SimMachine, tMs: number, hitReported: number, score: number): void => {
     const job = jobs[j]!;
     if (rec.machineOf[j] !== -1) fail(`${job.id} assigned twice`);
@@ -387,6 +395,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     if (m.busySlots > m.slots + m.queueDepth) fail(`${m.id} assigned ${m.busySlots} jobs on ${m.slots} slots + ${m.queueDepth} queued`);
     m.state.busySlots = m.busySlots;
     m.busySince.push(EPOCH_MS + tMs);
+    m.busyRun.push(expectedRunSeconds(job));
     m.jobs++;
     rec.machineOf[j] = m.index;
     rec.assignedMs[j] = tMs;
@@ -483,6 +492,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
       if (m.runningJobs > m.slots) fail(`${m.id} runs ${m.runningJobs} jobs on ${m.slots} slots`);
       if (m.readyCount > 0 && m.runningJobs < m.slots) fail(`${m.id} has a free run slot and ${m.readyCount} ready jobs waiting`);
       if (m.runningJobs > m.busySlots) fail(`${m.id} runs ${m.runningJobs} jobs but has ${m.busySlots} assigned`);
+      if (m.busySince.length !== m.busySlots || m.busyRun.length !== m.busySlots) {
+        fail(`${m.id} has ${m.busySlots} busy slots but ${m.busySince.length} busy-since and ${m.busyRun.length} run-time entries`);
+      }
       if (m.cache.usedBytes > m.budgetBytes) fail(`${m.id} caches ${m.cache.usedBytes} B over its budget`);
       let sum = 0;
       for (const e of m.cache.snapshot()) {
@@ -553,6 +565,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         const since = m.busySince.indexOf(EPOCH_MS + rec.assignedMs[j]!);
         if (since < 0) fail(`${job.id} ended on ${m.id} without a busy-since entry`);
         m.busySince.splice(since, 1);
+        m.busyRun.splice(since, 1);
         busyTotal--;
         m.busyMs += e.t - rec.assignedMs[j]!;
         for (const l of job.loras) m.cache.release(l.key, e.t);

@@ -8,8 +8,16 @@ export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 const HOUR_MS = 60 * 60 * 1000;
 
-export type WorkloadName = 'W0' | 'W1' | 'W2' | 'D1' | 'D2';
-export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2', 'D1', 'D2'];
+export type WorkloadName = 'W0' | 'W1' | 'W2' | 'D1' | 'D2' | 'S1';
+export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2', 'D1', 'D2', 'S1'];
+
+/** A kind of job (`service_required`) with its own run-time law (log-normal, the workload's `runSigma`). */
+export interface ServiceSpec {
+  name: string;
+  /** Share of the jobs. */
+  share: number;
+  runMedianMs: number;
+}
 
 export interface WorkloadSpec {
   name: string;
@@ -56,6 +64,13 @@ export interface WorkloadSpec {
    * its slots are busy and runs them, first downloaded first, as slots free. Absent = 0 (the design before).
    */
   queueDepth?: number;
+  /** Jobs of several services (issue 14, item 3); absent = one service with `runMedianMs`. */
+  services?: readonly ServiceSpec[];
+  /**
+   * What the scheduler is told each busy job will run (`MachineState.busyRunSeconds`): its service's mean ('service',
+   * as the tick learns it per service_required; the default) or the fleet's mean ('fleet', the design before).
+   */
+  runTimeEstimate?: 'service' | 'fleet';
 }
 
 const W1: WorkloadSpec = {
@@ -149,6 +164,33 @@ export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadSpec>> = {
     lorasPerJob: [1, 2],
     utilisation: 0.5,
   },
+  // Two services with very different run times on a download-heavy fleet (issue 14, item 3: run time per service).
+  S1: {
+    ...W1,
+    name: 'S1',
+    description:
+      'D2 fleet (16 machines × 1 slot, 60 GiB cache, links 25–50 MiB/s, 800 user + 50 shared LoRAs, Zipf s=0.8, sizes ' +
+      'median 300 MiB σ=1 clamped to 50 MiB–3 GiB, 1–2 LoRAs per job) with two services: 80 % `image` (run median ' +
+      '10 s) and 20 % `video` (run median 90 s), σ=0.5; 50 % utilisation; 24 h',
+    machines: 16,
+    slotsPerMachine: 1,
+    cacheBudgetBytes: 60 * GiB,
+    downloadBytesPerSecond: 25 * MiB,
+    downloadBytesPerSecondMax: 50 * MiB,
+    userLoras: 800,
+    sharedLoras: 50,
+    zipfS: 0.8,
+    sizeMedianBytes: 300 * MiB,
+    sizeSigma: 1,
+    sizeMinBytes: 50 * MiB,
+    sizeMaxBytes: 3 * GiB,
+    lorasPerJob: [1, 2],
+    utilisation: 0.5,
+    services: [
+      { name: 'image', share: 0.8, runMedianMs: 10_000 },
+      { name: 'video', share: 0.2, runMedianMs: 90_000 },
+    ],
+  },
 };
 
 /** One LoRA of the catalogue. `ref` is what the scheduler sees; `key` is the machine's cache key. */
@@ -166,6 +208,8 @@ export interface SimJobSpec {
   /** Simulated ms since the start. */
   arrivalMs: number;
   runMs: number;
+  /** service_required ('default' in one-service workloads). */
+  service: string;
   loras: SimLora[];
 }
 
@@ -177,6 +221,8 @@ export interface GeneratedWorkload {
   /** utilisation × machines × slots / mean run time. */
   arrivalRatePerSecond: number;
   meanRunSeconds: number;
+  /** Mean run time per service, seconds (what the tick learns per service_required). */
+  serviceRunSeconds: Readonly<Record<string, number>>;
   /** Mean size of the catalogue's LoRAs (after clamping). */
   meanLoraBytes: number;
   catalogueBytes: number;
@@ -212,6 +258,7 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
   const rArrival = stream(2);
   const rChoice = stream(3);
   const rRun = stream(4);
+  const rService = stream(5);
 
   const loras: SimLora[] = [];
   const total = spec.userLoras + spec.sharedLoras;
@@ -232,7 +279,12 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
   const zipf = zipfSampler(total, spec.zipfS, rChoice);
   const half = Math.floor(total / 2);
 
-  const meanRunSeconds = (spec.runMedianMs / 1000) * Math.exp((spec.runSigma * spec.runSigma) / 2);
+  const services = spec.services ?? [{ name: 'default', share: 1, runMedianMs: spec.runMedianMs }];
+  const shareTotal = services.reduce((a, x) => a + x.share, 0);
+  const lognormalMean = (medianMs: number) => (medianMs / 1000) * Math.exp((spec.runSigma * spec.runSigma) / 2);
+  const serviceRunSeconds: Record<string, number> = {};
+  for (const x of services) serviceRunSeconds[x.name] = lognormalMean(x.runMedianMs);
+  const meanRunSeconds = services.reduce((a, x) => a + (x.share / shareTotal) * lognormalMean(x.runMedianMs), 0);
   const slots = spec.machines * spec.slotsPerMachine;
   const arrivalRatePerSecond = (spec.utilisation * slots) / meanRunSeconds;
   const endMs = spec.hours * HOUR_MS;
@@ -251,9 +303,14 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
       const lora = loras[ranking[(zipf() + shift) % total]!]!;
       if (!chosen.includes(lora)) chosen.push(lora);
     }
-    const runMs = spec.runMedianMs * Math.exp(spec.runSigma * normal(rRun));
+    let service = services[0]!;
+    if (services.length > 1) {
+      let u = rService() * shareTotal;
+      for (const x of services) if ((u -= x.share) < 0 || x === services[services.length - 1]) { service = x; break; }
+    }
+    const runMs = service.runMedianMs * Math.exp(spec.runSigma * normal(rRun));
     const index = jobs.length;
-    jobs.push({ index, id: paddedId('job', index), arrivalMs: t, runMs, loras: chosen });
+    jobs.push({ index, id: paddedId('job', index), arrivalMs: t, runMs, service: service.name, loras: chosen });
   }
   const catalogueBytes = loras.reduce((s, l) => s + l.sizeBytes, 0);
   return {
@@ -263,6 +320,7 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
     jobs,
     arrivalRatePerSecond,
     meanRunSeconds,
+    serviceRunSeconds,
     meanLoraBytes: catalogueBytes / total,
     catalogueBytes,
   };

@@ -22,6 +22,7 @@ import type { Logger } from './logger.js';
 import { MachineHealth } from './health.js';
 import { OperatorOrders } from './operator-orders.js';
 import { RunSlots } from './run-slots.js';
+import { QueueWaitLimit } from './queue-wait.js';
 import { Outbox } from './outbox.js';
 import { TokenWatch } from './token-watch.js';
 import { agentVersion } from './version.js';
@@ -59,7 +60,7 @@ export interface AgentDeps {
     | 'drainGraceMs'
     | 'cancelGraceMs'
   > &
-    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs' | 'cacheDiskReserveBytes' | 'queueDepth'>>;
+    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs' | 'cacheDiskReserveBytes' | 'queueDepth' | 'queueWaitLimitSeconds'>>;
   /** The token the agent started with, and how to re-read it from its file (absent: not from a file). */
   initialToken?: string;
   reloadToken?: () => string | null;
@@ -82,6 +83,8 @@ export class Agent {
   private readonly runs = new Set<JobRun>();
   /** With QUEUE_DEPTH > 0: the SLOTS the runs (up to SLOTS + QUEUE_DEPTH) take turns on. */
   private readonly runSlots: RunSlots | undefined;
+  /** With QUEUE_DEPTH > 0: when a queued run has waited too long and is handed back (queue-wait.ts). */
+  private readonly queueWait: QueueWaitLimit | undefined;
   private readonly runPromises = new Set<Promise<void>>();
   private stopping = false;
   private draining = false;
@@ -105,6 +108,7 @@ export class Agent {
 
   constructor(private readonly deps: AgentDeps) {
     this.runSlots = (deps.config.queueDepth ?? 0) > 0 ? new RunSlots(deps.config.slots) : undefined;
+    this.queueWait = this.runSlots ? new QueueWaitLimit(deps.config.queueWaitLimitSeconds ?? 'auto') : undefined;
     this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
     this.health = new MachineHealth({
       preflight: deps.executor.preflight?.bind(deps.executor),
@@ -267,6 +271,7 @@ export class Agent {
         this.beatSoon();
       },
       ...(this.runSlots ? { runSlots: this.runSlots } : {}),
+      ...(this.queueWait ? { queueWait: this.queueWait } : {}),
     });
     this.runs.add(run);
     log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');

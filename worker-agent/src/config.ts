@@ -61,6 +61,8 @@ export interface AgentConfig {
   slots: number;
   /** Dispatches taken beyond `slots` (QUEUE_DEPTH): claimed and downloading while the slots are busy (run-slots.ts). */
   queueDepth: number;
+  /** QUEUE_WAIT_LIMIT_SECONDS: 'auto' (from recent run times) or seconds (0 = never); see queue-wait.ts. */
+  queueWaitLimitSeconds: number | 'auto';
   cacheDir: string;
   cacheBudgetBytes: number;
   /** Free disk a download must leave behind (CACHE_DISK_RESERVE). */
@@ -282,6 +284,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     pool: s.pool,
     slots: s.slots,
     queueDepth: s.queueDepth,
+    queueWaitLimitSeconds: s.queueWaitLimit,
     cacheDir,
     cacheBudgetBytes: s.cacheBudget,
     cacheDiskReserveBytes: s.cacheDiskReserve,
@@ -311,6 +314,7 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     pool: c.pool,
     slots: c.slots,
     queue_depth: c.queueDepth,
+    queue_wait_limit_s: c.queueWaitLimitSeconds,
     cache_dir: c.cacheDir,
     cache_budget_bytes: c.cacheBudgetBytes,
     cache_disk_reserve_bytes: c.cacheDiskReserveBytes,

@@ -19,6 +19,7 @@
 //   CacheFullError / download failure        → failed, retryable=true  — machine-side; another machine may have room
 //   InvalidLoraError (malformed claim data)  → failed, retryable=false — another attempt gets the same data
 //   agent shutting down (drain grace over)   → failed, handback=true   — "agent shutting down", re-routed elsewhere
+//   queued past QUEUE_WAIT_LIMIT_SECONDS     → failed, handback=true   — not started in time here (queue-wait.ts)
 //   cancelled by the control plane / stale   → nothing reported (the job is cancelled or belongs to another epoch)
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,6 +35,7 @@ import type { JobOutput } from '../../contract/outputs.js';
 import { RunReporter, type StopKind } from './reporter.js';
 import { RunTrace } from './run-trace.js';
 import type { RunSlots } from './run-slots.js';
+import { takeRunSlot, type QueueWaitLimit } from './queue-wait.js';
 
 export type RunPhase = 'claiming' | 'preparing' | 'running' | 'reporting' | 'done';
 export type CancelKind = 'server' | 'stale' | 'shutdown';
@@ -61,6 +63,8 @@ export interface RunEnvironment {
   markUnhealthy?(reason: string): void;
   /** With queued dispatches (QUEUE_DEPTH > 0): a run waits here, LoRAs ready, for one of the SLOTS (run-slots.ts). */
   runSlots?: RunSlots;
+  /** With queued dispatches: how long a run may wait for a slot, from its claim, before it is handed back. */
+  queueWait?: QueueWaitLimit;
 }
 
 /** How a run ended, for the agent's bookkeeping and tests. */
@@ -84,6 +88,8 @@ export class JobRun {
   private lockLost = false;
   private outputs: JobOutput[] = [];
   private renewFailures = 0;
+  /** Set when the run hands its job back instead of running it (waited too long for a run slot). */
+  private handBackReason: string | undefined;
   private readonly log: Logger;
 
   constructor(
@@ -141,6 +147,7 @@ export class JobRun {
         return { kind: 'dropped', why: claimAnswer.message };
       }
       const claim = claimAnswer.value;
+      const claimedAtMs = Date.now();
       this.log.info({ attempt: claim.attempt, loras: claim.loras.length, service: claim.service_required }, 'claimed');
 
       const reporter = new RunReporter({
@@ -168,7 +175,16 @@ export class JobRun {
 
       // 3. a run slot (queued dispatches wait here, their LoRAs downloaded), then started + executor
       if (acquired && !this.cancelKind && this.env.runSlots) {
-        releaseSlot = await this.env.runSlots.take(this.abort.signal).catch(() => undefined);
+        const slot = await takeRunSlot(this.env.runSlots, this.abort.signal, this.env.queueWait?.limitMs(), claimedAtMs);
+        releaseSlot = slot.release;
+        if (slot.waitedTooLong && !this.cancelKind) {
+          this.handBackReason = slot.waitedTooLong;
+          this.log.info({ reason: slot.waitedTooLong }, 'queued too long; handing the job back');
+          reporter.line('agent', `[agent] ${slot.waitedTooLong}`);
+          outcome = { status: 'cancelled', reason: slot.waitedTooLong, forced: false };
+          acquired.release(); // it will not run here: its LoRAs are evictable again at once
+          acquired = undefined;
+        }
       }
       if (acquired && !this.cancelKind) {
         const started = await this.sendStarted(acquired);
@@ -196,7 +212,9 @@ export class JobRun {
           { log: (stream, line) => reporter.line(stream, line), progress: (p, m) => reporter.progress(p, m) },
         );
         if (this.cancelKind) this.execution.cancel(this.cancelReason); // cancelled while starting
+        const execStartMs = Date.now();
         outcome = await this.execution.done;
+        if (outcome.status !== 'cancelled' && !this.cancelKind) this.env.queueWait?.observeRun(Date.now() - execStartMs);
         if (outcome.status === 'succeeded' && !this.cancelKind) outcome = await this.deliver(outputDir, reporter, outcome);
         this.log.info({ status: outcome.status, ...(outcome.status === 'failed' ? { reason: outcome.reason.slice(0, 300) } : {}) }, 'executor finished');
       }
@@ -401,9 +419,9 @@ export class JobRun {
         }
         return { type: 'failed', epoch: this.epoch, reason: o.reason.slice(0, 2000), retryable: o.retryable };
       case 'cancelled':
-        // Only the agent itself cancels with something to report: it is shutting down, so hand the job back
-        // (the job did nothing wrong: no attempt is spent).
-        return { type: 'failed', epoch: this.epoch, reason: SHUTDOWN_REASON, retryable: true, handback: true };
+        // Only the agent itself cancels with something to report: it is shutting down, or the job waited too long
+        // for a run slot here; either way hand the job back (the job did nothing wrong: no attempt is spent).
+        return { type: 'failed', epoch: this.epoch, reason: this.handBackReason ?? SHUTDOWN_REASON, retryable: true, handback: true };
     }
   }
 

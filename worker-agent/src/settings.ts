@@ -54,6 +54,12 @@ export const SETTINGS = {
     default: '0',
     parse: z.coerce.number().int().min(0).max(8),
   },
+  queueWaitLimit: {
+    name: 'QUEUE_WAIT_LIMIT_SECONDS',
+    help: 'a queued dispatch not started this long after its claim is handed back to run elsewhere; auto = 2 × the mean of recent runs (≥ 10 s), 0 = never',
+    default: 'auto',
+    parse: z.union([z.literal('auto'), seconds(0, 86_400)], { error: () => 'must be auto or seconds from 0 (never) to 86400' }),
+  },
   cacheDir: { name: 'CACHE_DIR', help: 'LoRA cache directory', note: 'required, or $CACHE_DIRECTORY' },
   cacheBudget: { name: 'CACHE_BUDGET', help: 'cache size: bytes or 50GB / 300MB (binary units)', default: '50GB', parse: bytes },
   cacheTtlDays: { name: 'CACHE_TTL_DAYS', help: 'delete LoRAs unused this long', default: '7', parse: seconds(0.000001, 3650) },

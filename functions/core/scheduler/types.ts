@@ -64,6 +64,11 @@ export interface MachineState {
    * `expectedJobSeconds / slots` per slot. The control plane knows these instants (the jobs' assignment times).
    */
   busySinceMs?: readonly number[];
+  /**
+   * Optional, parallel to `busySinceMs`: each busy job's expected run time in seconds (the control plane learns it per
+   * `service_required`). Absent: every busy job is expected to run `SchedulerInput.expectedJobSeconds`.
+   */
+  busyRunSeconds?: readonly number[];
 }
 
 export interface SchedulerInput {

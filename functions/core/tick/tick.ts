@@ -11,7 +11,7 @@ import { acceptsWork, isLive, isReceiving, type MachineDoc } from '../machines/m
 import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
-import { learnedJobSeconds } from './run-time.js';
+import { expectedRunSeconds, learnedRunTimes } from './run-time.js';
 import { recordBacklog, tracePlacement } from './trace.js';
 import { recordWaitNotes } from './wait-notes.js';
 import { MAX_RUNNERS_UP } from '../../../contract/jobs.js';
@@ -42,6 +42,7 @@ export interface BusyRow {
   epoch: number;
   assigned_at: string | null;
   started_at: string | null;
+  service_required?: string;
 }
 
 export async function readPendingJobs(deps: CoreDeps, nowIso: string, limit = MAX_PENDING_PER_TICK): Promise<JobDoc[]> {
@@ -57,7 +58,7 @@ export async function readPendingJobs(deps: CoreDeps, nowIso: string, limit = MA
 export async function readBusyJobs(deps: CoreDeps): Promise<BusyRow[]> {
   const { resources } = await deps.jobs.items
     .query<BusyRow>(
-      `SELECT c.id, c.machine_id, c.status, c.epoch, c.assigned_at, c.started_at FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
+      `SELECT c.id, c.machine_id, c.status, c.epoch, c.assigned_at, c.started_at, c.service_required FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
     )
     .fetchAll();
   return resources;
@@ -83,9 +84,11 @@ export function toMachineState(
   nowMs: number,
   livenessSeconds: number,
   busySinceMs?: readonly number[],
+  busyRunSeconds?: readonly number[],
 ): MachineState {
   return {
     ...(busySinceMs?.length ? { busySinceMs } : {}),
+    ...(busySinceMs?.length && busyRunSeconds?.length === busySinceMs.length ? { busyRunSeconds } : {}),
     id: m.machine_id,
     pool: m.pool,
     slots: m.slots,
@@ -159,10 +162,10 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   const nowMs = deps.now();
   const { config } = deps;
   const { policy, weights } = schedulerSettings(config);
-  const [pendingDocs, snapshot, expectedJobSeconds] = await Promise.all([
+  const [pendingDocs, snapshot, runTimes] = await Promise.all([
     opts.jobs ?? readPendingJobs(deps, new Date(nowMs).toISOString()),
     opts.snapshot ?? readFleetSnapshot(deps),
-    learnedJobSeconds(deps),
+    learnedRunTimes(deps),
   ]);
   const { busy, ledgers } = snapshot;
   const machines = [...snapshot.machines];
@@ -172,12 +175,17 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   // When each busy slot's job got going (started, else assigned): the affinity delay rule estimates from these when
   // a full machine that caches a job's LoRAs frees a slot.
   const busySince = new Map<string, number[]>();
+  // ... and how long each is expected to run, learned per service_required (run-time.ts).
+  const busyRun = new Map<string, number[]>();
   for (const b of busy) {
     known.set(b.id, { status: b.status, machine_id: b.machine_id, epoch: b.epoch });
     if (!b.machine_id) continue;
     busyByMachine.set(b.machine_id, (busyByMachine.get(b.machine_id) ?? 0) + 1);
     const since = Date.parse(b.started_at ?? b.assigned_at ?? '');
-    if (Number.isFinite(since)) busySince.set(b.machine_id, [...(busySince.get(b.machine_id) ?? []), since]);
+    if (Number.isFinite(since)) {
+      busySince.set(b.machine_id, [...(busySince.get(b.machine_id) ?? []), since]);
+      busyRun.set(b.machine_id, [...(busyRun.get(b.machine_id) ?? []), expectedRunSeconds(runTimes, b.service_required)]);
+    }
   }
   for (const p of pendingDocs) known.set(p.id, { status: p.status, machine_id: p.machine_id, epoch: p.epoch });
 
@@ -185,7 +193,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   const states = machines.map((m) => {
     // Busy = the most conservative of: jobs assigned/running here, ledger holders, jobs the agent still runs.
     const n = Math.max(busyByMachine.get(m.machine_id) ?? 0, countBusyHolders(ledgers.get(m.machine_id), m.machine_id, known, nowMs), m.running_jobs.length);
-    return toMachineState(m, n, nowMs, config.machineLivenessSeconds, busySince.get(m.machine_id));
+    return toMachineState(m, n, nowMs, config.machineLivenessSeconds, busySince.get(m.machine_id), busyRun.get(m.machine_id));
   });
 
   const result = schedule({
@@ -194,7 +202,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     machines: states,
     policy,
     weights,
-    expectedJobSeconds,
+    expectedJobSeconds: runTimes.fleetSeconds,
     runnersUp: MAX_RUNNERS_UP,
   });
 
@@ -247,7 +255,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
           return;
         }
         out.assigned++;
-        snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, started_at: null });
+        snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, started_at: null, service_required: stored.service_required });
         await tracePlacement(doc, stored, a, async (traceparent) => {
           try {
             await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch, ...(traceparent ? { traceparent } : {}) });
