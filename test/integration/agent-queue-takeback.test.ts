@@ -126,7 +126,9 @@ describe('a. a queued job taken back from a dead machine (SIGKILL)', () => {
 describe('b. a queued job that waits too long is handed back by its agent', () => {
   it('is re-placed on another machine without spending an attempt and runs once; the job ahead is untouched', async () => {
     const trace = join(traceDir, 'slow.log');
-    const a = await queuedMachine('qtb-slow-a', 'qslow', '5');
+    // The bound leaves the test time to see the job queued on A before it is handed back (a loaded box polls slowly;
+    // once handed back, A is avoided and the job would wait for B instead of showing up queued on A again).
+    const a = await queuedMachine('qtb-slow-a', 'qslow', '15');
     // Machine B is up from the start (an agent takes a while to start on a busy box) but drained by an admin, so both
     // jobs go to A; it is undrained once the second job is queued there.
     const b = await fleet.add('qtb-slow-b', { pool: 'qslow', slots: 1 });
@@ -135,8 +137,8 @@ describe('b. a queued job that waits too long is handed back by its agent', () =
       uploadUserLora(t, user, TENANT, makeSafetensors({ dataBytes: 256 * 1024, seed: 61 }), 'slow-1.safetensors'),
       uploadUserLora(t, user, TENANT, makeSafetensors({ dataBytes: 384 * 1024, seed: 62 }), 'slow-2.safetensors'),
     ]);
-    // The run ahead overruns (30 s against a 5 s bound), so the queued job is not started within the bound.
-    const ahead = await submitJob(user, { pool: 'qslow', user: [l1.key], payload: { sleep_ms: 30_000, trace_file: trace } });
+    // The run ahead overruns (45 s against a 15 s bound), so the queued job is not started within the bound.
+    const ahead = await submitJob(user, { pool: 'qslow', user: [l1.key], payload: { sleep_ms: 45_000, trace_file: trace } });
     await until('the first job started on A', async () => (readTrace(trace).some((l) => l.job === ahead && l.what === 'start') ? true : undefined), 60_000);
     const queued = await submitJob(user, { pool: 'qslow', user: [l2.key], payload: { sleep_ms: 200, trace_file: trace } });
     const before = await queuedOn(a, queued, l2.key, trace);
