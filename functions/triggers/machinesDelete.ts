@@ -6,6 +6,7 @@ import { z } from '../../contract/zod.js';
 import { errorContent, json, jsonContent, parseParam, route } from '../core/http.js';
 import { coreDeps } from '../core/deps.js';
 import { deleteMachine } from '../core/machines/admin.js';
+import { forgetFleetView } from '../core/tick/placement.js';
 import { describeRoute } from '../core/openapi.js';
 
 describeRoute({
@@ -24,7 +25,9 @@ app.http('machinesDelete', {
   handler: route({
     auth: ['admin'],
     handler: async ({ params, services }) => {
-      await deleteMachine(coreDeps(services), parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`));
+      const deps = coreDeps(services);
+      await deleteMachine(deps, parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`));
+      forgetFleetView(deps); // intake's cached view still shows the machine
       return json(200, { success: true });
     },
   }),

@@ -6,6 +6,7 @@ import { z } from '../../contract/zod.js';
 import { errorContent, json, jsonContent, parseParam, route } from '../core/http.js';
 import { coreDeps } from '../core/deps.js';
 import { setAdminDrained } from '../core/machines/admin.js';
+import { forgetFleetView } from '../core/tick/placement.js';
 import { describeRoute } from '../core/openapi.js';
 
 describeRoute({
@@ -23,7 +24,9 @@ app.http('machinesDrain', {
   handler: route({
     auth: ['admin'],
     handler: async ({ params, services }) => {
-      const doc = await setAdminDrained(coreDeps(services), parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`), true);
+      const deps = coreDeps(services);
+      const doc = await setAdminDrained(deps, parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`), true);
+      forgetFleetView(deps); // intake's cached view still shows the machine open
       return json(200, { machine_id: doc.machine_id, admin_drained: doc.admin_drained ?? false });
     },
   }),

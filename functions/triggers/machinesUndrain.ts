@@ -6,6 +6,7 @@ import { z } from '../../contract/zod.js';
 import { errorContent, json, jsonContent, parseParam, route } from '../core/http.js';
 import { coreDeps } from '../core/deps.js';
 import { setAdminDrained } from '../core/machines/admin.js';
+import { placeAfterSlotFreed } from '../core/tick/placement.js';
 import { describeRoute } from '../core/openapi.js';
 
 describeRoute({
@@ -23,7 +24,9 @@ app.http('machinesUndrain', {
   handler: route({
     auth: ['admin'],
     handler: async ({ params, services }) => {
-      const doc = await setAdminDrained(coreDeps(services), parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`), false);
+      const deps = coreDeps(services);
+      const doc = await setAdminDrained(deps, parseParam(machineIdSchema, params.id, `machine ${params.id ?? ''}`), false);
+      await placeAfterSlotFreed(deps, doc.machine_id); // back in service: jobs waiting for it start now, not at a tick
       return json(200, { machine_id: doc.machine_id, admin_drained: doc.admin_drained ?? false });
     },
   }),

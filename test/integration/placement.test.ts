@@ -94,4 +94,18 @@ describe('placement on events (no timer runs)', () => {
     expect(await getJob(user, waiting.job_id)).toMatchObject({ status: 'assigned', machine_id: m.id, epoch: 1 });
     expect(await m.drain()).toEqual([{ job_id: waiting.job_id, epoch: 1 }]);
   });
+
+  it('an admin drain is seen by the next intake at once, and an undrain places what waited', async () => {
+    const user = await t.as(`zoe-${suffix()}`);
+    const pool = `evpool${suffix()}`;
+    const m = await machine(pool, 4);
+    await m.beat();
+    const first = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool)); // caches the fleet view
+    expect(first.status).toBe('assigned');
+    await admin.post(`machines/${m.id}/drain`);
+    const second = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    expect(second.status).toBe('pending'); // planned from the cached view it would go to m (3 free slots)
+    await admin.post(`machines/${m.id}/undrain`); // no tick runs here: only the undrain can place it
+    expect(await getJob(user, second.job_id)).toMatchObject({ status: 'assigned', machine_id: m.id });
+  });
 });

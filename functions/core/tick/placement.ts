@@ -52,6 +52,17 @@ const remember = (deps: CoreDeps) => (s: FleetSnapshot) => {
   if (!hit || hit.readAtMs <= s.readAtMs) cached.set(deps.machines, s);
 };
 
+/**
+ * A machine left service (a heartbeat said so, an admin drained or deleted it): intake must not plan from a view read
+ * before now, or the machine would get work it must not take. Other instances' views are at most SNAPSHOT_TTL_MS old;
+ * the reaper re-routes what they send meanwhile.
+ */
+export function forgetFleetView(deps: CoreDeps): void {
+  outOfServiceAt.set(deps.machines, deps.now());
+  cached.delete(deps.machines);
+  reading.delete(deps.machines); // a read already in flight may predate this change
+}
+
 /** Whether event placement is on (PLACEMENT_ON_EVENTS, default true). */
 export const placementOnEvents = (deps: CoreDeps): boolean => deps.config.placementOnEvents;
 
@@ -94,13 +105,7 @@ export function enteredService(before: MachineDoc, after: MachineDoc, nowMs: num
 }
 
 export async function placeIfSlotFreed(deps: CoreDeps, before: MachineDoc, after: MachineDoc): Promise<void> {
-  // Intake must not plan from a view older than this heartbeat: the machine would get work it cannot take. (Other
-  // instances' cached views are at most SNAPSHOT_TTL_MS old; the reaper re-routes what they send meanwhile.)
-  if (leftService(before, after)) {
-    outOfServiceAt.set(deps.machines, deps.now());
-    cached.delete(deps.machines);
-    reading.delete(deps.machines); // a read already in flight may predate this beat
-  }
+  if (leftService(before, after)) forgetFleetView(deps);
   if (freedSlot(before, after) || enteredService(before, after, deps.now(), deps.config.machineLivenessSeconds)) {
     await placeAfterSlotFreed(deps, after.machine_id);
   }
