@@ -8,8 +8,8 @@ export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 const HOUR_MS = 60 * 60 * 1000;
 
-export type WorkloadName = 'W0' | 'W1' | 'W2' | 'D1' | 'D2';
-export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2', 'D1', 'D2'];
+export type WorkloadName = 'W0' | 'W1' | 'W2' | 'D1' | 'D2' | 'P1';
+export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2', 'D1', 'D2', 'P1'];
 
 export interface WorkloadSpec {
   name: string;
@@ -56,6 +56,11 @@ export interface WorkloadSpec {
    * its slots are busy and runs them, first downloaded first, as slots free. Absent = 0 (the design before).
    */
   queueDepth?: number;
+  /**
+   * Pools (cross-pool overflow, issue 14): the machines in order, `machines` to each pool, and each pool's share of
+   * the jobs. Absent = one pool, `default`.
+   */
+  pools?: readonly { name: string; machines: number; jobShare: number }[];
 }
 
 const W1: WorkloadSpec = {
@@ -128,6 +133,20 @@ export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadSpec>> = {
     runMedianMs: 30_000,
     utilisation: 0.6,
   },
+  // Two pools, one overloaded (cross-pool overflow, issue 14): pool a gets 55 % of the jobs on a third of the machines.
+  P1: {
+    ...W1,
+    name: 'P1',
+    description:
+      'W1 fleet and catalogue split in two pools: a = 8 machines × 2 slots taking 55 % of the jobs (about 99 % slot ' +
+      'utilisation by run time alone, so over capacity once downloads count), b = 16 machines × 2 slots taking 45 % ' +
+      '(about 41 %); 60 % utilisation fleet-wide; 24 h',
+    utilisation: 0.6,
+    pools: [
+      { name: 'a', machines: 8, jobShare: 0.55 },
+      { name: 'b', machines: 16, jobShare: 0.45 },
+    ],
+  },
   D2: {
     ...W1,
     name: 'D2',
@@ -167,6 +186,8 @@ export interface SimJobSpec {
   arrivalMs: number;
   runMs: number;
   loras: SimLora[];
+  /** The job's pool (`spec.pools`); absent = `default`. */
+  pool?: string;
 }
 
 export interface GeneratedWorkload {
@@ -212,6 +233,7 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
   const rArrival = stream(2);
   const rChoice = stream(3);
   const rRun = stream(4);
+  const rPool = stream(5);
 
   const loras: SimLora[] = [];
   const total = spec.userLoras + spec.sharedLoras;
@@ -253,7 +275,8 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
     }
     const runMs = spec.runMedianMs * Math.exp(spec.runSigma * normal(rRun));
     const index = jobs.length;
-    jobs.push({ index, id: paddedId('job', index), arrivalMs: t, runMs, loras: chosen });
+    const pool = spec.pools ? poolOf(spec.pools, rPool()) : undefined;
+    jobs.push({ index, id: paddedId('job', index), arrivalMs: t, runMs, loras: chosen, ...(pool ? { pool } : {}) });
   }
   const catalogueBytes = loras.reduce((s, l) => s + l.sizeBytes, 0);
   return {
@@ -266,6 +289,27 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
     meanLoraBytes: catalogueBytes / total,
     catalogueBytes,
   };
+}
+
+/** The pool whose cumulative job share first exceeds `u` (uniform in [0, 1)). */
+function poolOf(pools: NonNullable<WorkloadSpec['pools']>, u: number): string {
+  let acc = 0;
+  for (const p of pools) {
+    acc += p.jobShare;
+    if (u < acc) return p.name;
+  }
+  return pools[pools.length - 1]!.name;
+}
+
+/** The pool of machine `i` (in `spec.pools` order), or `default`. */
+export function machinePool(spec: WorkloadSpec, i: number): string {
+  if (!spec.pools) return 'default';
+  let end = 0;
+  for (const p of spec.pools) {
+    end += p.machines;
+    if (i < end) return p.name;
+  }
+  return spec.pools[spec.pools.length - 1]!.name;
 }
 
 /** Rejects specs the simulated agent cannot serve (a full machine must always be able to make room for a job). */
@@ -288,6 +332,10 @@ export function validateSpec(spec: WorkloadSpec): void {
   const worstInUse = (spec.slotsPerMachine + depth) * spec.lorasPerJob[1] * spec.sizeMaxBytes;
   if (worstInUse > spec.cacheBudgetBytes) {
     problems.push(`cache budget ${spec.cacheBudgetBytes} B < (slots + queue depth) × max LoRAs per job × max size = ${worstInUse} B`);
+  }
+  if (spec.pools) {
+    if (spec.pools.reduce((n, p) => n + p.machines, 0) !== spec.machines) problems.push('pools must share out exactly `machines`');
+    if (Math.abs(spec.pools.reduce((n, p) => n + p.jobShare, 0) - 1) > 1e-9) problems.push('pool job shares must sum to 1');
   }
   if (problems.length > 0) throw new Error(`Invalid workload ${spec.name}: ${problems.join('; ')}`);
 }

@@ -40,8 +40,8 @@ export interface PoolView {
   estimated_wait_seconds: number | null;
 }
 
-/** Mean run time (claim → success) of jobs that succeeded in the last hour, per pool. */
-async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
+/** Mean run time (claim → success) of jobs that succeeded in the last hour, per pool (GET /api/pools, the overflow). */
+export async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
   const since = new Date(deps.now() - 3600_000).toISOString();
   const { resources } = await deps.jobs.items
     .query<{ pool: string; started_at: string | null; finished_at: string | null }>({

@@ -41,8 +41,9 @@ export function pendingByPoolOf(jobs: readonly PendingJob[]): Map<string, number
 
 /**
  * Widens the home pass's waiting jobs to their overflow pools (see the file comment). `pendingByPool`: pending jobs per
- * pool for the wait estimate (all of them, not only the pass's: intake places one job). Returns the home result with
- * the overflow assignments added (each with its `overflow` note) and those jobs no longer unassigned.
+ * pool for the wait estimate (all of them, not only the pass's: intake places one job). `runSecondsOf`: a pool's mean
+ * run time (the control plane passes GET /api/pools' own; default `input.expectedJobSeconds`). Returns the home result
+ * with the overflow assignments added (each with its `overflow` note) and those jobs no longer unassigned.
  */
 export function widenToOverflowPools(
   input: SchedulerInput,
@@ -50,16 +51,16 @@ export function widenToOverflowPools(
   overflow: PoolOverflow,
   pendingByPool: ReadonlyMap<string, number>,
   extensions: SchedulerExtensions = {},
+  runSecondsOf: (pool: string) => number = () => input.expectedJobSeconds ?? DEFAULT_EXPECTED_JOB_SECONDS,
 ): ScheduleResult {
   const candidates = overflowCandidates(input, home, overflow);
   if (candidates.length === 0) return home;
   const loads = poolLoads(input.machines, pendingByPool);
-  const runSeconds = input.expectedJobSeconds ?? DEFAULT_EXPECTED_JOB_SECONDS;
   const waits = new Map<string, number | null>();
   const waitOf = (pool: string): number | null => {
     if (!waits.has(pool)) {
       const l = loads.get(pool);
-      waits.set(pool, l ? estimateWaitSeconds(l, runSeconds) : null);
+      waits.set(pool, l ? estimateWaitSeconds(l, runSecondsOf(pool)) : null);
     }
     return waits.get(pool)!;
   };

@@ -1,8 +1,12 @@
 // Cross-pool overflow in a control-plane pass (the scheduler core's overflow.ts over Cosmos). Off unless POOL_OVERFLOW
-// lists routes. The timer counts pending jobs per pool from the pending jobs it read; intake, which places the one
-// job it stored, counts the pools concerned (one COUNT query each) only when that job waits and its pool has a route.
+// lists routes. A pool's expected wait is GET /api/pools' estimate: the same function (scheduler/pool-wait.ts) over
+// the same machines, with the pool's own mean run time of the last hour (read at most once a minute per instance, and
+// only when a job of a routed pool waits). The timer counts pending jobs per pool from the pending jobs it read;
+// intake, which places the one job it stored, counts the pools concerned (one COUNT query each), again only then.
 import type { CoreDeps } from '../deps.js';
+import { recentRunSeconds } from '../machines/fleet.js';
 import {
+  DEFAULT_EXPECTED_JOB_SECONDS,
   overflowCandidates,
   overflowOn,
   pendingByPoolOf,
@@ -16,6 +20,18 @@ import {
 export function poolOverflowOf(config: CoreDeps['config']): PoolOverflow | null {
   const o = { routes: config.poolOverflow, thresholdSeconds: config.poolOverflowThresholdSeconds };
   return overflowOn(o) ? o : null;
+}
+
+/** How long an instance reuses the per-pool run times. */
+export const POOL_RUN_TIME_TTL_MS = 60_000;
+const runTimes = new WeakMap<object, { atMs: number; seconds: Map<string, number> }>();
+
+async function poolRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
+  const hit = runTimes.get(deps.jobs);
+  if (hit && deps.now() - hit.atMs < POOL_RUN_TIME_TTL_MS) return hit.seconds;
+  const seconds = await recentRunSeconds(deps);
+  runTimes.set(deps.jobs, { atMs: deps.now(), seconds });
+  return seconds;
 }
 
 async function countPending(deps: CoreDeps, pools: Iterable<string>): Promise<Map<string, number>> {
@@ -49,5 +65,6 @@ export async function withOverflow(deps: CoreDeps, input: SchedulerInput, home: 
     for (const j of candidates) for (const p of [j.pool, ...overflow.routes.get(j.pool)!]) pools.add(p);
     pending = await countPending(deps, pools);
   }
-  return widenToOverflowPools(input, home, overflow, pending);
+  const runSeconds = await poolRunSeconds(deps);
+  return widenToOverflowPools(input, home, overflow, pending, {}, (pool) => runSeconds.get(pool) ?? DEFAULT_EXPECTED_JOB_SECONDS);
 }
