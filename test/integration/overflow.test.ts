@@ -87,9 +87,17 @@ async function poolWaits(s: Setup): Promise<Record<string, number | null>> {
   return Object.fromEntries(pools.filter((p) => p.pool === A || p.pool === B).map((p) => [p.pool, p.estimated_wait_seconds]));
 }
 
-/** Both machines run nothing (a cancelled job of an earlier test has stopped). */
+/**
+ * Both machines run nothing: no active job on them, and their agents' last heartbeats list none (a cancelled job of an
+ * earlier test has stopped; until then the scheduler counts its slot busy, and would rightly overflow).
+ */
 async function idle(s: Setup): Promise<void> {
-  for (const id of [s.machineA, s.machineB]) await until(`${id} idle`, async () => (await machineView(s.admin, id)).running_jobs === 0, WAIT);
+  for (const id of [s.machineA, s.machineB]) {
+    await until(`${id} idle`, async () => {
+      const { resource } = await s.t.clients.cosmosContainers.machines.item(id, id).read<{ running_jobs: unknown[] }>();
+      return (await machineView(s.admin, id)).running_jobs === 0 && resource?.running_jobs.length === 0;
+    }, WAIT);
+  }
 }
 
 describe('cross-pool overflow on (POOL_OVERFLOW=A>B, threshold 30 s)', () => {
