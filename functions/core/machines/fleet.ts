@@ -40,12 +40,15 @@ export interface PoolView {
   estimated_wait_seconds: number | null;
 }
 
-/** Mean run time (claim → success) of jobs that succeeded in the last hour, per pool (GET /api/pools, the overflow). */
+/**
+ * Mean run time (claim → success) of jobs that succeeded in the last hour, per pool they ran in (GET /api/pools, the
+ * overflow): a job that overflowed counts for the pool whose machine ran it, not the one it was submitted to.
+ */
 export async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
   const since = new Date(deps.now() - 3600_000).toISOString();
   const { resources } = await deps.jobs.items
-    .query<{ pool: string; started_at: string | null; finished_at: string | null }>({
-      query: 'SELECT TOP 1000 c.pool, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
+    .query<{ pool: string; overflow?: { to_pool: string } | null; started_at: string | null; finished_at: string | null }>({
+      query: 'SELECT TOP 1000 c.pool, c.overflow, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
       parameters: [{ name: '@since', value: since }],
     })
     .fetchAll();
@@ -54,10 +57,11 @@ export async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, numb
     if (!r.started_at || !r.finished_at) continue;
     const s = (Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000;
     if (!(s >= 0)) continue;
-    const acc = sums.get(r.pool) ?? { total: 0, n: 0 };
+    const pool = r.overflow?.to_pool ?? r.pool;
+    const acc = sums.get(pool) ?? { total: 0, n: 0 };
     acc.total += s;
     acc.n++;
-    sums.set(r.pool, acc);
+    sums.set(pool, acc);
   }
   return new Map([...sums].map(([pool, { total, n }]) => [pool, total / n]));
 }
