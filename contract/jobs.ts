@@ -68,6 +68,21 @@ export const jobWaitSchema = z
   .openapi('JobWait');
 export type JobWait = z.infer<typeof jobWaitSchema>;
 
+/**
+ * Set when cross-pool overflow (POOL_OVERFLOW) placed the job outside its own pool: `from_pool`'s expected wait
+ * (null: no machine served it) was over `threshold_seconds`, `to_pool`'s was not.
+ */
+export const jobOverflowSchema = z
+  .object({
+    from_pool: z.string(),
+    to_pool: z.string(),
+    from_wait_seconds: z.number().nullable(),
+    to_wait_seconds: z.number(),
+    threshold_seconds: z.number(),
+  })
+  .openapi('JobOverflow');
+export type JobOverflow = z.infer<typeof jobOverflowSchema>;
+
 export const jobViewSchema = z
   .object({
     job_id: jobIdSchema,
@@ -84,6 +99,8 @@ export const jobViewSchema = z
     policy: z.string().nullable(),
     /** The best other machines of the pass that placed the job, best first (at most MAX_RUNNERS_UP). */
     runners_up: z.array(runnerUpSchema),
+    /** The last assignment's cross-pool overflow: where the job ran instead of `pool`, and why. null = in its own pool. */
+    overflow: jobOverflowSchema.nullable(),
     /** Why the job waited, oldest first (at most MAX_JOB_WAITS). None recorded = it never waited for more than a free slot. */
     waits: z.array(jobWaitSchema),
     cache: z.object({ hit_loras: z.array(z.string()), missing_loras: z.array(z.string()) }),

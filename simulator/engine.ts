@@ -21,7 +21,9 @@
 // - Entries unused for the TTL (7 days) are swept hourly. No LoRA is pinned in W0–W2 (see docs/simulator.md).
 import {
   schedule,
+  scheduleWithOverflow,
   type MachineState,
+  type PoolOverflow,
   type PendingJob,
   type SchedulerExtensions,
   type WeightOverrides,
@@ -29,7 +31,7 @@ import {
 import { DEFAULT_CACHE_TTL_MS } from '../worker-agent/src/cache/eviction.js';
 import { MemoryLruCache } from './memory-cache.js';
 import { EventKind, EventQueue } from './events.js';
-import type { GeneratedWorkload, SimJobSpec, SimLora } from './workloads.js';
+import { machinePool, type GeneratedWorkload, type SimJobSpec, type SimLora } from './workloads.js';
 
 const HOUR_MS = 60 * 60 * 1000;
 /** Simulated time 0 as the scheduler sees it (an integer epoch-ms, so job ages pack exactly). */
@@ -47,6 +49,8 @@ export interface EngineOptions {
   hooks?: EngineHooks;
   /** Pinned cache keys (never evicted). None in the standard workloads. */
   pinned?: readonly string[];
+  /** Cross-pool overflow (POOL_OVERFLOW), for workloads with pools: every pass runs through scheduleWithOverflow. */
+  overflow?: PoolOverflow;
 }
 
 /** Read-only view of a machine for hooks. */
@@ -120,6 +124,8 @@ export interface RunRecord {
   endMs_: number;
   /** Wall-clock ms spent inside schedule() (not deterministic; excluded from the metrics). */
   schedulerWallMs: number;
+  /** Jobs placed outside their own pool by cross-pool overflow. */
+  overflowed: number;
 }
 
 interface Download {
@@ -169,6 +175,7 @@ class SimMachine implements MachineView {
     /** This machine's first heartbeat. */
     private readonly phaseMs: number,
     pinned: readonly string[],
+    pool: string,
   ) {
     this.cache = new MemoryLruCache({ budgetBytes, pinned, clock: () => 0 });
     const live = heartbeatMs === 0;
@@ -176,7 +183,7 @@ class SimMachine implements MachineView {
     this.reportedShared = live ? this.completeShared : new Set();
     this.state = {
       id,
-      pool: 'default',
+      pool,
       slots,
       ...(queueDepth > 0 ? { queueDepth } : {}),
       busySlots: 0,
@@ -311,6 +318,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         spec.heartbeatMs,
         phase,
         options.pinned ?? [],
+        machinePool(spec, i),
       ),
     );
   }
@@ -340,11 +348,14 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     schedulerCalls: 0,
     endMs_: 0,
     schedulerWallMs: 0,
+    overflowed: 0,
   };
   const waiting = new Int32Array(n);
 
   const queue = new EventQueue();
   let pending: PendingJob[] = [];
+  /** Pending jobs per pool, for the overflow's wait estimate (intake's pass sees one job, the pool has more). */
+  const pendingByPool = new Map<string, number>();
   const pendingIndex = new Map<string, number>();
   let nextArrival = 0;
   let busyTotal = 0;
@@ -451,18 +462,18 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     if (jobs_.length > 0 && busyTotal < totalSlots) {
       for (const m of machines) m.syncReport(tMs);
       const t0 = performance.now();
-      const result = schedule(
-        {
-          nowMs: EPOCH_MS + tMs,
-          jobs: jobs_,
-          machines: states,
-          policy: options.policy,
-          ...(options.weights ? { weights: options.weights } : {}),
-          expectedJobSeconds: workload.meanRunSeconds,
-          defaultDownloadBytesPerSecond: spec.downloadBytesPerSecond,
-        },
-        options.extensions,
-      );
+      const input = {
+        nowMs: EPOCH_MS + tMs,
+        jobs: jobs_,
+        machines: states,
+        policy: options.policy,
+        ...(options.weights ? { weights: options.weights } : {}),
+        expectedJobSeconds: workload.meanRunSeconds,
+        defaultDownloadBytesPerSecond: spec.downloadBytesPerSecond,
+      };
+      const result = options.overflow
+        ? scheduleWithOverflow(input, options.overflow, pendingByPool, options.extensions)
+        : schedule(input, options.extensions);
       rec.schedulerWallMs += performance.now() - t0;
       rec.schedulerCalls++;
       if (result.assignments.length > 0) {
@@ -471,6 +482,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
           const m = machineById.get(a.machineId);
           if (j === undefined || m === undefined) return fail(`unknown assignment ${a.jobId} → ${a.machineId}`);
           pendingIndex.delete(a.jobId);
+          const pool = jobs[j]!.pool ?? 'default';
+          pendingByPool.set(pool, pendingByPool.get(pool)! - 1);
+          if (a.overflow) rec.overflowed++;
           assign(j, m, tMs, a.hitLoras.length, a.score);
         }
         pending = pending.filter((p) => pendingIndex.has(p.id));
@@ -524,13 +538,14 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         pending.push({
           id: job.id,
           tenantId: 'sim',
-          pool: 'default',
+          pool: job.pool ?? 'default',
           priority: 5,
           createdAtMs: EPOCH_MS + Math.floor(job.arrivalMs),
           attempt: 1,
           loras: job.loras.map((l) => l.ref),
         });
         pendingIndex.set(job.id, e.a);
+        pendingByPool.set(job.pool ?? 'default', (pendingByPool.get(job.pool ?? 'default') ?? 0) + 1);
         nextArrival = e.a + 1;
         // Placement on events: intake tries to place the new job at once (a pass over it alone).
         if (onEvents) place(e.t, [pending[pending.length - 1]!]);

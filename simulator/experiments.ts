@@ -6,17 +6,18 @@
 //   npm run build --silent && node dist/simulator/experiments.js backlog [--workload D1] [--hours 6]
 //   npm run build --silent && node dist/simulator/experiments.js queue   [--workload D1] [--hours 6] [--depths 0,1,2]
 //                                  [--variants "start=1;egress=5"] [--baselines true]
+//   npm run build --silent && node dist/simulator/experiments.js overflow [--workload P1] [--hours 6] [--thresholds 0,30,60]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { SchedulerExtensions, WeightOverrides } from '../functions/core/scheduler/index.js';
+import { parseOverflowRoutes, type PoolOverflow, type SchedulerExtensions, type WeightOverrides } from '../functions/core/scheduler/index.js';
 import { simulate } from './engine.js';
 import { EVICT, HIT_FIRST } from './extensions.js';
-import { summarize, type PolicyMetrics } from './metrics.js';
+import { quantile, summarize, type PolicyMetrics } from './metrics.js';
 import { formatTable, tableRows, type PolicyTiming } from './report.js';
 import { runPolicies, type PolicyRun } from './run.js';
-import { WORKLOADS, generateWorkload, type WorkloadName, type WorkloadSpec } from './workloads.js';
+import { WORKLOADS, generateWorkload, machinePool, type WorkloadName, type WorkloadSpec } from './workloads.js';
 
 type Variant = { label: string; weights: WeightOverrides; extensions?: SchedulerExtensions };
 
@@ -122,6 +123,66 @@ function backlogTable(spec: WorkloadSpec, seed: number, variants: BacklogVariant
   return rows;
 }
 
+type OverflowVariant = [label: string, policy: string, overflow: PoolOverflow | undefined];
+
+/**
+ * Cross-pool overflow on a workload with pools: start p50/p95/p99 over all jobs and per home pool, jobs overflowed,
+ * × bound, the largest backlog. One row per (policy, overflow setting).
+ */
+function overflowTable(spec: WorkloadSpec, seed: number, variants: OverflowVariant[]): unknown[] {
+  const workload = generateWorkload(spec, seed);
+  const pools = (spec.pools ?? [{ name: 'default' }]).map((p) => p.name);
+  process.stdout.write(
+    `\n${spec.name} (${spec.hours} h, seed ${seed}, ${workload.jobs.length} jobs): start p50/p95/p99 s (all), p95/p99 per home pool ` +
+      `(${pools.join(', ')}), share of jobs overflowed, × bound, max backlog, share of a's jobs run in b\n`,
+  );
+  const rows: unknown[] = [];
+  for (const [label, policy, overflow] of variants) {
+    const t0 = Date.now();
+    const rec = simulate(workload, { policy, ...(overflow ? { overflow } : {}) });
+    const m = summarize(workload, rec);
+    const r1 = (x: number) => Math.round(x * 10) / 10;
+    const perPool: Record<string, { p95: number; p99: number; jobs: number; ranElsewhere: number }> = {};
+    for (const pool of pools) {
+      const lat: number[] = [];
+      let elsewhere = 0;
+      for (let j = 0; j < rec.jobs; j++) {
+        if ((workload.jobs[j]!.pool ?? 'default') !== pool) continue;
+        lat.push(rec.startMs[j]! - rec.arrivalMs[j]!);
+        if (machinePool(spec, rec.machineOf[j]!) !== pool) elsewhere++;
+      }
+      lat.sort((a, b) => a - b);
+      perPool[pool] = { p95: r1(quantile(lat, 0.95) / 1000), p99: r1(quantile(lat, 0.99) / 1000), jobs: lat.length, ranElsewhere: elsewhere };
+    }
+    const events: [number, number][] = [];
+    for (let j = 0; j < rec.jobs; j++) events.push([rec.arrivalMs[j]!, 1], [rec.startMs[j]!, -1]);
+    events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let cur = 0;
+    let maxBacklog = 0;
+    for (const [, d] of events) {
+      cur += d;
+      if (cur > maxBacklog) maxBacklog = cur;
+    }
+    const row = {
+      label,
+      p50: r1(m.startLatency.p50),
+      p95: r1(m.startLatency.p95),
+      p99: r1(m.startLatency.p99),
+      perPool,
+      overflowed: rec.overflowed,
+      overflowedShare: rec.overflowed / rec.jobs,
+      xBound: m.bytesRatio,
+      maxBacklog,
+    };
+    rows.push(row);
+    const poolCells = pools.map((p) => `${perPool[p]!.p95} / ${perPool[p]!.p99}`).join(' | ');
+    process.stdout.write(
+      `| ${label} | ${row.p50} | ${row.p95} | ${row.p99} | ${poolCells} | ${(100 * row.overflowedShare).toFixed(1)} % | ${row.xBound.toFixed(2)} | ${maxBacklog} |  (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`,
+    );
+  }
+  return rows;
+}
+
 function options(argv: string[]) {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -133,6 +194,8 @@ function options(argv: string[]) {
       variants: { type: 'string' },
       depths: { type: 'string' },
       baselines: { type: 'string' },
+      thresholds: { type: 'string' },
+      routes: { type: 'string' },
       out: { type: 'string', default: 'simulator/out' },
     },
   });
@@ -263,8 +326,21 @@ function main(argv: string[]): void {
       results.push({ title: `queue ${spec.name}`, metrics: rows as PolicyMetrics[], timing: [] });
       break;
     }
+    case 'overflow': {
+      // Cross-pool overflow (POOL_OVERFLOW) on a workload with pools: off vs on (threshold in seconds), per policy.
+      const routes = parseOverflowRoutes(values.routes ?? 'a>b;b>a');
+      const thresholds = (values.thresholds ?? '30').split(',').map(Number);
+      const variants: OverflowVariant[] = [];
+      for (const policy of ['fifo', 'adr010', 'affinity']) {
+        variants.push([`${policy} off`, policy, undefined]);
+        for (const t of thresholds) variants.push([`${policy} overflow ${t} s`, policy, { routes, thresholdSeconds: t }]);
+      }
+      rows.push(...overflowTable(spec, seed, variants));
+      results.push({ title: `overflow ${spec.name}`, metrics: rows as PolicyMetrics[], timing: [] });
+      break;
+    }
     default:
-      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check | backlog | queue)`);
+      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check | backlog | queue | overflow)`);
   }
   const outDir = resolve(process.cwd(), values.out);
   mkdirSync(outDir, { recursive: true });

@@ -8,8 +8,8 @@ export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 const HOUR_MS = 60 * 60 * 1000;
 
-export type WorkloadName = 'W0' | 'W1' | 'W2' | 'D1' | 'D2' | 'S1';
-export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2', 'D1', 'D2', 'S1'];
+export type WorkloadName = 'W0' | 'W1' | 'W2' | 'D1' | 'D2' | 'S1' | 'P1';
+export const workloadNames: readonly WorkloadName[] = ['W0', 'W1', 'W2', 'D1', 'D2', 'S1', 'P1'];
 
 /** A kind of job (`service_required`) with its own run-time law (log-normal, the workload's `runSigma`). */
 export interface ServiceSpec {
@@ -71,6 +71,11 @@ export interface WorkloadSpec {
    * as the tick learns it per service_required; the default) or the fleet's mean ('fleet', the design before).
    */
   runTimeEstimate?: 'service' | 'fleet';
+  /**
+   * Pools (cross-pool overflow, issue 14): the machines in order, `machines` to each pool, and each pool's share of
+   * the jobs. Absent = one pool, `default`.
+   */
+  pools?: readonly { name: string; machines: number; jobShare: number }[];
 }
 
 const W1: WorkloadSpec = {
@@ -143,6 +148,20 @@ export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadSpec>> = {
     runMedianMs: 30_000,
     utilisation: 0.6,
   },
+  // Two pools, one overloaded (cross-pool overflow, issue 14): pool a gets 55 % of the jobs on a third of the machines.
+  P1: {
+    ...W1,
+    name: 'P1',
+    description:
+      'W1 fleet and catalogue split in two pools: a = 8 machines × 2 slots taking 55 % of the jobs (about 99 % slot ' +
+      'utilisation by run time alone, so over capacity once downloads count), b = 16 machines × 2 slots taking 45 % ' +
+      '(about 41 %); 60 % utilisation fleet-wide; 24 h',
+    utilisation: 0.6,
+    pools: [
+      { name: 'a', machines: 8, jobShare: 0.55 },
+      { name: 'b', machines: 16, jobShare: 0.45 },
+    ],
+  },
   D2: {
     ...W1,
     name: 'D2',
@@ -211,6 +230,8 @@ export interface SimJobSpec {
   /** service_required ('default' in one-service workloads). */
   service: string;
   loras: SimLora[];
+  /** The job's pool (`spec.pools`); absent = `default`. */
+  pool?: string;
 }
 
 export interface GeneratedWorkload {
@@ -258,7 +279,10 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
   const rArrival = stream(2);
   const rChoice = stream(3);
   const rRun = stream(4);
+  // Streams are independent per k. No workload has both services and pools; one that does must give rPool a new k
+  // (the S1 and P1 tables were measured with these).
   const rService = stream(5);
+  const rPool = stream(5);
 
   const loras: SimLora[] = [];
   const total = spec.userLoras + spec.sharedLoras;
@@ -310,7 +334,8 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
     }
     const runMs = service.runMedianMs * Math.exp(spec.runSigma * normal(rRun));
     const index = jobs.length;
-    jobs.push({ index, id: paddedId('job', index), arrivalMs: t, runMs, service: service.name, loras: chosen });
+    const pool = spec.pools ? poolOf(spec.pools, rPool()) : undefined;
+    jobs.push({ index, id: paddedId('job', index), arrivalMs: t, runMs, service: service.name, loras: chosen, ...(pool ? { pool } : {}) });
   }
   const catalogueBytes = loras.reduce((s, l) => s + l.sizeBytes, 0);
   return {
@@ -324,6 +349,27 @@ export function generateWorkload(spec: WorkloadSpec, seed: number): GeneratedWor
     meanLoraBytes: catalogueBytes / total,
     catalogueBytes,
   };
+}
+
+/** The pool whose cumulative job share first exceeds `u` (uniform in [0, 1)). */
+function poolOf(pools: NonNullable<WorkloadSpec['pools']>, u: number): string {
+  let acc = 0;
+  for (const p of pools) {
+    acc += p.jobShare;
+    if (u < acc) return p.name;
+  }
+  return pools[pools.length - 1]!.name;
+}
+
+/** The pool of machine `i` (in `spec.pools` order), or `default`. */
+export function machinePool(spec: WorkloadSpec, i: number): string {
+  if (!spec.pools) return 'default';
+  let end = 0;
+  for (const p of spec.pools) {
+    end += p.machines;
+    if (i < end) return p.name;
+  }
+  return spec.pools[spec.pools.length - 1]!.name;
 }
 
 /** Rejects specs the simulated agent cannot serve (a full machine must always be able to make room for a job). */
@@ -346,6 +392,10 @@ export function validateSpec(spec: WorkloadSpec): void {
   const worstInUse = (spec.slotsPerMachine + depth) * spec.lorasPerJob[1] * spec.sizeMaxBytes;
   if (worstInUse > spec.cacheBudgetBytes) {
     problems.push(`cache budget ${spec.cacheBudgetBytes} B < (slots + queue depth) × max LoRAs per job × max size = ${worstInUse} B`);
+  }
+  if (spec.pools) {
+    if (spec.pools.reduce((n, p) => n + p.machines, 0) !== spec.machines) problems.push('pools must share out exactly `machines`');
+    if (Math.abs(spec.pools.reduce((n, p) => n + p.jobShare, 0) - 1) > 1e-9) problems.push('pool job shares must sum to 1');
   }
   if (problems.length > 0) throw new Error(`Invalid workload ${spec.name}: ${problems.join('; ')}`);
 }

@@ -7,7 +7,7 @@ import { ago, describeMachine } from './machines.js';
 const base: JobView = {
   job_id: 'job_x', status: 'assigned', service_required: 's', pool: 'standard', priority: 5, requirements: { loras: [] },
   machine_id: 'gpu-1', attempt: 1, epoch: 2, affinity_score: 3.14159265, score_breakdown: { affinity: 2.999999, load: -0.25, hrw: 0.3916 },
-  policy: 'affinity', runners_up: [], waits: [], cache: { hit_loras: ['lora_a'], missing_loras: ['b.safetensors'] }, error: null, result: null,
+  policy: 'affinity', runners_up: [], overflow: null, waits: [], cache: { hit_loras: ['lora_a'], missing_loras: ['b.safetensors'] }, error: null, result: null,
   outputs: [], outputs_expire_at: null,
   created_at: '2026-01-01T00:00:00Z', assigned_at: null, started_at: null, finished_at: null, not_before: null,
 };
@@ -19,6 +19,15 @@ describe('job --explain', () => {
     expect(lines[2]).toBe('  score parts: affinity 3.00, hrw 0.39, load -0.25');
     expect(lines[3]).toMatch(/already there: lora_a; fetched: b\.safetensors/);
     expect(round2(0.005)).toBe('0.01');
+  });
+
+  it('says where an overflowed job ran instead of its pool, and why', () => {
+    const lines = explainJob({ ...base, pool: 'gpu-a', overflow: { from_pool: 'gpu-a', to_pool: 'gpu-b', from_wait_seconds: 42, to_wait_seconds: 0, threshold_seconds: 30 } }, 0);
+    expect(lines[0]).toMatch(/pool gpu-a/);
+    expect(lines[2]).toBe("  overflowed from pool gpu-a to gpu-b: gpu-a's expected wait 42 s > threshold 30 s (gpu-b's expected wait 0 s)");
+    const noMachine = explainJob({ ...base, overflow: { from_pool: 'gpu-a', to_pool: 'gpu-b', from_wait_seconds: null, to_wait_seconds: 12, threshold_seconds: 30 } }, 0);
+    expect(noMachine[2]).toBe("  overflowed from pool gpu-a to gpu-b: no machine of gpu-a could take it (gpu-b's expected wait 12 s)");
+    expect(explainJob(base, 0).join('\n')).not.toMatch(/overflowed/);
   });
 
   it('lists the runners-up with their score parts, and how long the job queued', () => {

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { describeOverflow } from '../../contract/job-overflow.js';
 import type { JobEvent, JobStatus, JobView, LoraRequirement, WaitReason } from '../../contract/jobs.js';
 import { ApiRequestError, type ApiClient } from '../../api-client/index.js';
 import type { CliContext } from '../index.js';
@@ -221,6 +222,7 @@ export function explainJob(j: JobView, nowMs: number): string[] {
       .join(', ');
   if (j.machine_id) {
     out.push(`placed on ${j.machine_id} by ${j.policy ?? '?'}${j.affinity_score === null ? '' : ` with score ${round2(j.affinity_score)}`}`);
+    if (j.overflow) out.push(`  ${describeOverflow(j.overflow)}`);
     if (Object.keys(j.score_breakdown ?? {}).length) out.push(`  score parts: ${parts(j.score_breakdown)}`);
     out.push(`  LoRAs already there: ${j.cache.hit_loras.join(', ') || '-'}; fetched: ${j.cache.missing_loras.join(', ') || '-'}`);
     const runnersUp = j.runners_up ?? [];

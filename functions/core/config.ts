@@ -1,6 +1,7 @@
 // One typed, validated view of the app settings. Read once per process; a bad or missing setting stops startup
 // with a message that names it. Identity-based connections in Azure, connection strings only in local mode.
 import { z } from 'zod';
+import { overflowRoutesSetting } from './scheduler/overflow-config.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -54,6 +55,8 @@ export const SETTINGS = {
   reaperSchedule: 'REAPER_SCHEDULE',
   schedulerWeights: 'SCHEDULER_WEIGHTS',
   placementOnEvents: 'PLACEMENT_ON_EVENTS',
+  poolOverflow: 'POOL_OVERFLOW',
+  poolOverflowThresholdSeconds: 'POOL_OVERFLOW_THRESHOLD_SECONDS',
   machineLivenessSeconds: 'MACHINE_LIVENESS_SECONDS',
   claimTimeoutSeconds: 'CLAIM_TIMEOUT_SECONDS',
   maxAttempts: 'JOB_MAX_ATTEMPTS',
@@ -113,6 +116,13 @@ const baseSchema = z.object({
     .enum(['true', 'false'], { message: 'must be "true" or "false"' })
     .default('true')
     .transform((v) => v === 'true'),
+  /**
+   * Cross-pool overflow (scheduler/overflow.ts): pool>targets routes (`gpu-a>gpu-b,gpu-c;gpu-b>gpu-a`) or the same as
+   * JSON (`{"gpu-a":["gpu-b","gpu-c"]}`). Unset = off: a job only ever runs in its own pool.
+   */
+  poolOverflow: overflowRoutesSetting,
+  /** A routed pool overflows when its expected wait (GET /api/pools) is over this; a target must be at or under it. */
+  poolOverflowThresholdSeconds: intSetting(0, 86_400).default(30),
   machineLivenessSeconds: intSetting(2, 600).default(10),
   claimTimeoutSeconds: intSetting(2, 3600).default(30),
   maxAttempts: intSetting(1, 20).default(3),

@@ -10,7 +10,7 @@
 // `epoch` is the fencing token: it moves on every time a job is handed to a machine or taken away from one, and a
 // machine may only claim or report for the epoch it was given.
 import { createHash } from 'node:crypto';
-import type { JobStatus, JobView, JobWait, LoraRequirement, RunnerUp } from '../../../contract/jobs.js';
+import type { JobOverflow, JobStatus, JobView, JobWait, LoraRequirement, RunnerUp } from '../../../contract/jobs.js';
 import type { JobOutput } from '../../../contract/outputs.js';
 
 export const ACTIVE_STATUSES = ['pending', 'assigned', 'running'] as const satisfies readonly JobStatus[];
@@ -60,6 +60,8 @@ export interface JobDoc {
   policy: string | null;
   /** Set with the assignment (same CAS): the pass's best other machines. Absent on records older than this field. */
   runners_up?: RunnerUp[] | null;
+  /** Set with the assignment: placed outside `pool` by cross-pool overflow, and why. Absent on older records. */
+  overflow?: JobOverflow | null;
   /** Why the job waited, oldest first, bounded (tick/wait-notes.ts). Absent on records older than this field. */
   waits?: JobWait[];
   /** At assignment: what the machine held per its last heartbeat. Replaced by the agent's own report at start. */
@@ -104,6 +106,7 @@ export function toJobView(doc: JobDoc): JobView {
     score_breakdown: doc.score_breakdown,
     policy: doc.policy,
     runners_up: doc.runners_up ?? [],
+    overflow: doc.overflow ?? null,
     waits: doc.waits ?? [],
     cache: {
       hit_loras: doc.cache_outcome?.hit_loras ?? doc.cache.hit_loras,
@@ -235,6 +238,7 @@ export const unplaced = () =>
     score_breakdown: null,
     policy: null,
     runners_up: null,
+    overflow: null,
     waits: [] as JobWait[],
     cache: { hit_loras: [] as string[], missing_loras: [] as string[] },
     cache_outcome: null,

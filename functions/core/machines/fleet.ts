@@ -1,9 +1,9 @@
 // Fleet views for operators: machines, pool capacity with an estimated wait, and routing/cache metrics.
 import { emptyCounters, type MachineView } from '../../../contract/machines.js';
-import { DEFAULT_EXPECTED_JOB_SECONDS } from '../scheduler/index.js';
+import { DEFAULT_EXPECTED_JOB_SECONDS, estimateWaitSeconds, poolLoads, type MachineState } from '../scheduler/index.js';
 import type { CoreDeps } from '../deps.js';
 import { ACTIVE_STATUSES, type JobDoc } from '../jobs/model.js';
-import { acceptsWork, isLive, isReceiving, toMachineView, type MachineDoc } from './model.js';
+import { acceptsWork, isLive, isReceiving, toMachineView } from './model.js';
 import { listMachineDocs } from './store.js';
 
 interface ActiveRow {
@@ -40,12 +40,15 @@ export interface PoolView {
   estimated_wait_seconds: number | null;
 }
 
-/** Mean run time (claim → success) of jobs that succeeded in the last hour, per pool. */
-async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
+/**
+ * Mean run time (claim → success) of jobs that succeeded in the last hour, per pool they ran in (GET /api/pools, the
+ * overflow): a job that overflowed counts for the pool whose machine ran it, not the one it was submitted to.
+ */
+export async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
   const since = new Date(deps.now() - 3600_000).toISOString();
   const { resources } = await deps.jobs.items
-    .query<{ pool: string; started_at: string | null; finished_at: string | null }>({
-      query: 'SELECT TOP 1000 c.pool, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
+    .query<{ pool: string; overflow?: { to_pool: string } | null; started_at: string | null; finished_at: string | null }>({
+      query: 'SELECT TOP 1000 c.pool, c.overflow, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
       parameters: [{ name: '@since', value: since }],
     })
     .fetchAll();
@@ -54,52 +57,44 @@ async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
     if (!r.started_at || !r.finished_at) continue;
     const s = (Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000;
     if (!(s >= 0)) continue;
-    const acc = sums.get(r.pool) ?? { total: 0, n: 0 };
+    const pool = r.overflow?.to_pool ?? r.pool;
+    const acc = sums.get(pool) ?? { total: 0, n: 0 };
     acc.total += s;
     acc.n++;
-    sums.set(r.pool, acc);
+    sums.set(pool, acc);
   }
   return new Map([...sums].map(([pool, { total, n }]) => [pool, total / n]));
 }
 
-/**
- * Estimated wait for a job submitted now: 0 while a slot is free; otherwise the number of "waves" the queue ahead
- * needs (jobs beyond the free slots ÷ slots) × the pool's mean run time over the last hour (30 s when unknown).
- * null when no live machine serves the pool.
- */
-export function estimateWaitSeconds(p: Omit<PoolView, 'estimated_wait_seconds'>, meanRunSeconds: number): number | null {
-  if (p.machines_live === 0 || p.slots_total === 0) return null;
-  const free = Math.max(0, p.slots_total - p.slots_busy);
-  const ahead = p.pending_jobs - free;
-  if (ahead < 0) return 0;
-  return Math.round(Math.ceil((ahead + 1) / p.slots_total) * meanRunSeconds);
-}
+/** The estimate itself lives with the scheduler, which compares it with POOL_OVERFLOW's threshold (overflow.ts). */
+export { estimateWaitSeconds };
 
 export async function listPools(deps: CoreDeps): Promise<PoolView[]> {
   const [machines, rows, runSeconds] = await Promise.all([listMachineDocs(deps.machines), activeRows(deps), recentRunSeconds(deps)]);
   const now = deps.now();
-  const pools = new Map<string, Omit<PoolView, 'estimated_wait_seconds'>>();
-  const pool = (name: string) => {
-    let p = pools.get(name);
-    if (!p) {
-      p = { pool: name, machines_live: 0, slots_total: 0, slots_busy: 0, pending_jobs: 0 };
-      pools.set(name, p);
-    }
-    return p;
-  };
-  const live = new Map<string, MachineDoc>();
-  for (const m of machines) {
-    const p = pool(m.pool);
-    if (!isLive(m, now, deps.config.machineLivenessSeconds) || !acceptsWork(m) || !isReceiving(m)) continue;
-    live.set(m.machine_id, m);
-    p.machines_live++;
-    p.slots_total += m.slots;
-  }
+  const busy = new Map<string, number>();
+  const pending = new Map<string, number>();
   for (const r of rows) {
-    if (r.status === 'pending') pool(r.pool).pending_jobs++;
-    else if (r.machine_id && live.has(r.machine_id)) pool(live.get(r.machine_id)!.pool).slots_busy++;
+    if (r.status === 'pending') pending.set(r.pool, (pending.get(r.pool) ?? 0) + 1);
+    else if (r.machine_id) busy.set(r.machine_id, (busy.get(r.machine_id) ?? 0) + 1);
   }
-  return [...pools.values()]
+  // Counted by the scheduler's own machine filters, as the overflow sees the pools.
+  const states: MachineState[] = machines.map((m) => ({
+    id: m.machine_id,
+    pool: m.pool,
+    slots: m.slots,
+    busySlots: busy.get(m.machine_id) ?? 0,
+    live: isLive(m, now, deps.config.machineLivenessSeconds),
+    draining: m.draining,
+    receiving: isReceiving(m),
+    acceptsWork: acceptsWork(m),
+    cachedUser: new Set(),
+    cachedShared: new Set(),
+    budgetBytes: 0,
+    usedBytes: 0,
+    downloadBytesPerSecond: 0,
+  }));
+  return [...poolLoads(states, pending).values()]
     .sort((a, b) => (a.pool < b.pool ? -1 : 1))
     .map((p) => ({ ...p, estimated_wait_seconds: estimateWaitSeconds(p, runSeconds.get(p.pool) ?? DEFAULT_EXPECTED_JOB_SECONDS) }));
 }

@@ -2,6 +2,7 @@
 export type {
   Assignment,
   LoraRef,
+  OverflowNote,
   MachineState,
   PendingJob,
   RunnerUp,
@@ -27,3 +28,13 @@ export { SCORERS } from './registry.js';
 export { defineScorer, type Fit, type ScoreContext, type Scorer } from './scorers/scorer.js';
 export type { SchedulerExtensions } from './pass.js';
 export { schedule } from './scheduler.js';
+export { estimateWaitSeconds, poolLoads, type PoolLoad } from './pool-wait.js';
+export { overflowRoutesSetting, parseOverflowRoutes, type OverflowRoutes } from './overflow-config.js';
+export {
+  overflowCandidates,
+  overflowOn,
+  pendingByPoolOf,
+  scheduleWithOverflow,
+  widenToOverflowPools,
+  type PoolOverflow,
+} from './overflow.js';

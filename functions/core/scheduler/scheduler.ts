@@ -9,6 +9,8 @@
 //   delay.ts       the affinity delay rule
 //   policies/*.ts  fifo, adr010, affinity
 //   pass.ts        one pass: set-asides, routing order, policy per job, assignments
+//   overflow.ts    cross-pool overflow (POOL_OVERFLOW): jobs of an overloaded pool widened to their listed pools after
+//                  the home pass; pool-wait.ts is the expected wait it compares (the one GET /api/pools shows)
 import { runPass, type SchedulerExtensions } from './pass.js';
 import type { ScheduleResult, SchedulerInput } from './types.js';
 

@@ -120,6 +120,18 @@ export interface Assignment {
    * of the job's LoRAs (all others score 0).
    */
   runnersUp?: RunnerUp[];
+  /** Set when the job was placed outside its own pool by cross-pool overflow (overflow.ts): where from, and why. */
+  overflow?: OverflowNote;
+}
+
+/** Why a job ran outside its pool (overflow.ts): its pool's expected wait was over the threshold, the target's was not. */
+export interface OverflowNote {
+  fromPool: string;
+  toPool: string;
+  /** null: no machine that may take work serves the job's pool. */
+  fromWaitSeconds: number | null;
+  toWaitSeconds: number;
+  thresholdSeconds: number;
 }
 
 export type UnassignedReason =

@@ -12,6 +12,7 @@ import { listMachineDocs } from '../machines/store.js';
 import { schedulerSettings } from './settings.js';
 import { countBusyHolders, readAllLedgers, reserveSlots, RESERVATION_GRACE_MS, type Candidate, type KnownJob, type LedgerDoc } from '../machines/ledger.js';
 import { expectedRunSeconds, learnedRunTimes } from './run-time.js';
+import { withOverflow } from './overflow.js';
 import { recordBacklog, tracePlacement } from './trace.js';
 import { recordWaitNotes } from './wait-notes.js';
 import { MAX_RUNNERS_UP } from '../../../contract/jobs.js';
@@ -119,6 +120,9 @@ export function assignedDoc(doc: JobDoc, a: Assignment, nowMs: number): JobDoc {
     score_breakdown: a.breakdown,
     policy: a.policy,
     runners_up: (a.runnersUp ?? []).map((r) => ({ machine_id: r.machineId, score: r.score, score_breakdown: r.breakdown })),
+    overflow: a.overflow
+      ? { from_pool: a.overflow.fromPool, to_pool: a.overflow.toPool, from_wait_seconds: a.overflow.fromWaitSeconds, to_wait_seconds: a.overflow.toWaitSeconds, threshold_seconds: a.overflow.thresholdSeconds }
+      : null,
     cache: { hit_loras: a.hitLoras, missing_loras: a.missingLoras },
     cache_outcome: null,
     assigned_at: at,
@@ -196,15 +200,9 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     return toMachineState(m, n, nowMs, config.machineLivenessSeconds, busySince.get(m.machine_id), busyRun.get(m.machine_id));
   });
 
-  const result = schedule({
-    nowMs,
-    jobs: pendingDocs.map(toPendingJob),
-    machines: states,
-    policy,
-    weights,
-    expectedJobSeconds: runTimes.fleetSeconds,
-    runnersUp: MAX_RUNNERS_UP,
-  });
+  const input = { nowMs, jobs: pendingDocs.map(toPendingJob), machines: states, policy, weights, expectedJobSeconds: runTimes.fleetSeconds, runnersUp: MAX_RUNNERS_UP };
+  // Cross-pool overflow (overflow.ts) widens what the home pass left waiting; without POOL_OVERFLOW it returns it as is.
+  const result = await withOverflow(deps, input, schedule(input), opts.jobs === undefined);
 
   const out: TickResult = {
     pending: pendingDocs.length,

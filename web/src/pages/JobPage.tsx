@@ -1,6 +1,7 @@
 // One job, live: status and placement (machine, score and its parts, cache hit/miss per LoRA) from the job view,
 // log lines and progress from the event stream, cancel and retry, and the job's outputs when the API lists them.
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { describeOverflow } from '../../../contract/job-overflow.js';
 import type { JobEvent, JobView } from '../../../contract/jobs.js';
 import type { JobOutputList } from '../../../contract/outputs.js';
 import { ApiError, type Api } from '../api.js';
@@ -151,7 +152,7 @@ export function JobPage({ api, id }: { api: Api; id: string }) {
           <h2>Placement</h2>
           <dl class="facts">
             <dt>Machine</dt><dd>{job.machine_id ?? 'not placed yet'}</dd>
-            <dt>Pool</dt><dd>{job.pool}</dd>
+            <dt>Pool</dt><dd>{job.pool}{job.overflow && <> ({describeOverflow(job.overflow)})</>}</dd>
             <dt>Policy</dt><dd>{job.policy ?? '—'}</dd>
             <dt>Score</dt><dd>{job.affinity_score === null ? '—' : job.affinity_score.toFixed(3)}</dd>
             <dt>Attempt</dt><dd>{job.attempt}</dd>
