@@ -61,6 +61,8 @@ export interface AgentConfig {
   slots: number;
   /** Dispatches taken beyond `slots` (QUEUE_DEPTH): claimed and downloading while the slots are busy (run-slots.ts). */
   queueDepth: number;
+  /** PREWARM_HINT_MIN_IDLE_SECONDS: a scheduler hint may evict only entries unused this long (prewarm-hints.ts). */
+  prewarmHintMinIdleMs?: number;
   cacheDir: string;
   cacheBudgetBytes: number;
   /** Free disk a download must leave behind (CACHE_DISK_RESERVE). */
@@ -282,6 +284,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     pool: s.pool,
     slots: s.slots,
     queueDepth: s.queueDepth,
+    prewarmHintMinIdleMs: Math.round(s.prewarmHintMinIdleSeconds * 1000),
     cacheDir,
     cacheBudgetBytes: s.cacheBudget,
     cacheDiskReserveBytes: s.cacheDiskReserve,

@@ -54,6 +54,12 @@ export const SETTINGS = {
     default: '0',
     parse: z.coerce.number().int().min(0).max(8),
   },
+  prewarmHintMinIdleSeconds: {
+    name: 'PREWARM_HINT_MIN_IDLE_SECONDS',
+    help: 'a scheduler pre-warm hint may evict only LoRAs unused this long (else it is declined)',
+    default: '1800',
+    parse: seconds(0, 30 * 86_400),
+  },
   cacheDir: { name: 'CACHE_DIR', help: 'LoRA cache directory', note: 'required, or $CACHE_DIRECTORY' },
   cacheBudget: { name: 'CACHE_BUDGET', help: 'cache size: bytes or 50GB / 300MB (binary units)', default: '50GB', parse: bytes },
   cacheTtlDays: { name: 'CACHE_TTL_DAYS', help: 'delete LoRAs unused this long', default: '7', parse: seconds(0.000001, 3650) },
