@@ -260,22 +260,36 @@ class SimMachine implements MachineView {
     this.changeHead = i;
   }
 
+  /**
+   * The downloads sharing the link now: all of them, except that a pre-warm fetch no job waits for yields to job
+   * downloads (the agent aborts it when a job arrives and resumes it from its partial file once the link is idle).
+   */
+  private sharing(): Download[] {
+    let yields = false;
+    for (const d of this.active) if (d.prefetch && d.waiters.length === 0) yields = true;
+    if (!yields) return this.active;
+    const jobs = this.active.filter((d) => !d.prefetch || d.waiters.length > 0);
+    return jobs.length > 0 ? jobs : this.active;
+  }
+
   /** Progress of the downloads in flight up to `tMs` (equal shares of the bandwidth). */
   advance(tMs: number): void {
-    const n = this.active.length;
+    const run = this.sharing();
+    const n = run.length;
     if (n > 0 && tMs > this.lastAdvanceMs) {
       const each = (this.bandwidth * (tMs - this.lastAdvanceMs)) / 1000 / n;
-      for (const d of this.active) d.remaining -= each;
+      for (const d of run) d.remaining -= each;
     }
     this.lastAdvanceMs = tMs;
   }
 
   /** When the first download in flight will finish at the current sharing, or undefined. */
   nextDoneMs(tMs: number): number | undefined {
-    const n = this.active.length;
+    const run = this.sharing();
+    const n = run.length;
     if (n === 0) return undefined;
     let min = Infinity;
-    for (const d of this.active) if (d.remaining < min) min = d.remaining;
+    for (const d of run) if (d.remaining < min) min = d.remaining;
     const t = tMs + (Math.max(0, min) * n * 1000) / this.bandwidth;
     // At very high speeds the remainder can round to no time at all: step 1 µs, which completes it (see takeDone).
     return t > tMs ? t : tMs + 1e-3;
@@ -446,6 +460,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     // Like the agent's acquire(): first protect what is there (complete or arriving), then make room for the rest.
     const missing: SimLora[] = [];
     let hits = 0;
+    let replan = false;
     for (const l of job.loras) {
       rec.loraRequests++;
       if (m.isComplete(l)) {
@@ -459,6 +474,11 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
       if (d) {
         rec.loraJoined++;
         m.cache.markInUse(l.key);
+        // A job joining a yielding pre-warm fetch makes it a job download again: the sharing changes now.
+        if (d.prefetch && d.waiters.length === 0) {
+          m.advance(tMs);
+          replan = true;
+        }
         d.waiters.push(j);
         waiting[j]!++;
         continue;
@@ -480,6 +500,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         waiting[j]!++;
       }
       if (m.cache.usedBytes > m.peakUsedBytes) m.peakUsedBytes = m.cache.usedBytes;
+      replan = true;
+    }
+    if (replan) {
       const done = m.nextDoneMs(tMs);
       if (done !== undefined) queue.push(done, EventKind.DownloadDone, m.index, ++m.dlVersion);
     }

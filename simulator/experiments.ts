@@ -7,7 +7,7 @@
 //   npm run build --silent && node dist/simulator/experiments.js queue   [--workload D1] [--hours 6] [--depths 0,1,2]
 //                                  [--variants "start=1;egress=5"] [--baselines true]
 //   npm run build --silent && node dist/simulator/experiments.js prewarm [--workload W1] [--hours 6]
-//                                  [--variants "headroom=0.25;minIdleEvictMs=600000"] [--depths 0]
+//                                  [--variants "headroom=0.25;minIdleEvictMs=600000"] [--depths 0] [--baselines false]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -275,7 +275,8 @@ function main(argv: string[]): void {
       const variants: BacklogVariant[] = [];
       for (const q of depths) {
         const s = { ...spec, queueDepth: q };
-        variants.push([`affinity q${q}, hints off`, s, 'affinity'], [`affinity q${q}, hints on`, s, 'affinity', undefined, { enabled: true }]);
+        variants.push([`affinity q${q}, hints off`, s, 'affinity']);
+        if (values.baselines !== 'false') variants.push([`affinity q${q}, hints on`, s, 'affinity', undefined, { enabled: true }]);
         for (const label of extra) variants.push([`affinity q${q}, hints ${label}`, s, 'affinity', undefined, { enabled: true, ...parseKv(label) }]);
       }
       rows.push(...backlogTable(spec, seed, variants));

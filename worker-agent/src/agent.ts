@@ -283,6 +283,7 @@ export class Agent {
       ...(this.runSlots ? { runSlots: this.runSlots } : {}),
     });
     this.runs.add(run);
+    this.hints?.yieldLink(); // a pre-warm hint never holds the link against a job's download
     log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');
     const p = run
       .run()

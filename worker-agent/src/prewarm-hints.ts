@@ -1,7 +1,8 @@
 // The scheduler's predictive pre-fetch hints (heartbeat answer `prewarm` items with `hint: true`, issue 14 item 4),
 // fetched at low priority: one at a time, only while no job of this agent is claiming or downloading (it waits, polling
-// every `pollMs`, so a hint never starts while a job download runs; a job download that starts during a hint shares the
-// link), and only when the file fits the budget by evicting nothing used within `minIdleEvictMs` (pinned and in-use
+// every `pollMs`), and a job that arrives during a hint's fetch takes the link back (`yieldLink`: the fetch is aborted,
+// its partial file stays, and it resumes from there once the link is idle again; a job needing the same LoRA joins the
+// transfer instead, single-flight, so it goes on), and only when the file fits the budget by evicting nothing used within `minIdleEvictMs` (pinned and in-use
 // entries are never evicted, and the budget always holds: the fetch is an ordinary acquire, released at once). A hint
 // that would need more is declined, not retried; a hint not started within `ttlMs` is dropped (its URL expires).
 // The check before the fetch and the acquire's own eviction are not atomic: a job may touch an entry in between, and
@@ -31,7 +32,8 @@ export class PrewarmHints {
   private readonly queue: { item: PrewarmItem; atMs: number }[] = [];
   private running: Promise<void> = Promise.resolve();
   private active = false;
-  readonly stats = { fetched: 0, declined: 0, dropped: 0, failed: 0 };
+  private current: { item: PrewarmItem; atMs: number; controller: AbortController } | undefined;
+  readonly stats = { fetched: 0, declined: 0, dropped: 0, failed: 0, yielded: 0 };
 
   constructor(private readonly o: PrewarmHintOptions) {}
 
@@ -50,6 +52,11 @@ export class PrewarmHints {
       this.active = true;
       this.running = this.drain().finally(() => (this.active = false));
     }
+  }
+
+  /** A job arrived: a hint being fetched stops (resumed later from its partial file). */
+  yieldLink(): void {
+    this.current?.controller.abort(new Error('a job download needs the link'));
   }
 
   /** Resolves when every queued hint was fetched, declined or dropped (tests, shutdown). */
@@ -84,14 +91,24 @@ export class PrewarmHints {
         log.info({ key: item.key, bytes: item.size_bytes, why }, 'pre-warm hint declined');
         continue;
       }
+      const controller = new AbortController();
+      this.current = { item, atMs, controller };
       try {
-        const r = await cache.acquire([item], signal);
+        const r = await cache.acquire([item], AbortSignal.any([signal, controller.signal]));
         r.release();
         this.stats.fetched++;
         log.info({ key: item.key, bytes: r.bytesDownloaded }, 'pre-warm hint fetched');
       } catch (err) {
-        this.stats.failed++;
-        log.warn({ key: item.key, err: (err as Error)?.message }, 'pre-warm hint failed');
+        if (controller.signal.aborted && !signal.aborted) {
+          this.stats.yielded++;
+          this.queue.unshift({ item, atMs });
+          log.info({ key: item.key }, 'pre-warm hint paused: a job download needs the link');
+        } else {
+          this.stats.failed++;
+          log.warn({ key: item.key, err: (err as Error)?.message }, 'pre-warm hint failed');
+        }
+      } finally {
+        this.current = undefined;
       }
     }
   }
