@@ -76,6 +76,8 @@ export class AzureClients {
               agent: new HttpsAgent({
                 ca: c.emulatorCertPath ? readFileSync(c.emulatorCertPath, 'utf8') : undefined,
                 keepAlive: true,
+                // Idle sockets close here after 60 s, before the local emulator's 120 s (local/cosmos-server.ts).
+                timeout: 60_000,
               }),
               connectionPolicy: { enableEndpointDiscovery: false },
             })

@@ -83,4 +83,15 @@ describe('placement on events (no timer runs)', () => {
     // Intake's second look noted why it waits (job --explain).
     expect((await getJob(user, job_id)).waits.map((w) => w.reason)).toEqual(['no_machine_in_pool']);
   });
+
+  it("a machine's first heartbeat places the jobs already waiting for its pool", async () => {
+    const user = await t.as(`yan-${suffix()}`);
+    const pool = `evpool${suffix()}`;
+    const m = await machine(pool, 2); // registered, never beat: not live
+    const waiting = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    expect(waiting.status).toBe('pending');
+    await m.beat(); // comes into service: no tick runs here, so only this beat can place the job
+    expect(await getJob(user, waiting.job_id)).toMatchObject({ status: 'assigned', machine_id: m.id, epoch: 1 });
+    expect(await m.drain()).toEqual([{ job_id: waiting.job_id, epoch: 1 }]);
+  });
 });

@@ -73,7 +73,7 @@ export async function countActiveJobs(deps: CoreDeps, tenantId: string): Promise
     .query<number>({
       query: `SELECT VALUE COUNT(1) FROM c WHERE c.tenant_id = @t AND c.doc_type = "job" AND c.status IN (${ACTIVE_STATUSES.map((s) => `"${s}"`).join(',')})`,
       parameters: [{ name: '@t', value: tenantId }],
-    })
+    }, { partitionKey: tenantId }) // one partition (jobs are partitioned by tenant), not a fan-out over all of them
     .fetchAll();
   return resources.reduce((a, b) => a + b, 0);
 }

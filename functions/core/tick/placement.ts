@@ -1,23 +1,26 @@
 // Placement on events (issue 14): a job is placed when it arrives and when a slot frees, not only on the timer's next
 // pass. The timer stays as the safety net (held jobs, failed sends, not_before retries).
 // - placeNewJob: intake's pass over the job it just stored. It plans from a fleet snapshot cached per instance for
-//   SNAPSHOT_TTL_MS (re-read when it cannot place the job and is older than SNAPSHOT_RECHECK_MS), so a burst of
-//   submits costs at most one snapshot read (3 queries) per 200 ms, plus per placed job one ledger read + CAS, one job
-//   CAS and one dispatch send.
+//   SNAPSHOT_TTL_MS (re-read when it cannot place the job and is older than SNAPSHOT_RECHECK_MS, unless no machine of
+//   its pool is known at all), one read in flight at a time, so a burst of submits costs at most one snapshot read
+//   (3 queries) per 200 ms, plus per placed job one ledger read + CAS, one job CAS and one dispatch send.
 // - placeIfSlotFreed: a heartbeat that reports fewer running jobs than the one before freed a slot (the agent beats at
-//   once after every run): one full pass (pending jobs + a fresh snapshot, which also refreshes the cache). A heartbeat
+//   once after every run), or brought the machine into service (first beat, back from silence, receiving again): one
+//   full pass (pending jobs + a fresh snapshot, which also refreshes the cache). A heartbeat
 //   that takes the machine out of service (not receiving, draining) drops the cached snapshot.
 // Both are safe against each other and the timer (ledger CAS + job CAS, see ledger.ts) and never throw: a job they
 // cannot place stays pending for the next event or timer pass.
 import type { CoreDeps } from '../deps.js';
 import type { JobDoc } from '../jobs/model.js';
-import { isReceiving, type MachineDoc } from '../machines/model.js';
+import { isLive, isReceiving, type MachineDoc } from '../machines/model.js';
 import { readFleetSnapshot, runSchedulerTick, type FleetSnapshot, type TickResult } from './tick.js';
 
 /** How long intake trusts a cached fleet snapshot. */
 export const SNAPSHOT_TTL_MS = 1_000;
 
 const cached = new WeakMap<object, FleetSnapshot>();
+/** The snapshot read in flight, shared: a burst of submits waits for one read instead of starting one each. */
+const reading = new WeakMap<object, Promise<FleetSnapshot>>();
 /** When a heartbeat last took a machine out of service: snapshots read before then are never cached again. */
 const outOfServiceAt = new WeakMap<object, number>();
 
@@ -27,10 +30,21 @@ export const SNAPSHOT_RECHECK_MS = 200;
 async function recentSnapshot(deps: CoreDeps, maxAgeMs = SNAPSHOT_TTL_MS): Promise<FleetSnapshot> {
   const hit = cached.get(deps.machines);
   if (hit && deps.now() - hit.readAtMs < maxAgeMs) return hit;
-  const fresh = await readFleetSnapshot(deps);
-  cached.set(deps.machines, fresh);
-  return fresh;
+  let pending = reading.get(deps.machines);
+  if (!pending) {
+    pending = readFleetSnapshot(deps)
+      .then((fresh) => {
+        remember(deps)(fresh);
+        return fresh;
+      })
+      .finally(() => reading.delete(deps.machines));
+    reading.set(deps.machines, pending);
+  }
+  return pending;
 }
+
+/** Whether the view knows any machine of the pool (live or not): with none, looking again soon cannot help. */
+const poolKnown = (snapshot: FleetSnapshot, pool: string): boolean => snapshot.machines.some((m) => m.pool === pool);
 
 const remember = (deps: CoreDeps) => (s: FleetSnapshot) => {
   if (s.readAtMs < (outOfServiceAt.get(deps.machines) ?? -Infinity)) return;
@@ -45,8 +59,12 @@ export async function placeNewJob(deps: CoreDeps, doc: JobDoc): Promise<TickResu
   if (!placementOnEvents(deps) || doc.status !== 'pending') return null;
   try {
     // The first look records no wait reason: its write would move the job's ETag under the second look's CAS.
-    const first = await runSchedulerTick(deps, { jobs: [doc], snapshot: await recentSnapshot(deps), onSnapshot: remember(deps), recordWaits: false });
+    const view = await recentSnapshot(deps);
+    const first = await runSchedulerTick(deps, { jobs: [doc], snapshot: view, onSnapshot: remember(deps), recordWaits: false });
     if (first.planned > 0) return first;
+    // No machine of the pool was ever registered: a fresh view would not place it either (a machine's first beat
+    // runs a full pass, below), so spare the reads and let the second look record the wait.
+    if (!poolKnown(view, doc.pool)) return await runSchedulerTick(deps, { jobs: [doc], snapshot: view, onSnapshot: remember(deps) });
     // Not placed from the cached view: look once more at a view at most SNAPSHOT_RECHECK_MS old.
     const snapshot = await recentSnapshot(deps, SNAPSHOT_RECHECK_MS);
     return await runSchedulerTick(deps, { jobs: [doc], snapshot, onSnapshot: remember(deps) });
@@ -66,14 +84,26 @@ export function leftService(before: MachineDoc, after: MachineDoc): boolean {
   return (isReceiving(before) && !isReceiving(after)) || (!before.draining && after.draining);
 }
 
+/**
+ * A heartbeat brought a machine into service: its first beat, or the first after it went silent past the liveness
+ * window, stopped receiving or drained. Pending jobs may be waiting for exactly this machine.
+ */
+export function enteredService(before: MachineDoc, after: MachineDoc, nowMs: number, livenessSeconds: number): boolean {
+  if (!isReceiving(after) || after.draining) return false;
+  return !isLive(before, nowMs, livenessSeconds) || !isReceiving(before) || before.draining;
+}
+
 export async function placeIfSlotFreed(deps: CoreDeps, before: MachineDoc, after: MachineDoc): Promise<void> {
   // Intake must not plan from a view older than this heartbeat: the machine would get work it cannot take. (Other
   // instances' cached views are at most SNAPSHOT_TTL_MS old; the reaper re-routes what they send meanwhile.)
   if (leftService(before, after)) {
     outOfServiceAt.set(deps.machines, deps.now());
     cached.delete(deps.machines);
+    reading.delete(deps.machines); // a read already in flight may predate this beat
   }
-  if (freedSlot(before, after)) await placeAfterSlotFreed(deps, after.machine_id);
+  if (freedSlot(before, after) || enteredService(before, after, deps.now(), deps.config.machineLivenessSeconds)) {
+    await placeAfterSlotFreed(deps, after.machine_id);
+  }
 }
 
 export async function placeAfterSlotFreed(deps: CoreDeps, machineId: string): Promise<TickResult | null> {
