@@ -27,6 +27,8 @@ export interface PrewarmHintOptions {
 }
 
 export const HINT_TTL_MS = 5 * 60_000;
+/** The abort reason of a yielded fetch; a retry that joins the transfer while it winds down gets it too. */
+const LINK_NEEDED = new Error('a job download needs the link');
 
 export class PrewarmHints {
   private readonly queue: { item: PrewarmItem; atMs: number }[] = [];
@@ -56,7 +58,7 @@ export class PrewarmHints {
 
   /** A job arrived: a hint being fetched stops (resumed later from its partial file). */
   yieldLink(): void {
-    this.current?.controller.abort(new Error('a job download needs the link'));
+    this.current?.controller.abort(LINK_NEEDED);
   }
 
   /** Resolves when every queued hint was fetched, declined or dropped (tests, shutdown). */
@@ -99,10 +101,11 @@ export class PrewarmHints {
         this.stats.fetched++;
         log.info({ key: item.key, bytes: r.bytesDownloaded }, 'pre-warm hint fetched');
       } catch (err) {
-        if (controller.signal.aborted && !signal.aborted) {
+        if (err === LINK_NEEDED && !signal.aborted) {
           this.stats.yielded++;
           this.queue.unshift({ item, atMs });
           log.info({ key: item.key }, 'pre-warm hint paused: a job download needs the link');
+          await new Promise((r) => setTimeout(r, this.o.pollMs ?? 250));
         } else {
           this.stats.failed++;
           log.warn({ key: item.key, err: (err as Error)?.message }, 'pre-warm hint failed');
