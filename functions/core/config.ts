@@ -122,7 +122,7 @@ const baseSchema = z.object({
     .default('false')
     .transform((v) => v === 'true'),
   /** Share of its holders' slots a LoRA's expected concurrent jobs may fill before another machine is hinted. */
-  prewarmHeadroom: z.coerce.number().min(0).max(100).default(0.5),
+  prewarmHeadroom: z.coerce.number().min(0).max(100).default(0.03),
   /** Expected concurrent jobs before a LoRA that no machine holds gets a first hinted copy. */
   prewarmMinColdNeed: z.coerce.number().min(0).max(1000).default(0.5),
   machineLivenessSeconds: intSetting(2, 600).default(10),

@@ -37,7 +37,7 @@ export interface HintOptions {
   maxDepth: number;
 }
 
-export const DEFAULT_HINT_OPTIONS: HintOptions = { halfLifeMs: 10 * 60_000, headroom: 0.5, minColdNeed: 0.5, maxHints: 4, maxPerMachine: 1, maxDepth: 8 };
+export const DEFAULT_HINT_OPTIONS: HintOptions = { halfLifeMs: 10 * 60_000, headroom: 0.03, minColdNeed: 0.5, maxHints: 4, maxPerMachine: 1, maxDepth: 8 };
 
 export interface Hint {
   machineId: string;

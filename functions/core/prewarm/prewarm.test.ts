@@ -54,10 +54,12 @@ describe('hint choice', () => {
   const ids = ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'];
   const rank = (key: string) => hrwTopK(loraSeed('user', key), ids.map((_, i) => i), ids.map(machineSeed), ids.length).map((i) => ids[i]!);
 
+  const opts = { ...DEFAULT_HINT_OPTIONS, headroom: 0.5 };
+
   it('hints the next HRW home that lacks the LoRA when demand outgrows the holders', () => {
     const [first, second] = rank('lora_hot');
     const machines = ids.map((id) => machine(id, id === first ? ['lora_hot'] : []));
-    const hints = chooseHints([hot], machines, 20, 0, DEFAULT_HINT_OPTIONS);
+    const hints = chooseHints([hot], machines, 20, 0, opts);
     expect(hints).toEqual([expect.objectContaining({ machineId: second, key: 'lora_hot', holderSlots: 2 })]);
     expect(hints[0]!.need).toBeCloseTo(4, 9);
   });
@@ -65,20 +67,21 @@ describe('hint choice', () => {
   it('sends nothing while the holders have headroom, to a machine already hinted, or past the budget', () => {
     const order = rank('lora_hot');
     const many = ids.map((id) => machine(id, order.slice(0, 4).includes(id) ? ['lora_hot'] : []));
-    expect(chooseHints([hot], many, 20, 0)).toEqual([]); // 4 holders × 2 slots × 0.5 = 4 ≥ 4
+    expect(chooseHints([hot], many, 20, 0, opts)).toEqual([]); // 4 holders × 2 slots × 0.5 = 4 ≥ 4
+    expect(chooseHints([hot], many, 20, 0).map((h) => h.machineId)).toEqual([order[4]]); // default 0.03: 4 > 0.24
     const hinted = ids.map((id) => machine(id, id === order[0] ? ['lora_hot'] : [], id === order[1] ? { hinted: new Set(['lora_hot']) } : {}));
     // The hinted machine counts as a holder: 2 holders × 2 × 0.5 = 2 < 4, so the third home is next.
-    expect(chooseHints([hot], hinted, 20, 0).map((h) => h.machineId)).toEqual([order[2]]);
+    expect(chooseHints([hot], hinted, 20, 0, opts).map((h) => h.machineId)).toEqual([order[2]]);
     const small = ids.map((id) => machine(id, id === order[0] ? ['lora_hot'] : [], id === order[1] ? { budgetBytes: 50 } : {}));
-    expect(chooseHints([hot], small, 20, 0).map((h) => h.machineId)).toEqual([order[2]]);
+    expect(chooseHints([hot], small, 20, 0, opts).map((h) => h.machineId)).toEqual([order[2]]);
   });
 
   it('gives a LoRA without holders its first home only from minColdNeed, skips ineligible machines and other pools', () => {
     const order = rank('lora_hot');
     const machines = ids.map((id) => machine(id, [], id === order[0] ? { eligible: false } : {}));
-    expect(chooseHints([{ ...hot, rate: 0.01 }], machines, 20, 0)).toEqual([]); // 0.2 < 0.5
-    expect(chooseHints([hot], machines, 20, 0).map((h) => h.machineId)).toEqual([order[1]]);
-    expect(chooseHints([{ ...hot, pool: 'gpu-xl' }], machines, 20, 0)).toEqual([]);
+    expect(chooseHints([{ ...hot, rate: 0.01 }], machines, 20, 0, opts)).toEqual([]); // 0.2 < 0.5
+    expect(chooseHints([hot], machines, 20, 0, opts).map((h) => h.machineId)).toEqual([order[1]]);
+    expect(chooseHints([{ ...hot, pool: 'gpu-xl' }], machines, 20, 0, opts)).toEqual([]);
   });
 
   it('bounds hints per pass and per machine, highest demand first', () => {
@@ -87,7 +90,7 @@ describe('hint choice', () => {
       { ...hot, key: 'lora_a', rate: 0.1 },
       { ...hot, key: 'lora_b', rate: 0.3 },
     ];
-    const hints = chooseHints(demand, one, 20, 0);
+    const hints = chooseHints(demand, one, 20, 0, opts);
     expect(hints.map((h) => [h.machineId, h.key])).toEqual([['m1', 'lora_b']]); // m1 takes one hint at a time
   });
 });

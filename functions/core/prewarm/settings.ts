@@ -30,7 +30,7 @@ export const DEFAULT_PREWARM_SETTINGS: PrewarmSettings = {
   halfLifeMs: 10 * 60_000,
   minRate: 1 / 3600,
   maxEntries: 500,
-  headroom: 0.5,
+  headroom: 0.03,
   minColdNeed: 0.5,
   maxHints: 4,
   hintTtlMs: 120_000,
