@@ -34,6 +34,14 @@ try {
     onProgress: (done, sofar) => process.stderr.write(`${new Date().toISOString()} ${done} submitted ${JSON.stringify({ ...sofar, hostPeakRssMiB: Math.round(hwm()) })}\n`),
   });
   console.log(JSON.stringify({ ...report, hostPeakRssMiB: Math.round(hwm()) }, null, 2));
+  // What the host logged at warn and above (LOG_LEVEL=warn), by message: timeouts, unhandled errors.
+  const logged = new Map<string, number>();
+  for (const line of stack.host.output().split('\n')) {
+    const m = /"level":(\d+).*"msg":"([^"]*)"/.exec(line);
+    if (m) logged.set(`level ${m[1]}: ${m[2]}`, (logged.get(`level ${m[1]}: ${m[2]}`) ?? 0) + 1);
+  }
+  const errs = stack.host.output().split('\n').filter((l) => l.includes('"level":50')).slice(-3);
+  console.log('host log (last 200 kB) by message:', JSON.stringify(Object.fromEntries(logged)), ...errs.map((l) => `\n  ${l.slice(0, 600)}`));
   const ok = report.networkErrors === 0 && Object.keys(report.otherStatuses).length === 0 && report.duplicateKeys === 0 && report.jobsInCosmos === report.distinctCreated;
   if (!ok) process.exitCode = 1;
 } finally {

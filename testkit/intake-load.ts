@@ -27,6 +27,10 @@ export interface IntakeLoadReport {
   quota429: number;
   quota429WithNumbers: number;
   otherStatuses: Record<string, number>;
+  /** The first few unexpected answers (status and body), to say what they were. */
+  otherSamples: string[];
+  /** 503 + Retry-After answers (a backing service timed out) that were retried with the same Idempotency-Key. */
+  retried503: number;
   networkErrors: number;
   /** Keys whose two racing requests named different jobs (must be 0). */
   duplicateKeys: number;
@@ -50,7 +54,7 @@ export async function runIntakeLoad(o: IntakeLoadOptions): Promise<IntakeLoadRep
   const tokens = await Promise.all(tenants.map((t) => issueDevToken(o.devSecret, t, 'user')));
   const r: IntakeLoadReport = {
     submissions: o.submissions, requests: 0, created201: 0, replayed200: 0, quota429: 0, quota429WithNumbers: 0, otherStatuses: {},
-    networkErrors: 0, duplicateKeys: 0, jobsInCosmos: 0, distinctCreated: 0, p50Ms: 0, p95Ms: 0, maxMs: 0, seconds: 0,
+    otherSamples: [], retried503: 0, networkErrors: 0, duplicateKeys: 0, jobsInCosmos: 0, distinctCreated: 0, p50Ms: 0, p95Ms: 0, maxMs: 0, seconds: 0,
   };
   const latencies: number[] = [];
   const created = new Set<string>();
@@ -69,12 +73,22 @@ export async function runIntakeLoad(o: IntakeLoadOptions): Promise<IntakeLoadRep
     const t0 = performance.now();
     r.requests++;
     try {
-      const res = await fetch(`${o.apiUrl}/jobs`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${tokens[tenant]}`, 'content-type': 'application/json', 'idempotency-key': key },
-        body: JSON.stringify({ service_required: 'comfyui', pool: 'load', payload: { key } }),
-      });
-      const body = (await res.json()) as { job_id?: string; error?: { details?: { active?: number; limit?: number } } };
+      let res: Response;
+      // A well-behaved client retries a 503 after its Retry-After with the same Idempotency-Key (safe by design).
+      for (let attempt = 1; ; attempt++) {
+        res = await fetch(`${o.apiUrl}/jobs`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${tokens[tenant]}`, 'content-type': 'application/json', 'idempotency-key': key },
+          body: JSON.stringify({ service_required: 'comfyui', pool: 'load', payload: { key } }),
+        });
+        const retryAfter = Number(res.headers.get('retry-after'));
+        if (res.status !== 503 || !(retryAfter > 0) || attempt >= 5) break;
+        r.retried503++;
+        await res.arrayBuffer();
+        await new Promise((done) => setTimeout(done, retryAfter * 1000));
+      }
+      const text = await res.text();
+      const body = JSON.parse(text) as { job_id?: string; error?: { details?: { active?: number; limit?: number } } };
       latencies.push(performance.now() - t0);
       if (res.status === 201) {
         r.created201++;
@@ -91,6 +105,7 @@ export async function runIntakeLoad(o: IntakeLoadOptions): Promise<IntakeLoadRep
         return null;
       }
       r.otherStatuses[res.status] = (r.otherStatuses[res.status] ?? 0) + 1;
+      if (r.otherSamples.length < 5) r.otherSamples.push(`${res.status} ${text.slice(0, 300)}`);
       return null;
     } catch {
       r.networkErrors++;
@@ -101,7 +116,7 @@ export async function runIntakeLoad(o: IntakeLoadOptions): Promise<IntakeLoadRep
   const started = performance.now();
   const snapshot = (): IntakeLoadReport => {
     const sorted = [...latencies].sort((a, b) => a - b);
-    return { ...r, otherStatuses: { ...r.otherStatuses }, distinctCreated: created.size, p50Ms: Math.round(percentile(sorted, 50)), p95Ms: Math.round(percentile(sorted, 95)), maxMs: Math.round(sorted[sorted.length - 1] ?? 0), seconds: +((performance.now() - started) / 1000).toFixed(1) };
+    return { ...r, otherStatuses: { ...r.otherStatuses }, otherSamples: [...r.otherSamples], distinctCreated: created.size, p50Ms: Math.round(percentile(sorted, 50)), p95Ms: Math.round(percentile(sorted, 95)), maxMs: Math.round(sorted[sorted.length - 1] ?? 0), seconds: +((performance.now() - started) / 1000).toFixed(1) };
   };
   let next = 0;
   const retriedEvery = o.retriedShare > 0 ? Math.round(1 / o.retriedShare) : 0;

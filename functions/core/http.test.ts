@@ -48,3 +48,25 @@ describe('readJsonBody', () => {
     await expect(readJsonBody(req)).rejects.toMatchObject({ status: 400 });
   });
 });
+
+describe('errorResponse for a failing backing service', () => {
+  it('answers 503 + Retry-After for timeouts, throttling and dropped connections, and 500 for anything else', async () => {
+    const { errorResponse } = await import('./http.js');
+    const transient: unknown[] = [
+      Object.assign(new Error('Timed out'), { name: 'TimeoutError', code: 'TimeoutError' }), // as @azure/cosmos's request/TimeoutError.js builds it
+      Object.assign(new Error('throttled'), { code: 429 }), // Cosmos, beyond the SDK's retries
+      Object.assign(new Error('server busy'), { statusCode: 503 }), // Storage
+      Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }),
+      Object.assign(new Error('send failed'), { code: 'REQUEST_SEND_ERROR', cause: Object.assign(new Error('x'), { code: 'ECONNREFUSED' }) }),
+    ];
+    for (const err of transient) {
+      const res = errorResponse(err);
+      expect(res.status, String(err)).toBe(503);
+      expect((res.headers as Record<string, string>)['Retry-After']).toBe('5');
+      expect((res.jsonBody as { error: { code: string } }).error.code).toBe('unavailable');
+    }
+    for (const err of [new Error('bug'), Object.assign(new Error('gone'), { code: 404 }), Object.assign(new Error('cosmos internal'), { code: 500 })]) {
+      expect(errorResponse(err).status, String(err)).toBe(500);
+    }
+  });
+});

@@ -7,6 +7,7 @@ import { requireRole, type Principal, type Role } from './auth.js';
 import { ConfigError } from './config.js';
 import { ApiError, badRequest } from './errors.js';
 import { rootLogger } from './logger.js';
+import { isTransientDependencyError } from './sdk-errors.js';
 import { getServices, type Services } from './services.js';
 
 export const MAX_JSON_BODY_BYTES = 1024 * 1024;
@@ -54,6 +55,14 @@ export function errorResponse(err: unknown, context?: InvocationContext): HttpRe
     return json(503, { error: { code: 'unavailable', message: 'service is misconfigured; see the server log' } });
   }
   const invocationId = context?.invocationId;
+  if (isTransientDependencyError(err)) {
+    rootLogger.warn({ err, invocationId }, 'a backing service timed out or is unavailable');
+    return json(
+      503,
+      { error: { code: 'unavailable', message: 'a backing service (Cosmos DB or Storage) timed out or is busy; retry in a few seconds (a job submission with the same Idempotency-Key is safe to retry)' } },
+      { 'Retry-After': '5' },
+    );
+  }
   rootLogger.error({ err, invocationId }, 'unhandled error');
   return json(500, { error: { code: 'internal', message: `internal error (invocation ${invocationId ?? 'n/a'})` } });
 }
