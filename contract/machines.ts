@@ -21,6 +21,11 @@ export const prewarmItemSchema = z
     size_bytes: z.number().int().nonnegative(),
     sha256: z.string(),
     download_url: z.string().url(),
+    /**
+     * A predictive pre-fetch hint from the scheduler (PREWARM_HINTS), not an admin's order: fetched at low priority
+     * (after the machine's job downloads), declined when it would evict a recently used entry. Absent = admin order.
+     */
+    hint: z.boolean().optional(),
   })
   .openapi('PrewarmItem');
 export type PrewarmItem = z.infer<typeof prewarmItemSchema>;

@@ -19,6 +19,8 @@
 //   fetches share its link. The job starts when all its LoRAs are complete; it ends `runMs` later and releases them
 //   (which also marks their last use, as the agent does).
 // - Entries unused for the TTL (7 days) are swept hourly. No LoRA is pinned in W0–W2 (see docs/simulator.md).
+// - Pre-warm hints (`prewarm`, off unless given; prewarm.ts): the timer tick updates the demand per LoRA and chooses
+//   hints, each reaches its machine with the next heartbeat, and the machine fetches it while its link is idle.
 import {
   schedule,
   scheduleWithOverflow,
@@ -30,6 +32,7 @@ import {
 } from '../functions/core/scheduler/index.js';
 import { DEFAULT_CACHE_TTL_MS } from '../worker-agent/src/cache/eviction.js';
 import { MemoryLruCache } from './memory-cache.js';
+import { PrewarmModel, type PrewarmCounters, type PrewarmSimOptions } from './prewarm.js';
 import { EventKind, EventQueue } from './events.js';
 import { machinePool, type GeneratedWorkload, type SimJobSpec, type SimLora } from './workloads.js';
 
@@ -51,6 +54,8 @@ export interface EngineOptions {
   pinned?: readonly string[];
   /** Cross-pool overflow (POOL_OVERFLOW), for workloads with pools: every pass runs through scheduleWithOverflow. */
   overflow?: PoolOverflow;
+  /** Predictive pre-warming (issue 14 item 4): hints on with these settings. Absent = off, as the system runs by default. */
+  prewarm?: PrewarmSimOptions;
 }
 
 /** Read-only view of a machine for hooks. */
@@ -126,12 +131,16 @@ export interface RunRecord {
   schedulerWallMs: number;
   /** Jobs placed outside their own pool by cross-pool overflow. */
   overflowed: number;
+  /** Pre-warm hints and fetches, when `prewarm` was on (their bytes are in the machines' bytesDownloaded). */
+  prewarm?: PrewarmCounters;
 }
 
 interface Download {
   lora: SimLora;
   remaining: number;
   waiters: number[];
+  /** A pre-warm fetch: its own in-use mark is released when it completes. */
+  prefetch?: boolean;
 }
 
 class SimMachine implements MachineView {
@@ -261,22 +270,36 @@ class SimMachine implements MachineView {
     this.changeHead = i;
   }
 
+  /**
+   * The downloads sharing the link now: all of them, except that a pre-warm fetch no job waits for yields to job
+   * downloads (the agent aborts it when a job arrives and resumes it from its partial file once the link is idle).
+   */
+  private sharing(): Download[] {
+    let yields = false;
+    for (const d of this.active) if (d.prefetch && d.waiters.length === 0) yields = true;
+    if (!yields) return this.active;
+    const jobs = this.active.filter((d) => !d.prefetch || d.waiters.length > 0);
+    return jobs.length > 0 ? jobs : this.active;
+  }
+
   /** Progress of the downloads in flight up to `tMs` (equal shares of the bandwidth). */
   advance(tMs: number): void {
-    const n = this.active.length;
+    const run = this.sharing();
+    const n = run.length;
     if (n > 0 && tMs > this.lastAdvanceMs) {
       const each = (this.bandwidth * (tMs - this.lastAdvanceMs)) / 1000 / n;
-      for (const d of this.active) d.remaining -= each;
+      for (const d of run) d.remaining -= each;
     }
     this.lastAdvanceMs = tMs;
   }
 
   /** When the first download in flight will finish at the current sharing, or undefined. */
   nextDoneMs(tMs: number): number | undefined {
-    const n = this.active.length;
+    const run = this.sharing();
+    const n = run.length;
     if (n === 0) return undefined;
     let min = Infinity;
-    for (const d of this.active) if (d.remaining < min) min = d.remaining;
+    for (const d of run) if (d.remaining < min) min = d.remaining;
     const t = tMs + (Math.max(0, min) * n * 1000) / this.bandwidth;
     // At very high speeds the remainder can round to no time at all: step 1 µs, which completes it (see takeDone).
     return t > tMs ? t : tMs + 1e-3;
@@ -366,6 +389,46 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
   };
 
   const loraByKey = new Map(workload.loras.map((l) => [l.key, l]));
+  const pre = options.prewarm
+    ? new PrewarmModel(
+        machines.map((m) => ({
+          index: m.index,
+          id: m.id,
+          slots: m.slots,
+          budgetBytes: m.budgetBytes,
+          cache: m.cache,
+          reportedUser: m.reportedUser,
+          reportedShared: m.reportedShared,
+          has: (key: string) => m.has(key),
+          downloading: (key: string) => m.inFlight.has(key),
+          activeDownloads: () => m.active.length,
+        })),
+        loraByKey,
+        options.prewarm,
+      )
+    : undefined;
+  /** The machine's next heartbeat at or after `tMs` (phases as in the SimMachine constructor). */
+  const nextBeatMs = (i: number, tMs: number): number => {
+    if (spec.heartbeatMs <= 0) return tMs;
+    const phase = (i * spec.heartbeatMs) / spec.machines;
+    return tMs <= phase ? phase : phase + Math.ceil((tMs - phase) / spec.heartbeatMs) * spec.heartbeatMs;
+  };
+  /** The agent fetches its next hint while no download is in flight on its link (prewarm.ts decides which). */
+  const tryPrefetch = (m: SimMachine, tMs: number): void => {
+    const next = pre?.nextFetch(m.index, tMs);
+    if (!next) return;
+    const l = next.lora;
+    m.advance(tMs);
+    const added = m.cache.add(l.key, l.sizeBytes, tMs);
+    if ('error' in added) return fail(`${m.id} cannot make room for hint ${l.key}: ${added.error}`);
+    for (const k of added.evicted) evicted(m, k, tMs);
+    m.cache.markInUse(l.key);
+    const d: Download = { lora: l, remaining: l.sizeBytes, waiters: [], prefetch: true };
+    m.inFlight.set(l.key, d);
+    m.active.push(d);
+    if (m.cache.usedBytes > m.peakUsedBytes) m.peakUsedBytes = m.cache.usedBytes;
+    queue.push(m.nextDoneMs(tMs)!, EventKind.DownloadDone, m.index, ++m.dlVersion);
+  };
   const evicted = (m: SimMachine, key: string, tMs: number): void => {
     if (m.inFlight.has(key)) fail(`${m.id} evicted ${key} while it was downloading`);
     const lora = loraByKey.get(key);
@@ -417,6 +480,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     // Like the agent's acquire(): first protect what is there (complete or arriving), then make room for the rest.
     const missing: SimLora[] = [];
     let hits = 0;
+    let replan = false;
     for (const l of job.loras) {
       rec.loraRequests++;
       if (m.isComplete(l)) {
@@ -430,6 +494,11 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
       if (d) {
         rec.loraJoined++;
         m.cache.markInUse(l.key);
+        // A job joining a yielding pre-warm fetch makes it a job download again: the sharing changes now.
+        if (d.prefetch && d.waiters.length === 0) {
+          m.advance(tMs);
+          replan = true;
+        }
         d.waiters.push(j);
         waiting[j]!++;
         continue;
@@ -451,6 +520,9 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         waiting[j]!++;
       }
       if (m.cache.usedBytes > m.peakUsedBytes) m.peakUsedBytes = m.cache.usedBytes;
+      replan = true;
+    }
+    if (replan) {
       const done = m.nextDoneMs(tMs);
       if (done !== undefined) queue.push(done, EventKind.DownloadDone, m.index, ++m.dlVersion);
     }
@@ -494,6 +566,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
 
   const tick = (tMs: number): void => {
     place(tMs);
+    if (pre) for (const [i, l] of pre.tick(tMs, EPOCH_MS, workload.meanRunSeconds)) queue.push(nextBeatMs(i, tMs), EventKind.Hint, i, l.index);
     if (nextArrival < n || pending.length > 0) queue.push(tMs + spec.tickMs, EventKind.Tick);
   };
   const onEvents = spec.placement === 'events';
@@ -546,6 +619,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         });
         pendingIndex.set(job.id, e.a);
         pendingByPool.set(job.pool ?? 'default', (pendingByPool.get(job.pool ?? 'default') ?? 0) + 1);
+        pre?.arrived({ id: job.id, pool: job.pool ?? 'default', createdAtMs: EPOCH_MS + Math.floor(job.arrivalMs), loras: job.loras.map((l) => l.ref) });
         nextArrival = e.a + 1;
         // Placement on events: intake tries to place the new job at once (a pass over it alone).
         if (onEvents) place(e.t, [pending[pending.length - 1]!]);
@@ -562,12 +636,19 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         for (const d of m.takeDone()) {
           m.inFlight.delete(d.lora.key);
           m.setComplete(d.lora, true, e.t);
+          if (d.prefetch) m.cache.release(d.lora.key, e.t);
           for (const j of d.waiters) {
             if (--waiting[j]! === 0) ready(j, m, e.t);
           }
         }
         const done = m.nextDoneMs(e.t);
         if (done !== undefined) queue.push(done, EventKind.DownloadDone, m.index, ++m.dlVersion);
+        else tryPrefetch(m, e.t);
+        break;
+      }
+      case EventKind.Hint: {
+        pre!.deliver(e.a, workload.loras[e.b]!, e.t);
+        tryPrefetch(machines[e.a]!, e.t);
         break;
       }
       case EventKind.JobEnd: {
@@ -618,5 +699,6 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
     thrash: m.cache.counters.thrash,
     peakUsedBytes: m.peakUsedBytes,
   }));
+  if (pre) rec.prewarm = { ...pre.counters };
   return rec;
 }

@@ -8,13 +8,15 @@ export const EventKind = {
   Arrival: 2,
   Tick: 3,
   TtlSweep: 4,
+  /** A pre-fetch hint reaches machine `a` (LoRA index `b`) with its heartbeat answer (prewarm.ts). */
+  Hint: 5,
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 
 export interface SimEvent {
   t: number;
   kind: EventKind;
-  /** Job index (Arrival, JobEnd) or machine index (DownloadDone). */
+  /** Job index (Arrival, JobEnd) or machine index (DownloadDone, Hint). */
   a: number;
   /** DownloadDone: the machine's download-plan version when the event was made. */
   b: number;

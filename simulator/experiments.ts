@@ -7,6 +7,8 @@
 //   npm run build --silent && node dist/simulator/experiments.js queue   [--workload D1] [--hours 6] [--depths 0,1,2]
 //                                  [--variants "start=1;egress=5"] [--baselines true]
 //   npm run build --silent && node dist/simulator/experiments.js overflow [--workload P1] [--hours 6] [--thresholds 0,30,60]
+//   npm run build --silent && node dist/simulator/experiments.js prewarm [--workload W1] [--hours 6]
+//                                  [--variants "headroom=0.25;minIdleEvictMs=600000"] [--depths 0] [--baselines false]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { parseOverflowRoutes, type PoolOverflow, type SchedulerExtensions, type WeightOverrides } from '../functions/core/scheduler/index.js';
 import { simulate } from './engine.js';
 import { EVICT, HIT_FIRST } from './extensions.js';
+import type { PrewarmSimOptions } from './prewarm.js';
 import { quantile, summarize, type PolicyMetrics } from './metrics.js';
 import { formatTable, tableRows, type PolicyTiming } from './report.js';
 import { runPolicies, type PolicyRun } from './run.js';
@@ -76,7 +79,7 @@ const DELAY_VARIANTS: Variant[] = [
   { label: 'delay=3, cap 30 s, hrw=10', weights: { delay: 3, delayCapSeconds: 30, hrw: 10 } },
 ];
 
-type BacklogVariant = [label: string, spec: WorkloadSpec, policy: string, weights?: WeightOverrides];
+type BacklogVariant = [label: string, spec: WorkloadSpec, policy: string, weights?: WeightOverrides, prewarm?: PrewarmSimOptions];
 
 function parseKv(label: string): WeightOverrides {
   return Object.fromEntries(
@@ -94,10 +97,10 @@ function backlogTable(spec: WorkloadSpec, seed: number, variants: BacklogVariant
   const samples = 6;
   process.stdout.write(`\n${spec.name} (${spec.hours} h, seed ${seed}, ${workload.jobs.length} jobs): start p50/p95/p99 s, × bound, backlog at each ${spec.hours / samples} h and its max\n`);
   const rows: unknown[] = [];
-  for (const [label, s, policy, weights] of variants) {
+  for (const [label, s, policy, weights, prewarm] of variants) {
     const w = s === spec ? workload : { ...workload, spec: s };
     const t0 = Date.now();
-    const rec = simulate(w, { policy, ...(weights ? { weights } : {}) });
+    const rec = simulate(w, { policy, ...(weights ? { weights } : {}), ...(prewarm ? { prewarm } : {}) });
     const m = summarize(w, rec);
     const backlog: number[] = [];
     let max = 0;
@@ -116,9 +119,10 @@ function backlogTable(spec: WorkloadSpec, seed: number, variants: BacklogVariant
     }
     while (backlog.length < samples) backlog.push(cur);
     const r1 = (x: number) => Math.round(x * 10) / 10;
-    const row = { label, p50: r1(m.startLatency.p50), p95: r1(m.startLatency.p95), p99: r1(m.startLatency.p99), xBound: m.bytesRatio, backlog, maxBacklog: max };
+    const row = { label, p50: r1(m.startLatency.p50), p95: r1(m.startLatency.p95), p99: r1(m.startLatency.p99), xBound: m.bytesRatio, hitLora: m.hitRateLora, backlog, maxBacklog: max, prewarm: rec.prewarm };
     rows.push(row);
-    process.stdout.write(`| ${label} | ${row.p50} | ${row.p95} | ${row.p99} | ${row.xBound.toFixed(2)} | ${backlog.join(' · ')} | ${max} |  (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+    const pw = rec.prewarm ? ` hints ${rec.prewarm.hints}, fetched ${rec.prewarm.fetched} (${(rec.prewarm.fetchedBytes / 1024 ** 3).toFixed(1)} GiB), declined ${rec.prewarm.declined}, dropped ${rec.prewarm.dropped}` : '';
+    process.stdout.write(`| ${label} | ${row.p50} | ${row.p95} | ${row.p99} | ${row.xBound.toFixed(2)} | ${(100 * m.hitRateLora).toFixed(1)} % | ${backlog.join(' · ')} | ${max} |  (${((Date.now() - t0) / 1000).toFixed(0)} s)${pw}\n`);
   }
   return rows;
 }
@@ -339,8 +343,24 @@ function main(argv: string[]): void {
       results.push({ title: `overflow ${spec.name}`, metrics: rows as PolicyMetrics[], timing: [] });
       break;
     }
+    case 'prewarm': {
+      // Predictive pre-warming (issue 14 item 4): the default with hints off (as it runs) and on, plus variants of the
+      // hint settings ("headroom=0.25,minIdleEvictMs=600000;..."), at each queue depth given (default 0).
+      const depths = (values.depths ?? '0').split(',').map(Number);
+      const extra = values.variants?.split(';').map((v) => v.trim()).filter(Boolean) ?? [];
+      const variants: BacklogVariant[] = [];
+      for (const q of depths) {
+        const s = { ...spec, queueDepth: q };
+        variants.push([`affinity q${q}, hints off`, s, 'affinity']);
+        if (values.baselines !== 'false') variants.push([`affinity q${q}, hints on`, s, 'affinity', undefined, { enabled: true }]);
+        for (const label of extra) variants.push([`affinity q${q}, hints ${label}`, s, 'affinity', undefined, { enabled: true, ...parseKv(label) }]);
+      }
+      rows.push(...backlogTable(spec, seed, variants));
+      results.push({ title: `prewarm ${spec.name}`, metrics: rows as PolicyMetrics[], timing: [] });
+      break;
+    }
     default:
-      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check | backlog | queue | overflow)`);
+      throw new Error(`unknown experiment ${experiment} (weights | bounds | delay | check | backlog | queue | overflow | prewarm)`);
   }
   const outDir = resolve(process.cwd(), values.out);
   mkdirSync(outDir, { recursive: true });

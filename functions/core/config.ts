@@ -57,6 +57,9 @@ export const SETTINGS = {
   placementOnEvents: 'PLACEMENT_ON_EVENTS',
   poolOverflow: 'POOL_OVERFLOW',
   poolOverflowThresholdSeconds: 'POOL_OVERFLOW_THRESHOLD_SECONDS',
+  prewarmHints: 'PREWARM_HINTS',
+  prewarmHeadroom: 'PREWARM_HEADROOM',
+  prewarmMinColdNeed: 'PREWARM_MIN_COLD_NEED',
   machineLivenessSeconds: 'MACHINE_LIVENESS_SECONDS',
   claimTimeoutSeconds: 'CLAIM_TIMEOUT_SECONDS',
   maxAttempts: 'JOB_MAX_ATTEMPTS',
@@ -123,6 +126,15 @@ const baseSchema = z.object({
   poolOverflow: overflowRoutesSetting,
   /** A routed pool overflows when its expected wait (GET /api/pools) is over this; a target must be at or under it. */
   poolOverflowThresholdSeconds: intSetting(0, 86_400).default(30),
+  /** Predictive pre-warm hints from the scheduler timer (tick/prewarm-pass.ts); off by default (docs/simulator.md). */
+  prewarmHints: z
+    .enum(['true', 'false'], { message: 'must be "true" or "false"' })
+    .default('false')
+    .transform((v) => v === 'true'),
+  /** Share of its holders' slots a LoRA's expected concurrent jobs may fill before another machine is hinted. */
+  prewarmHeadroom: z.coerce.number().min(0).max(100).default(0.03),
+  /** Expected concurrent jobs before a LoRA that no machine holds gets a first hinted copy. */
+  prewarmMinColdNeed: z.coerce.number().min(0).max(1000).default(0.5),
   machineLivenessSeconds: intSetting(2, 600).default(10),
   claimTimeoutSeconds: intSetting(2, 3600).default(30),
   maxAttempts: intSetting(1, 20).default(3),

@@ -21,6 +21,7 @@ import { JobRun, SHUTDOWN_REASON, type RunResult } from './job-run.js';
 import type { Logger } from './logger.js';
 import { MachineHealth } from './health.js';
 import { OperatorOrders } from './operator-orders.js';
+import { PrewarmHints } from './prewarm-hints.js';
 import { RunSlots } from './run-slots.js';
 import { QueueWaitLimit } from './queue-wait.js';
 import { Outbox } from './outbox.js';
@@ -40,7 +41,7 @@ export class AgentStartError extends Error {
   override readonly name = 'AgentStartError';
 }
 
-export type AgentCache = Pick<LoraCache, 'acquire' | 'inventory' | 'sweepTtl' | 'close'> & Partial<Pick<LoraCache, 'evictUnused'>>;
+export type AgentCache = Pick<LoraCache, 'acquire' | 'inventory' | 'sweepTtl' | 'close'> & Partial<Pick<LoraCache, 'evictUnused' | 'planRoom' | 'has'>>;
 
 /** Exit code after the control plane refused the machine token for good (deregistered, or re-registered with a token
  * the agent does not have): EX_CONFIG, which the systemd unit does not restart. */
@@ -60,7 +61,7 @@ export interface AgentDeps {
     | 'drainGraceMs'
     | 'cancelGraceMs'
   > &
-    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs' | 'cacheDiskReserveBytes' | 'queueDepth' | 'queueWaitLimitSeconds'>>;
+    Partial<Pick<AgentConfig, 'pinnedLoras' | 'tokenRefusedGraceMs' | 'cacheDiskReserveBytes' | 'queueDepth' | 'queueWaitLimitSeconds' | 'prewarmHintMinIdleMs'>>;
   /** The token the agent started with, and how to re-read it from its file (absent: not from a file). */
   initialToken?: string;
   reloadToken?: () => string | null;
@@ -104,6 +105,8 @@ export class Agent {
   exitCode = 0;
   readonly health: MachineHealth;
   readonly orders: OperatorOrders;
+  /** The scheduler's pre-fetch hints (absent with a cache that cannot plan room, e.g. test doubles). */
+  readonly hints: PrewarmHints | undefined;
   private readonly tokens: TokenWatch;
 
   constructor(private readonly deps: AgentDeps) {
@@ -128,7 +131,18 @@ export class Agent {
       graceMs: deps.config.tokenRefusedGraceMs ?? 120_000,
       log: deps.log,
     });
-    this.orders = new OperatorOrders({ cache: deps.cache, log: deps.log.child({ component: 'orders' }), signal: this.hardStop.signal });
+    const { planRoom, has } = deps.cache;
+    this.hints =
+      planRoom && has
+        ? new PrewarmHints({
+            cache: { acquire: deps.cache.acquire.bind(deps.cache), planRoom: planRoom.bind(deps.cache), has: has.bind(deps.cache) },
+            log: deps.log.child({ component: 'prewarm-hints' }),
+            signal: this.hardStop.signal,
+            jobDownloading: () => [...this.runs].some((r) => r.phase === 'claiming' || r.phase === 'preparing'),
+            minIdleEvictMs: deps.config.prewarmHintMinIdleMs ?? 30 * 60_000,
+          })
+        : undefined;
+    this.orders = new OperatorOrders({ cache: deps.cache, log: deps.log.child({ component: 'orders' }), signal: this.hardStop.signal, ...(this.hints ? { hints: this.hints } : {}) });
   }
 
   /** False while the last receive attempt failed (session busy, transport down): reported in the heartbeat. */
@@ -274,6 +288,7 @@ export class Agent {
       ...(this.queueWait ? { queueWait: this.queueWait } : {}),
     });
     this.runs.add(run);
+    this.hints?.yieldLink(); // a pre-warm hint never holds the link against a job's download
     log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');
     const p = run
       .run()

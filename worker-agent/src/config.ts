@@ -63,6 +63,8 @@ export interface AgentConfig {
   queueDepth: number;
   /** QUEUE_WAIT_LIMIT_SECONDS: 'auto' (from recent run times) or seconds (0 = never); see queue-wait.ts. */
   queueWaitLimitSeconds: number | 'auto';
+  /** PREWARM_HINT_MIN_IDLE_SECONDS: a scheduler hint may evict only entries unused this long (prewarm-hints.ts). */
+  prewarmHintMinIdleMs?: number;
   cacheDir: string;
   cacheBudgetBytes: number;
   /** Free disk a download must leave behind (CACHE_DISK_RESERVE). */
@@ -285,6 +287,7 @@ export function loadAgentConfig(env: Env = process.env, cwd = process.cwd()): Ag
     slots: s.slots,
     queueDepth: s.queueDepth,
     queueWaitLimitSeconds: s.queueWaitLimit,
+    prewarmHintMinIdleMs: Math.round(s.prewarmHintMinIdleSeconds * 1000),
     cacheDir,
     cacheBudgetBytes: s.cacheBudget,
     cacheDiskReserveBytes: s.cacheDiskReserve,

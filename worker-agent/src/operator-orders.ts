@@ -2,9 +2,12 @@
 // admin (informational: the scheduler already sends nothing), warnings about the settings. The cache applies the
 // orders under its own rules: evictions skip pinned and in-use entries; a pre-warm is an ordinary acquire (budget,
 // pins and in-use protection hold, CacheFullError when there is no room) released at once. One pre-warm at a time.
+// A pre-warm item marked `hint` is the scheduler's predictive hint, not an order: it goes to PrewarmHints (low priority,
+// may be declined; prewarm-hints.ts), or is ignored when the agent has none.
 import type { HeartbeatResponse } from '../../contract/machines.js';
 import type { LoraCache } from './cache/lora-cache.js';
 import type { Logger } from './logger.js';
+import type { PrewarmHints } from './prewarm-hints.js';
 
 export type OrderCache = Partial<Pick<LoraCache, 'evictUnused' | 'acquire'>>;
 
@@ -15,7 +18,7 @@ export class OperatorOrders {
   /** Counters for tests and logs. */
   readonly stats = { evicted: 0, prewarmed: 0, prewarmFailed: 0 };
 
-  constructor(private readonly opts: { cache: OrderCache; log: Logger; signal: AbortSignal }) {}
+  constructor(private readonly opts: { cache: OrderCache; log: Logger; signal: AbortSignal; hints?: PrewarmHints }) {}
 
   apply(answer: HeartbeatResponse): void {
     const { log, cache } = this.opts;
@@ -35,6 +38,10 @@ export class OperatorOrders {
       log.info({ evicted, kept }, 'admin eviction applied');
     }
     for (const p of answer.prewarm ?? []) {
+      if (p.hint) {
+        this.opts.hints?.offer(p);
+        continue;
+      }
       if (!cache.acquire) break;
       const acquire = cache.acquire.bind(cache);
       this.prewarming = this.prewarming.then(async () => {

@@ -60,6 +60,12 @@ export const SETTINGS = {
     default: 'auto',
     parse: z.union([z.literal('auto'), seconds(0, 86_400)], { error: () => 'must be auto or seconds from 0 (never) to 86400' }),
   },
+  prewarmHintMinIdleSeconds: {
+    name: 'PREWARM_HINT_MIN_IDLE_SECONDS',
+    help: 'a scheduler pre-warm hint may evict only LoRAs unused this long (else it is declined)',
+    default: '1800',
+    parse: seconds(0, 30 * 86_400),
+  },
   cacheDir: { name: 'CACHE_DIR', help: 'LoRA cache directory', note: 'required, or $CACHE_DIRECTORY' },
   cacheBudget: { name: 'CACHE_BUDGET', help: 'cache size: bytes or 50GB / 300MB (binary units)', default: '50GB', parse: bytes },
   cacheTtlDays: { name: 'CACHE_TTL_DAYS', help: 'delete LoRAs unused this long', default: '7', parse: seconds(0.000001, 3650) },

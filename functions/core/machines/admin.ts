@@ -126,7 +126,8 @@ export async function orderEvict(deps: CoreDeps, lora: CacheKey, machineId?: str
   return done;
 }
 
-async function readReadyLora(deps: CoreDeps, lora: CacheKey): Promise<LoraDoc> {
+/** The LoRA's record if it is ready (404 unknown, 409 not ready): what a pre-warm fetches. */
+export async function readReadyLora(deps: CoreDeps, lora: CacheKey): Promise<LoraDoc> {
   let doc: LoraDoc | undefined;
   if (lora.kind === 'shared') {
     try {

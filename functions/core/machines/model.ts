@@ -55,6 +55,8 @@ export interface PrewarmOrder {
   sha256: string;
   container: string;
   blob_name: string;
+  /** A predictive hint (tick/prewarm-pass.ts), not an admin's order: the agent fetches it at low priority or declines it. */
+  hint?: boolean;
 }
 
 /** Whether the scheduler may send this machine new work (liveness aside). */

@@ -16,7 +16,14 @@ const PREWARM_SAS_MINUTES = 30;
 async function prewarmUrls(deps: CoreDeps, orders: PrewarmOrder[]): Promise<NonNullable<HeartbeatResponse['prewarm']>> {
   const expires = new Date(deps.now() + PREWARM_SAS_MINUTES * 60_000);
   return Promise.all(
-    orders.map(async (o) => ({ kind: o.kind, key: o.key, size_bytes: o.size_bytes, sha256: o.sha256, download_url: await deps.blobSas.url(o.container, o.blob_name, 'read', expires) })),
+    orders.map(async (o) => ({
+      kind: o.kind,
+      key: o.key,
+      size_bytes: o.size_bytes,
+      sha256: o.sha256,
+      download_url: await deps.blobSas.url(o.container, o.blob_name, 'read', expires),
+      ...(o.hint ? { hint: true } : {}),
+    })),
   );
 }
 

@@ -173,4 +173,13 @@ export class CacheBudget {
       inUse: this.inUseCount(r.key),
     }));
   }
+
+  /** What making room for `bytes` more would evict now (LRU; never pinned or in use), as entries with their last use. */
+  planRoom(db: CacheDb, bytes: number): { evict: CacheEntryLike[] } | { error: string } {
+    const entries = this.entries(db);
+    const plan = planEviction(entries, bytes, this.budgetBytes, this.reservedBytes());
+    if ('error' in plan) return plan;
+    const byKey = new Map(entries.map((e) => [e.key, e]));
+    return { evict: plan.evict.map((k) => byKey.get(k)!) };
+  }
 }

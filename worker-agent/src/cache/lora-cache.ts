@@ -384,6 +384,11 @@ export class LoraCache {
     return this.budget.evictUnused(this.requireDb(), keys);
   }
 
+  /** What room for `bytes` more would evict now (a pre-warm hint checks it before fetching: prewarm-hints.ts). */
+  planRoom(bytes: number): ReturnType<CacheBudget['planRoom']> {
+    return this.budget.planRoom(this.requireDb(), bytes);
+  }
+
   /** Whether a key is registered (complete and verified). */
   has(key: string): boolean {
     return this.requireDb().get(key) !== undefined;
