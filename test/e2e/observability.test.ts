@@ -273,7 +273,8 @@ describe('one job, one trace; the metrics move', () => {
     expect(flat.start_latency_p95_all_hits_s!.length).toBe(1);
 
     // The agent's exported cache metrics agree with its heartbeat counters.
-    await until('agent OTLP metrics', () => agentMetrics.get('lora_router.lora.bytes_downloaded') === content.length, 20_000, 150, () =>
+    // Wait for an export that counts both jobs: one taken between the two lookups already has the final byte count.
+    await until('agent OTLP metrics', () => agentMetrics.get('lora_router.lora.bytes_downloaded') === content.length && agentMetrics.get('lora_router.lora.lookups') === 2, 20_000, 150, () =>
       JSON.stringify(Object.fromEntries(agentMetrics)),
     );
     expect(agentMetrics.get('lora_router.lora.lookups')).toBe(2);
