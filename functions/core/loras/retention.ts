@@ -22,7 +22,10 @@ export function withRetention(doc: LoraDoc, config: Pick<Config, 'rejectedLoraRe
   const { ttl: _ttl, retain_until: _until, ...rest } = doc;
   const seconds = retentionSeconds(doc, config);
   if (seconds === undefined) return rest;
-  return { ...rest, ttl: seconds, retain_until: new Date(nowMs + seconds * 1000).toISOString() };
+  // From the state change the record carries (updated_at), not from this write's clock: the two can differ by the
+  // time between them, and retain_until must be exactly the retention after the change.
+  const since = Date.parse(doc.updated_at ?? '');
+  return { ...rest, ttl: seconds, retain_until: new Date((Number.isFinite(since) ? since : nowMs) + seconds * 1000).toISOString() };
 }
 
 /** True once a record's retention has passed (Cosmos would no longer return it). */
