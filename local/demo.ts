@@ -13,6 +13,7 @@ import { writeSafetensorsFile } from '../testkit/safetensors.js';
 import { downloadOutputs, fetchOutputs } from '../cli/commands/outputs.js';
 import { exampleWorkflow } from '../testkit/comfyui/workflow.js';
 import { repoRoot, sampleSettings } from './settings.js';
+import { breakdownLines, jobHops, readAgentEvents } from './demo-breakdown.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,6 +21,8 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '1' },
     seed: { type: 'string', default: '7' },
     'timeout-s': { type: 'string', default: '600' },
+    // Print where submit→start went, hop by hop, for the slowest 10 % (job records + the agents' logs).
+    breakdown: { type: 'boolean', default: false },
   },
 });
 const totalJobs = Number(values.jobs);
@@ -215,6 +218,10 @@ if (sample) {
 }
 process.stdout.write('\n');
 console.table(rows);
+if (values.breakdown) {
+  process.stdout.write('\nsubmit→start, hop by hop (--breakdown)\n');
+  for (const line of breakdownLines(jobHops(jobs, readAgentEvents(join(root, '.local', 'fleet'))))) process.stdout.write(`${line}\n`);
+}
 
 // The same run as GET /api/metrics sees it (rollups written as jobs start and heartbeats arrive): the numbers must agree.
 type Series = { totals: { started: number; hits: number; misses: number; bytes_downloaded: number }; start_latency: Record<string, unknown>[] };

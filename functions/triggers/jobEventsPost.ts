@@ -3,6 +3,7 @@ import '../host-setup.js';
 import { jobEventInputSchema, jobEventResponseSchema } from '../../contract/jobs.js';
 import { errorContent, json, jsonContent, route } from '../core/http.js';
 import { postJobEvent } from '../core/jobs/agent-ops.js';
+import { placeAfterOutcome } from '../core/tick/placement.js';
 import { coreDeps } from '../core/deps.js';
 import { jobIdParam, jobIdParams } from '../core/jobs/params.js';
 import { describeRoute } from '../core/openapi.js';
@@ -23,6 +24,10 @@ app.http('jobEventsPost', {
   handler: route({
     auth: ['machine'],
     body: jobEventInputSchema,
-    handler: async ({ principal, params, body, services }) => json(200, await postJobEvent(coreDeps(services), principal, jobIdParam(params), body)),
+    handler: async ({ principal, params, body, services }) => {
+      const deps = coreDeps(services);
+      // An outcome frees the run's slot: place the next job now, not at the heartbeat after it (placement.ts).
+      return json(200, await postJobEvent(deps, principal, jobIdParam(params), body, (machineId, jobId, epoch) => placeAfterOutcome(deps, machineId, jobId, epoch)));
+    },
   }),
 });

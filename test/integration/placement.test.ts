@@ -51,10 +51,40 @@ describe('placement on events (no timer runs)', () => {
     expect((await m.claim(first.job_id, 1)).status).toBe(200);
     await m.beat({ running: [{ job_id: first.job_id, epoch: 1 }] });
     expect((await getJob(user, second.job_id)).status).toBe('pending'); // a beat that frees nothing places nothing here
-    expect((await m.event(first.job_id, { type: 'succeeded', epoch: 1 })).status).toBe(200);
+    // Cancelled by its owner: the agent stops it and reports nothing, so only its next beat says the slot is free.
+    await user.delete(`jobs/${first.job_id}`);
+    expect((await getJob(user, second.job_id)).status).toBe('pending');
     await m.beat({ running: [] }); // the agent beats right after a run: one running job fewer
     expect(await getJob(user, second.job_id)).toMatchObject({ status: 'assigned', machine_id: m.id });
     expect(await m.drain()).toEqual([{ job_id: second.job_id, epoch: 1 }]);
+  });
+
+  it("a run's outcome places the next pending job on its slot before the machine beats again", async () => {
+    const user = await t.as(`vito-${suffix()}`);
+    const pool = `evpool${suffix()}`;
+    const m = await machine(pool, 1);
+    await m.beat();
+    const first = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    const second = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    const third = await user.post<{ job_id: string; status: string }>('jobs', jobBody(pool));
+    expect([first.status, second.status, third.status]).toEqual(['assigned', 'pending', 'pending']);
+    expect(await m.drain()).toEqual([{ job_id: first.job_id, epoch: 1 }]);
+    expect((await m.claim(first.job_id, 1)).status).toBe(200);
+    await m.beat({ running: [{ job_id: first.job_id, epoch: 1 }] }); // the machine's last word: first is running
+    // A `started` or a `log` report ends nothing: the slot stays taken.
+    expect((await m.event(first.job_id, { type: 'started', epoch: 1, cache: { hit_loras: [], missing_loras: [], download_ms: 0, bytes_downloaded: 0 } })).status).toBe(200);
+    expect((await getJob(user, second.job_id)).status).toBe('pending');
+    expect((await m.event(first.job_id, { type: 'succeeded', epoch: 1 })).status).toBe(200);
+    // No heartbeat since (it still lists first as running) and no timer: the outcome itself placed the oldest job,
+    // and only one (one slot).
+    expect(await getJob(user, second.job_id)).toMatchObject({ status: 'assigned', machine_id: m.id, epoch: 1 });
+    expect((await getJob(user, third.job_id)).status).toBe('pending');
+    expect(await m.drain()).toEqual([{ job_id: second.job_id, epoch: 1 }]);
+    // A hand-back is not a freed slot (the machine may be in trouble): the next job waits for the machine's beat.
+    expect((await m.claim(second.job_id, 1)).status).toBe(200);
+    expect((await m.event(second.job_id, { type: 'failed', epoch: 1, reason: 'executor missing', retryable: true, handback: true })).status).toBe(200);
+    expect((await getJob(user, third.job_id)).status).toBe('pending');
+    expect(await m.drain(200)).toEqual([]);
   });
 
   it('intake never plans from a cached view older than a heartbeat that took the machine out of service', async () => {

@@ -104,7 +104,14 @@ function eventData(ev: JobEventInput): Record<string, unknown> {
  * succeeded/failed are terminal transitions (CAS) and are logged too. Duplicates of a terminal report for the same
  * epoch are no-ops (200), so an agent may resend until it gets an answer.
  */
-export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: string, ev: JobEventInput): Promise<JobEventResponse> {
+export async function postJobEvent(
+  deps: CoreDeps,
+  principal: Principal,
+  jobId: string,
+  ev: JobEventInput,
+  /** Called (and awaited) when this report ended the machine's run: succeeded, or failed without a hand-back (placement on events). */
+  onRunEnded?: (machineId: string, jobId: string, epoch: number) => Promise<unknown>,
+): Promise<JobEventResponse> {
   const machineId = principal.subject;
   await authorizeMachine(deps, principal, machineId);
   const job = await findJobById(deps.jobs, jobId);
@@ -199,10 +206,17 @@ export async function postJobEvent(deps: CoreDeps, principal: Principal, jobId: 
     // Attributed to the attempt that reported it (the document may already be at the next epoch).
     const outcome = ev.type === 'failed' && ev.handback ? 'handed_back' : doc.status === 'pending' ? 'retrying' : 'failed';
     const data = ev.type === 'failed' ? { ...eventData(ev), outcome, not_before: doc.not_before } : eventData(ev);
-    await appendEvent(deps, job, ev.type, data);
-    if (ev.type === 'started') await observeStarted(deps, job, ev.cache, machineId);
-    else if (ev.type === 'succeeded') await observeOutcome(deps, job, 'succeeded');
-    else await observeOutcome(deps, job, doc.status === 'pending' ? 'retried' : 'failed', ev.reason);
+    const record = async () => {
+      await appendEvent(deps, job, ev.type, data);
+      if (ev.type === 'started') await observeStarted(deps, job, ev.cache, machineId);
+      else if (ev.type === 'succeeded') await observeOutcome(deps, job, 'succeeded');
+      else await observeOutcome(deps, job, doc.status === 'pending' ? 'retried' : 'failed', ev.reason);
+    };
+    // The run is over: the next job for this slot is placed alongside the bookkeeping, before the agent hears back.
+    // Not after a hand-back: that says the machine is in trouble or shutting down, and its heartbeat saying so (sent
+    // beside this report) must be stored before it is given more work.
+    const ended = ev.type === 'succeeded' || (ev.type === 'failed' && !ev.handback);
+    await Promise.all([record(), ended ? onRunEnded?.(machineId, jobId, ev.epoch) : undefined]);
   }
   return { accepted: true, cancel_requested: doc.status === 'cancelled' };
 }

@@ -8,12 +8,14 @@
 //   once after every run), or brought the machine into service (first beat, back from silence, receiving again): one
 //   full pass (pending jobs + a fresh snapshot, which also refreshes the cache). A heartbeat
 //   that takes the machine out of service (not receiving, draining) drops the cached snapshot.
+// - placeAfterOutcome: an agent's outcome report (succeeded/failed) ends its run: the same full pass, not counting that
+//   run, before the report is answered (the heartbeat after it would otherwise be on the path to the next start).
 // Both are safe against each other and the timer (ledger CAS + job CAS, see ledger.ts) and never throw: a job they
 // cannot place stays pending for the next event or timer pass.
 import type { CoreDeps } from '../deps.js';
 import type { JobDoc } from '../jobs/model.js';
 import { isLive, isReceiving, type MachineDoc } from '../machines/model.js';
-import { readFleetSnapshot, runSchedulerTick, type FleetSnapshot, type TickResult } from './tick.js';
+import { readFleetSnapshot, runSchedulerTick, type FleetSnapshot, type PassOptions, type TickResult } from './tick.js';
 
 /** How long intake trusts a cached fleet snapshot. */
 export const SNAPSHOT_TTL_MS = 1_000;
@@ -111,12 +113,22 @@ export async function placeIfSlotFreed(deps: CoreDeps, before: MachineDoc, after
   }
 }
 
-export async function placeAfterSlotFreed(deps: CoreDeps, machineId: string): Promise<TickResult | null> {
+export async function placeAfterSlotFreed(deps: CoreDeps, machineId: string, finishedRun?: PassOptions['finishedRun']): Promise<TickResult | null> {
   if (!placementOnEvents(deps)) return null;
   try {
-    return await runSchedulerTick(deps, { onSnapshot: remember(deps) });
+    return await runSchedulerTick(deps, { onSnapshot: remember(deps), ...(finishedRun ? { finishedRun } : {}) });
   } catch (err) {
     deps.log.warn({ err: (err as Error).message, machine_id: machineId }, 'placement after a finished job failed; the timer will retry');
     return null;
   }
+}
+
+/**
+ * The agent reported a run's outcome (succeeded, failed, handed back): its executor has ended, so the slot is free
+ * now, not at the heartbeat the agent sends after it. One full pass that does not count that run (the machine's last
+ * heartbeat still lists it); answered before the outcome's response, so the next dispatch is in the machine's queue
+ * when its receive loop asks again.
+ */
+export async function placeAfterOutcome(deps: CoreDeps, machineId: string, jobId: string, epoch: number): Promise<TickResult | null> {
+  return placeAfterSlotFreed(deps, machineId, { machineId, jobId, epoch });
 }

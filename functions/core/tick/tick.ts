@@ -156,6 +156,11 @@ export interface PassOptions {
   onSnapshot?: (snapshot: FleetSnapshot) => void;
   /** false: do not write changed wait reasons (intake's first look, which may look again at once). Default true. */
   recordWaits?: boolean;
+  /**
+   * A run whose outcome its machine has just reported (placement.ts, placeAfterOutcome): it no longer holds a slot,
+   * although the machine's last heartbeat still lists it in `running_jobs`.
+   */
+  finishedRun?: { machineId: string; jobId: string; epoch: number };
 }
 
 /**
@@ -196,7 +201,9 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
   machines.sort((a, b) => (a.machine_id < b.machine_id ? -1 : a.machine_id > b.machine_id ? 1 : 0));
   const states = machines.map((m) => {
     // Busy = the most conservative of: jobs assigned/running here, ledger holders, jobs the agent still runs.
-    const n = Math.max(busyByMachine.get(m.machine_id) ?? 0, countBusyHolders(ledgers.get(m.machine_id), m.machine_id, known, nowMs), m.running_jobs.length);
+    const fin = opts.finishedRun?.machineId === m.machine_id ? opts.finishedRun : undefined;
+    const agentRuns = fin ? m.running_jobs.filter((r) => r.job_id !== fin.jobId || r.epoch !== fin.epoch).length : m.running_jobs.length;
+    const n = Math.max(busyByMachine.get(m.machine_id) ?? 0, countBusyHolders(ledgers.get(m.machine_id), m.machine_id, known, nowMs), agentRuns);
     return toMachineState(m, n, nowMs, config.machineLivenessSeconds, busySince.get(m.machine_id), busyRun.get(m.machine_id));
   });
 

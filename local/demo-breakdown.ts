@@ -1,0 +1,144 @@
+// `npm run demo -- --breakdown`: where submit→start goes, hop by hop, for the slowest 10 % of a demo run's jobs (and
+// the mean over all jobs beside it). Sources, all on this machine (one clock):
+//   the job record (API): created_at (submit stored), assigned_at (the placement's CAS), started_at (the `started` event)
+//   the agents' logs (.local/fleet/<machine>/agent.log): "dispatch received", "claimed", "LoRAs ready" for this job's
+//   epoch, and for the job that ran before it on the same machine "executor finished" and "outcome reported".
+// A job that waited for a slot has its placement hop split in three: the run ahead was still executing (queueing,
+// set by the workload and the fleet), that run's outputs upload + outcome report, and from that report to this job's
+// assignment (the agent's heartbeat and the scheduler pass it triggers).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { JobView } from '../contract/index.js';
+
+interface AgentEvent {
+  machine: string;
+  jobId: string;
+  epoch: number;
+  msg: string;
+  atMs: number;
+}
+
+/** The hops of one job's submit→start, in ms (undefined: the sources did not say). */
+export interface JobHops {
+  jobId: string;
+  machine: string;
+  totalMs: number;
+  /** created → assigned, split for a job that waited for the run ahead on its machine. */
+  placeMs: number;
+  aheadExecutingMs?: number;
+  aheadReportingMs?: number;
+  aheadReportToPlacedMs?: number;
+  /** assigned → the agent's receive returned it (dispatch send + queue delivery + the agent's receive loop). */
+  dispatchToReceivedMs?: number;
+  /** received → claim answered. */
+  claimMs?: number;
+  /** claimed → LoRAs ready (cache hit or download + verification). */
+  lorasMs?: number;
+  /** LoRAs ready → started recorded by the API (the `started` event round trip). */
+  startedEventMs?: number;
+  missing: number;
+}
+
+const WANTED = new Set(['dispatch received', 'claimed', 'LoRAs ready', 'executor finished', 'outcome reported']);
+
+export function readAgentEvents(fleetDir: string): AgentEvent[] {
+  const out: AgentEvent[] = [];
+  if (!existsSync(fleetDir)) return out;
+  for (const machine of readdirSync(fleetDir)) {
+    const file = join(fleetDir, machine, 'agent.log');
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (!line.startsWith('{')) continue;
+      let rec: { msg?: string; job_id?: string; epoch?: number; time?: string | number };
+      try {
+        rec = JSON.parse(line) as typeof rec;
+      } catch {
+        continue;
+      }
+      if (!rec.msg || !WANTED.has(rec.msg) || !rec.job_id || rec.epoch === undefined || rec.time === undefined) continue;
+      const atMs = typeof rec.time === 'number' ? rec.time : Date.parse(rec.time);
+      if (Number.isFinite(atMs)) out.push({ machine, jobId: rec.job_id, epoch: rec.epoch, msg: rec.msg, atMs });
+    }
+  }
+  return out;
+}
+
+export function jobHops(jobs: JobView[], events: AgentEvent[]): JobHops[] {
+  const at = new Map<string, number>();
+  const key = (jobId: string, epoch: number, msg: string) => `${jobId}:${epoch}:${msg}`;
+  for (const e of events) if (!at.has(key(e.jobId, e.epoch, e.msg))) at.set(key(e.jobId, e.epoch, e.msg), e.atMs);
+  // Runs per machine by the time their executor finished: the run "ahead" of a job is the last one to finish before
+  // the job was assigned there.
+  const finishes = events.filter((e) => e.msg === 'executor finished');
+  const out: JobHops[] = [];
+  for (const j of jobs) {
+    if (!j.started_at || !j.assigned_at || !j.machine_id) continue;
+    const created = Date.parse(j.created_at);
+    const assigned = Date.parse(j.assigned_at);
+    const started = Date.parse(j.started_at);
+    const t = (msg: string) => at.get(key(j.job_id, j.epoch, msg));
+    const received = t('dispatch received');
+    const claimed = t('claimed');
+    const ready = t('LoRAs ready');
+    const h: JobHops = {
+      jobId: j.job_id,
+      machine: j.machine_id,
+      totalMs: started - created,
+      placeMs: assigned - created,
+      missing: j.cache.missing_loras.length,
+    };
+    if (received !== undefined) h.dispatchToReceivedMs = received - assigned;
+    if (received !== undefined && claimed !== undefined) h.claimMs = claimed - received;
+    if (claimed !== undefined && ready !== undefined) h.lorasMs = ready - claimed;
+    if (ready !== undefined) h.startedEventMs = started - ready;
+    const ahead = finishes
+      .filter((e) => e.machine === j.machine_id && e.jobId !== j.job_id && e.atMs <= assigned)
+      .sort((a, b) => b.atMs - a.atMs)[0];
+    const aheadReported = ahead ? at.get(key(ahead.jobId, ahead.epoch, 'outcome reported')) : undefined;
+    // Only when the run ahead was still going at submit: otherwise the job did not wait for it.
+    if (ahead && ahead.atMs > created && aheadReported !== undefined && aheadReported <= assigned) {
+      h.aheadExecutingMs = ahead.atMs - created;
+      h.aheadReportingMs = aheadReported - ahead.atMs;
+      h.aheadReportToPlacedMs = assigned - aheadReported;
+    }
+    out.push(h);
+  }
+  return out;
+}
+
+const COLUMNS: [keyof JobHops, string, string][] = [
+  ['totalMs', 'total', 'submit→start'],
+  ['placeMs', 'place', 'submit→placed'],
+  ['aheadExecutingMs', 'ahead', '  of which: run ahead executing'],
+  ['aheadReportingMs', 'report', '  of which: run ahead outputs+report'],
+  ['aheadReportToPlacedMs', 'hb+pass', '  of which: its report→placed'],
+  ['dispatchToReceivedMs', 'recv', 'placed→received (send+queue+receive)'],
+  ['claimMs', 'claim', 'received→claimed'],
+  ['lorasMs', 'loras', 'claimed→LoRAs ready'],
+  ['startedEventMs', 'start', 'LoRAs ready→started (event)'],
+];
+
+/** The breakdown as printable lines: the slowest 10 % job by job, then the mean per hop for those and for all. */
+export function breakdownLines(hops: JobHops[]): string[] {
+  if (hops.length === 0) return ['  (no started jobs to break down)'];
+  const sorted = [...hops].sort((a, b) => b.totalMs - a.totalMs);
+  const tail = sorted.slice(0, Math.max(1, Math.ceil(sorted.length / 10)));
+  const s = (ms: number | undefined) => (ms === undefined ? '      –' : (ms / 1000).toFixed(2).padStart(7));
+  const lines = [
+    `  slowest ${tail.length} of ${hops.length} started jobs (seconds; – = not in the sources, e.g. it did not wait for a run ahead)`,
+    `  ${'job'.padEnd(30)} ${'machine'.padEnd(12)} miss ${COLUMNS.map(([, short]) => short.padStart(7)).join(' ')}`,
+  ];
+  for (const h of tail) lines.push(`  ${h.jobId.padEnd(30)} ${h.machine.padEnd(12)} ${String(h.missing).padStart(4)} ${COLUMNS.map(([k]) => s(h[k] as number | undefined)).join(' ')}`);
+  const mean = (xs: JobHops[], k: keyof JobHops) => {
+    const v = xs.map((x) => x[k]).filter((x): x is number => typeof x === 'number');
+    return v.length ? { ms: v.reduce((a, b) => a + b, 0) / v.length, n: v.length } : undefined;
+  };
+  lines.push('', `  ${'hop'.padEnd(40)} ${'slowest 10 %'.padStart(16)} ${'all jobs'.padStart(16)}`);
+  for (const [k, , label] of COLUMNS) {
+    const a = mean(tail, k);
+    const b = mean(hops, k);
+    const cell = (m: { ms: number; n: number } | undefined) => (m ? `${(m.ms / 1000).toFixed(3)} s (n=${m.n})` : '–').padStart(16);
+    lines.push(`  ${label.padEnd(40)} ${cell(a)} ${cell(b)}`);
+  }
+  return lines;
+}
