@@ -1,6 +1,9 @@
 // `npm run demo -- --breakdown`: where submit→start goes, hop by hop, for the slowest 10 % of a demo run's jobs (and
 // the mean over all jobs beside it). Sources, all on this machine (one clock):
-//   the job record (API): created_at (submit stored), assigned_at (the placement's CAS), started_at (the `started` event)
+//   the job record (API): created_at (submit stored), assigned_at (the placement's CAS), started_at (set when the
+//   claim is accepted: the job is `running` from its claim, before its LoRAs are fetched)
+//   the job's event log (API): the agent's `started` report, sent once the LoRAs are ready (what GET /api/metrics and
+//   the simulator count as the start)
 //   the agents' logs (.local/fleet/<machine>/agent.log): "dispatch received", "claimed", "LoRAs ready" for this job's
 //   epoch, and for the job that ran before it on the same machine "executor finished" and "outcome reported".
 // A job that waited for a slot has its placement hop split in three: the run ahead was still executing (queueing,
@@ -22,6 +25,7 @@ interface AgentEvent {
 export interface JobHops {
   jobId: string;
   machine: string;
+  /** created → started_at (the claim accepted): the demo's submit→start. */
   totalMs: number;
   /** created → assigned, split for a job that waited for the run ahead on its machine. */
   placeMs: number;
@@ -30,12 +34,12 @@ export interface JobHops {
   aheadReportToPlacedMs?: number;
   /** assigned → the agent's receive returned it (dispatch send + queue delivery + the agent's receive loop). */
   dispatchToReceivedMs?: number;
-  /** received → claim answered. */
+  /** received → started_at (the claim's round trip up to the API's CAS). */
   claimMs?: number;
-  /** claimed → LoRAs ready (cache hit or download + verification). */
+  /** After started_at: the agent's claimed → LoRAs ready (cache hit, or download + verification). */
   lorasMs?: number;
-  /** LoRAs ready → started recorded by the API (the `started` event round trip). */
-  startedEventMs?: number;
+  /** created → the agent's `started` report (LoRAs ready, executor about to start). */
+  toStartedReportMs?: number;
   missing: number;
 }
 
@@ -63,7 +67,8 @@ export function readAgentEvents(fleetDir: string): AgentEvent[] {
   return out;
 }
 
-export function jobHops(jobs: JobView[], events: AgentEvent[]): JobHops[] {
+/** `startedReports`: job id → when the API recorded the agent's `started` report for the job's epoch. */
+export function jobHops(jobs: JobView[], events: AgentEvent[], startedReports: Map<string, number> = new Map()): JobHops[] {
   const at = new Map<string, number>();
   const key = (jobId: string, epoch: number, msg: string) => `${jobId}:${epoch}:${msg}`;
   for (const e of events) if (!at.has(key(e.jobId, e.epoch, e.msg))) at.set(key(e.jobId, e.epoch, e.msg), e.atMs);
@@ -88,15 +93,17 @@ export function jobHops(jobs: JobView[], events: AgentEvent[]): JobHops[] {
       missing: j.cache.missing_loras.length,
     };
     if (received !== undefined) h.dispatchToReceivedMs = received - assigned;
-    if (received !== undefined && claimed !== undefined) h.claimMs = claimed - received;
+    if (received !== undefined) h.claimMs = started - received;
     if (claimed !== undefined && ready !== undefined) h.lorasMs = ready - claimed;
-    if (ready !== undefined) h.startedEventMs = started - ready;
+    const report = startedReports.get(j.job_id);
+    if (report !== undefined) h.toStartedReportMs = report - created;
     const ahead = finishes
       .filter((e) => e.machine === j.machine_id && e.jobId !== j.job_id && e.atMs <= assigned)
       .sort((a, b) => b.atMs - a.atMs)[0];
-    const aheadReported = ahead ? at.get(key(ahead.jobId, ahead.epoch, 'outcome reported')) : undefined;
+    // The agent logs "outcome reported" once the API answered; the API may place the next job before it answers.
+    const aheadReported = ahead ? Math.min(assigned, at.get(key(ahead.jobId, ahead.epoch, 'outcome reported')) ?? assigned) : undefined;
     // Only when the run ahead was still going at submit: otherwise the job did not wait for it.
-    if (ahead && ahead.atMs > created && aheadReported !== undefined && aheadReported <= assigned) {
+    if (ahead && ahead.atMs > created && aheadReported !== undefined) {
       h.aheadExecutingMs = ahead.atMs - created;
       h.aheadReportingMs = aheadReported - ahead.atMs;
       h.aheadReportToPlacedMs = assigned - aheadReported;
@@ -107,15 +114,16 @@ export function jobHops(jobs: JobView[], events: AgentEvent[]): JobHops[] {
 }
 
 const COLUMNS: [keyof JobHops, string, string][] = [
-  ['totalMs', 'total', 'submit→start'],
+  ['totalMs', 'total', 'submit→start (started_at: the claim)'],
   ['placeMs', 'place', 'submit→placed'],
   ['aheadExecutingMs', 'ahead', '  of which: run ahead executing'],
   ['aheadReportingMs', 'report', '  of which: run ahead outputs+report'],
-  ['aheadReportToPlacedMs', 'hb+pass', '  of which: its report→placed'],
+  // 0 when the API placed the job before it answered the report ahead (placement on the outcome).
+  ['aheadReportToPlacedMs', 'ev+pass', '  of which: its report→placed'],
   ['dispatchToReceivedMs', 'recv', 'placed→received (send+queue+receive)'],
-  ['claimMs', 'claim', 'received→claimed'],
-  ['lorasMs', 'loras', 'claimed→LoRAs ready'],
-  ['startedEventMs', 'start', 'LoRAs ready→started (event)'],
+  ['claimMs', 'claim', 'received→started_at (claim)'],
+  ['lorasMs', 'loras', 'after it: claimed→LoRAs ready'],
+  ['toStartedReportMs', 'run', 'submit→`started` report (LoRAs ready)'],
 ];
 
 /** The breakdown as printable lines: the slowest 10 % job by job, then the mean per hop for those and for all. */
