@@ -27,7 +27,7 @@ app.http('jobEventsPost', {
     handler: async ({ principal, params, body, services }) => {
       const deps = coreDeps(services);
       // An outcome frees the run's slot: place the next job now, not at the heartbeat after it (placement.ts).
-      return json(200, await postJobEvent(deps, principal, jobIdParam(params), body, (machineId, jobId, epoch) => placeAfterOutcome(deps, machineId, jobId, epoch)));
+      return json(200, await postJobEvent(deps, principal, jobIdParam(params), body, (machineId, stored, epoch) => placeAfterOutcome(deps, machineId, stored, epoch)));
     },
   }),
 });

@@ -110,7 +110,7 @@ export async function postJobEvent(
   jobId: string,
   ev: JobEventInput,
   /** Called (and awaited) when this report ended the machine's run: succeeded, or failed without a hand-back (placement on events). */
-  onRunEnded?: (machineId: string, jobId: string, epoch: number) => Promise<unknown>,
+  onRunEnded?: (machineId: string, stored: JobDoc, epoch: number) => Promise<unknown>,
 ): Promise<JobEventResponse> {
   const machineId = principal.subject;
   await authorizeMachine(deps, principal, machineId);
@@ -216,7 +216,7 @@ export async function postJobEvent(
     // Not after a hand-back: that says the machine is in trouble or shutting down, and its heartbeat saying so (sent
     // beside this report) must be stored before it is given more work.
     const ended = ev.type === 'succeeded' || (ev.type === 'failed' && !ev.handback);
-    await Promise.all([record(), ended ? onRunEnded?.(machineId, jobId, ev.epoch) : undefined]);
+    await Promise.all([record(), ended ? onRunEnded?.(machineId, doc, ev.epoch) : undefined]);
   }
   return { accepted: true, cancel_requested: doc.status === 'cancelled' };
 }

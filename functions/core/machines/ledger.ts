@@ -6,8 +6,8 @@
 // the ledger never lists more holders than the machine has slots (slots + queue_depth when its agent takes queued
 // dispatches: a queue position is a reserved slot of another kind, held from assignment like any slot).
 //
-// Holders are pruned lazily, by the next pass that needs the machine, and only on fresh evidence: the job (read now)
-// is no longer assigned/running on this machine at that epoch. A holder whose job is not written yet (epoch still
+// Holders are pruned lazily, by the next pass that needs the machine, and only on fresh evidence: the job (read now,
+// or just written by the same request: a run's outcome) is no longer assigned/running on this machine at that epoch. A holder whose job is not written yet (epoch still
 // below the reserved one) is kept for RESERVATION_GRACE_MS: that is a concurrent pass between its two writes.
 import type { Container } from '@azure/cosmos';
 import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
@@ -117,6 +117,12 @@ export async function reserveSlots(
   slots: number,
   candidates: Candidate[],
   known: Map<string, KnownJob>,
+  /**
+   * Jobs this request has itself just written (the state its own CAS stored), as good as a fresh read for dropping a
+   * holder: a holder found dead by its job's own transition stays dead (epochs only grow, and a finished job at that
+   * epoch never runs again).
+   */
+  settled?: ReadonlyMap<string, KnownJob>,
 ): Promise<{ reserved: Candidate[]; reservedAtMs: number }> {
   for (let attempt = 0; attempt < 8; attempt++) {
     const nowMs = deps.now();
@@ -125,6 +131,8 @@ export async function reserveSlots(
     const states = await mapLimit(ledger.holders, 8, async (h): Promise<HolderState> => {
       const k = known.get(h.job_id);
       if (k && holderState(h, machineId, k, nowMs) !== 'dead') return 'alive';
+      const own = settled?.get(h.job_id);
+      if (own && holderState(h, machineId, own, nowMs) === 'dead') return 'dead';
       const fresh = await readJob(deps.jobs, h.tenant_id, h.job_id);
       return holderState(h, machineId, fresh, nowMs);
     });

@@ -129,6 +129,7 @@ export async function placeAfterSlotFreed(deps: CoreDeps, machineId: string, fin
  * heartbeat still lists it); answered before the outcome's response, so the next dispatch is in the machine's queue
  * when its receive loop asks again.
  */
-export async function placeAfterOutcome(deps: CoreDeps, machineId: string, jobId: string, epoch: number): Promise<TickResult | null> {
-  return placeAfterSlotFreed(deps, machineId, { machineId, jobId, epoch });
+export async function placeAfterOutcome(deps: CoreDeps, machineId: string, stored: Pick<JobDoc, 'id' | 'status' | 'machine_id' | 'epoch'>, epoch: number): Promise<TickResult | null> {
+  // The outcome's own CAS result frees the run's slot-ledger entry without another read of the job.
+  return placeAfterSlotFreed(deps, machineId, { machineId, jobId: stored.id, epoch, stored: { status: stored.status, machine_id: stored.machine_id, epoch: stored.epoch } });
 }

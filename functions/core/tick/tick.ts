@@ -160,7 +160,7 @@ export interface PassOptions {
    * A run whose outcome its machine has just reported (placement.ts, placeAfterOutcome): it no longer holds a slot,
    * although the machine's last heartbeat still lists it in `running_jobs`.
    */
-  finishedRun?: { machineId: string; jobId: string; epoch: number };
+  finishedRun?: { machineId: string; jobId: string; epoch: number; /** The job as the outcome's CAS stored it. */ stored?: KnownJob };
 }
 
 /**
@@ -241,7 +241,9 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
       const d = docs.get(a.jobId)!;
       return { job_id: d.id, tenant_id: d.tenant_id, epoch: d.epoch + 1 };
     });
-    const { reserved, reservedAtMs } = await reserveSlots(deps, machineId, slotsOf.get(machineId) ?? 0, candidates, known);
+    const fin = opts.finishedRun;
+    const settled = fin?.stored && fin.machineId === machineId ? new Map([[fin.jobId, fin.stored]]) : undefined;
+    const { reserved, reservedAtMs } = await reserveSlots(deps, machineId, slotsOf.get(machineId) ?? 0, candidates, known, settled);
     const reservedIds = new Set(reserved.map((c) => c.job_id));
     out.no_slot += assignments.length - reserved.length;
     await mapLimit(
