@@ -102,10 +102,10 @@ export function jobHops(jobs: JobView[], events: AgentEvent[], startedReports: M
       .sort((a, b) => b.atMs - a.atMs)[0];
     // The agent logs "outcome reported" once the API answered; the API may place the next job before it answers.
     const aheadReported = ahead ? Math.min(assigned, at.get(key(ahead.jobId, ahead.epoch, 'outcome reported')) ?? assigned) : undefined;
-    // Only when the run ahead was still going at submit: otherwise the job did not wait for it.
-    if (ahead && ahead.atMs > created && aheadReported !== undefined) {
-      h.aheadExecutingMs = ahead.atMs - created;
-      h.aheadReportingMs = aheadReported - ahead.atMs;
+    // Only when the run ahead still held the slot at submit (executing, or its outcome not yet in): else no wait for it.
+    if (ahead && aheadReported !== undefined && aheadReported > created) {
+      h.aheadExecutingMs = Math.max(0, ahead.atMs - created);
+      h.aheadReportingMs = aheadReported - Math.max(ahead.atMs, created);
       h.aheadReportToPlacedMs = assigned - aheadReported;
     }
     out.push(h);

@@ -16,7 +16,7 @@ import { readJob } from '../../functions/core/jobs/store.js';
 import { recordHeartbeat } from '../../functions/core/machines/store.js';
 import { runReaper } from '../../functions/core/tick/reaper.js';
 import { schedulerSettings } from '../../functions/core/tick/settings.js';
-import { runSchedulerTick, type TickResult } from '../../functions/core/tick/tick.js';
+import { readFleetSnapshot, runSchedulerTick, type TickResult } from '../../functions/core/tick/tick.js';
 import { startDevHostProcess } from '../../local/stack.js';
 import { startTestHost, testSettings, type TestHost } from '../support/stack.js';
 import { heartbeat, runTimer, suffix, TestMachine } from './jobs.fixtures.js';
@@ -242,6 +242,29 @@ describe('racing scheduler passes', () => {
     expect(assigned.filter((j) => j.machine_id === fleet[1]!.id)).toHaveLength(2);
     expect((await fleet[0]!.drain()).length + (await fleet[1]!.drain()).length).toBe(5);
     for (const j of jobs) await user.delete(`jobs/${j.id}`);
+  });
+});
+
+describe('slot ledger from a snapshot', () => {
+  it('a pass planning from a snapshot read before another pass filled the machine does not over-fill it', async () => {
+    const tenant = `stale-${suffix()}`;
+    const user = await t.as(tenant);
+    const m = await machine('stale-a', 'stale', 1);
+    await m.beat();
+    const deps = separateDeps();
+    const post = async () => (await user.post<{ job_id: string }>('jobs', { service_required: 'comfyui', pool: 'stale', payload: {} })).job_id;
+    const first = await post();
+    const stale = await readFleetSnapshot(deps); // the machine's one slot is free here
+    await runSchedulerTick(deps, { jobs: [(await readJob(deps.jobs, tenant, first))!] });
+    expect((await readJob(deps.jobs, tenant, first))!.status).toBe('assigned');
+    const second = await post();
+    // Planned on the old view (slot free, ledger empty): the ledger's ETag has moved, so the CAS fails, the stored
+    // ledger is read, and its holder (first, assigned) keeps the slot.
+    const r = await runSchedulerTick(deps, { jobs: [(await readJob(deps.jobs, tenant, second))!], snapshot: stale });
+    expect([r.planned, r.assigned, r.no_slot]).toEqual([1, 0, 1]);
+    expect((await readJob(deps.jobs, tenant, second))!.status).toBe('pending');
+    expect(await m.drain()).toEqual([{ job_id: first, epoch: 1 }]);
+    for (const id of [first, second]) await user.delete(`jobs/${id}`);
   });
 });
 

@@ -6,7 +6,8 @@
 // the ledger never lists more holders than the machine has slots (slots + queue_depth when its agent takes queued
 // dispatches: a queue position is a reserved slot of another kind, held from assignment like any slot).
 //
-// Holders are pruned lazily, by the next pass that needs the machine, and only on fresh evidence: the job (read now,
+// A pass tries the ledger as its snapshot read it first (its ETag fails the CAS if anything changed since), then the
+// stored one. Holders are pruned lazily, by the next pass that needs the machine, and only on fresh evidence: the job (read now,
 // or just written by the same request: a run's outcome) is no longer assigned/running on this machine at that epoch. A holder whose job is not written yet (epoch still
 // below the reserved one) is kept for RESERVATION_GRACE_MS: that is a concurrent pass between its two writes.
 import type { Container } from '@azure/cosmos';
@@ -123,10 +124,18 @@ export async function reserveSlots(
    * epoch never runs again).
    */
   settled?: ReadonlyMap<string, KnownJob>,
-): Promise<{ reserved: Candidate[]; reservedAtMs: number }> {
+  /**
+   * The ledger as the pass's snapshot read it: tried first, without reading it again. Its ETag makes the CAS fail if
+   * it changed since; then (or when it shows no room) the stored one is read and decided on, as without it.
+   */
+  snapshotLedger?: LedgerDoc,
+): Promise<{ reserved: Candidate[]; reservedAtMs: number; stored?: LedgerDoc }> {
+  let given = snapshotLedger?._etag ? snapshotLedger : undefined;
   for (let attempt = 0; attempt < 8; attempt++) {
     const nowMs = deps.now();
-    const ledger = await ensureLedger(deps.machines, machineId, nowMs);
+    const fromSnapshot = given !== undefined;
+    const ledger = given ?? (await ensureLedger(deps.machines, machineId, nowMs));
+    given = undefined;
     // Classify holders: the snapshot may keep one; only a fresh read may drop one.
     const states = await mapLimit(ledger.holders, 8, async (h): Promise<HolderState> => {
       const k = known.get(h.job_id);
@@ -151,11 +160,15 @@ export async function reserveSlots(
         added.push({ job_id: c.job_id, tenant_id: c.tenant_id, epoch: c.epoch, reserved_at_ms: nowMs });
       }
     }
-    if (added.length === 0 && !pruned) return { reserved, reservedAtMs: nowMs };
+    if (added.length === 0 && !pruned) {
+      // An older view that has no room for them may be out of date: decide on the stored ledger before giving up.
+      if (fromSnapshot && reserved.length < candidates.length) continue;
+      return { reserved, reservedAtMs: nowMs };
+    }
     const next: LedgerDoc = { ...ledger, holders: [...keep, ...added], updated_at: new Date(nowMs).toISOString() };
     try {
-      await deps.machines.item(ledger.id, machineId).replace(next, { accessCondition: { type: 'IfMatch', condition: ledger._etag! } });
-      return { reserved, reservedAtMs: nowMs };
+      const { resource } = await deps.machines.item(ledger.id, machineId).replace(next, { accessCondition: { type: 'IfMatch', condition: ledger._etag! } });
+      return { reserved, reservedAtMs: nowMs, ...(resource ? { stored: resource } : {}) };
     } catch (err) {
       if (!isPreconditionFailed(err)) throw err;
       // Another pass changed this machine's ledger: decide again on the fresh one.

@@ -243,7 +243,8 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     });
     const fin = opts.finishedRun;
     const settled = fin?.stored && fin.machineId === machineId ? new Map([[fin.jobId, fin.stored]]) : undefined;
-    const { reserved, reservedAtMs } = await reserveSlots(deps, machineId, slotsOf.get(machineId) ?? 0, candidates, known, settled);
+    const { reserved, reservedAtMs, stored: ledger } = await reserveSlots(deps, machineId, slotsOf.get(machineId) ?? 0, candidates, known, settled, ledgers.get(machineId));
+    if (ledger) ledgers.set(machineId, ledger); // the snapshot (cached for intake) keeps the ledger's current ETag
     const reservedIds = new Set(reserved.map((c) => c.job_id));
     out.no_slot += assignments.length - reserved.length;
     await mapLimit(
