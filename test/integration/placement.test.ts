@@ -80,10 +80,12 @@ describe('placement on events (no timer runs)', () => {
     expect(await getJob(user, second.job_id)).toMatchObject({ status: 'assigned', machine_id: m.id, epoch: 1 });
     expect((await getJob(user, third.job_id)).status).toBe('pending');
     expect(await m.drain()).toEqual([{ job_id: second.job_id, epoch: 1 }]);
-    // A hand-back is not a freed slot (the machine may be in trouble): the next job waits for the machine's beat.
+    // A failure is not a freed slot (the machine may be in trouble; its next beat says): nothing is placed, not even
+    // the retry of the failed job itself.
     expect((await m.claim(second.job_id, 1)).status).toBe(200);
-    expect((await m.event(second.job_id, { type: 'failed', epoch: 1, reason: 'executor missing', retryable: true, handback: true })).status).toBe(200);
+    expect((await m.event(second.job_id, { type: 'failed', epoch: 1, reason: 'ComfyUI went away mid-run', retryable: true })).status).toBe(200);
     expect((await getJob(user, third.job_id)).status).toBe('pending');
+    expect((await getJob(user, second.job_id)).status).toBe('pending');
     expect(await m.drain(200)).toEqual([]);
   });
 

@@ -109,7 +109,7 @@ export async function postJobEvent(
   principal: Principal,
   jobId: string,
   ev: JobEventInput,
-  /** Called (and awaited) when this report ended the machine's run: succeeded, or failed without a hand-back (placement on events). */
+  /** Called (and awaited) when this report ended the machine's run with success (placement on events). */
   onRunEnded?: (machineId: string, stored: JobDoc, epoch: number) => Promise<unknown>,
 ): Promise<JobEventResponse> {
   const machineId = principal.subject;
@@ -212,11 +212,11 @@ export async function postJobEvent(
       else if (ev.type === 'succeeded') await observeOutcome(deps, job, 'succeeded');
       else await observeOutcome(deps, job, doc.status === 'pending' ? 'retried' : 'failed', ev.reason);
     };
-    // The run is over: the next job for this slot is placed alongside the bookkeeping, before the agent hears back.
-    // Not after a hand-back: that says the machine is in trouble or shutting down, and its heartbeat saying so (sent
-    // beside this report) must be stored before it is given more work.
-    const ended = ev.type === 'succeeded' || (ev.type === 'failed' && !ev.handback);
-    await Promise.all([record(), ended ? onRunEnded?.(machineId, doc, ev.epoch) : undefined]);
+    // The run succeeded: the next job for this slot is placed alongside the bookkeeping, before the agent hears back.
+    // Not after a failure: it may say the machine is in trouble (ComfyUI gone, disk full, shutting down), which the
+    // heartbeat the agent sends after it reports; placing before that beat sent retries straight back to a machine
+    // that could not run them. The heartbeat's own freed-slot pass places then.
+    await Promise.all([record(), ev.type === 'succeeded' ? onRunEnded?.(machineId, doc, ev.epoch) : undefined]);
   }
   return { accepted: true, cancel_requested: doc.status === 'cancelled' };
 }

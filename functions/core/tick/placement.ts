@@ -8,8 +8,9 @@
 //   once after every run), or brought the machine into service (first beat, back from silence, receiving again): one
 //   full pass (pending jobs + a fresh snapshot, which also refreshes the cache). A heartbeat
 //   that takes the machine out of service (not receiving, draining) drops the cached snapshot.
-// - placeAfterOutcome: an agent's outcome report (succeeded/failed) ends its run: the same full pass, not counting that
-//   run, before the report is answered (the heartbeat after it would otherwise be on the path to the next start).
+// - placeAfterOutcome: an agent's `succeeded` report ends its run: the same full pass, not counting that run, before
+//   the report is answered (the heartbeat after it would otherwise be on the path to the next start). Not after a
+//   failure: the heartbeat after it may say the machine is unhealthy, and must land before the machine gets more work.
 // Both are safe against each other and the timer (ledger CAS + job CAS, see ledger.ts) and never throw: a job they
 // cannot place stays pending for the next event or timer pass.
 import type { CoreDeps } from '../deps.js';
@@ -124,7 +125,7 @@ export async function placeAfterSlotFreed(deps: CoreDeps, machineId: string, fin
 }
 
 /**
- * The agent reported a run's outcome (succeeded, failed, handed back): its executor has ended, so the slot is free
+ * The agent reported that a run succeeded: its executor has ended, so the slot is free
  * now, not at the heartbeat the agent sends after it. One full pass that does not count that run (the machine's last
  * heartbeat still lists it); answered before the outcome's response, so the next dispatch is in the machine's queue
  * when its receive loop asks again.
