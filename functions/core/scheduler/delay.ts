@@ -15,6 +15,8 @@ export class DelayRule {
   /** The holder scan's best so far (`consider`). */
   private best = -1;
   private bestWait = Infinity;
+  /** The current job's longest acceptable wait (`shouldDelay`). */
+  private limit = 0;
 
   constructor(
     private readonly s: PassState,
@@ -24,8 +26,12 @@ export class DelayRule {
     this.dmark = new Int32Array(s.ms.length);
   }
 
+  /** `missingOn`'s answer (fields, not a returned object: no allocation per job). */
+  missingCount = 0;
+  missingBytes = 0;
+
   /** The job's LoRAs machine `m` neither caches nor is receiving (after choosing for this job): count, bytes. */
-  missingOn(v: JobView, m: number): { count: number; bytes: number } {
+  missingOn(v: JobView, m: number): void {
     let count = 0;
     let bytes = 0;
     for (let i = 0; i < v.loras.length; i++) {
@@ -33,7 +39,8 @@ export class DelayRule {
       count++;
       if (v.loras[i]!.sizeBytes > 0) bytes += v.loras[i]!.sizeBytes;
     }
-    return { count, bytes };
+    this.missingCount = count;
+    this.missingBytes = bytes;
   }
 
   /**
@@ -41,12 +48,13 @@ export class DelayRule {
    * so later jobs of the pass wait for the next one.
    */
   shouldDelay(v: JobView, b: number): boolean {
-    const miss = this.missingOn(v, b);
-    if (miss.count === 0) return false;
+    this.missingOn(v, b);
+    if (this.missingCount === 0) return false;
     const { w, speed } = this.s;
     const age = Math.max(0, (this.s.input.nowMs - v.job.createdAtMs) / 1000);
-    const limit = Math.min(w.delay * (miss.bytes / speed[b]!), w.delayCapSeconds - age);
+    const limit = Math.min(w.delay * (this.missingBytes / speed[b]!), w.delayCapSeconds - age);
     if (!(limit > 0)) return false;
+    this.limit = limit;
     const stamp = ++this.dstamp;
     this.best = -1;
     this.bestWait = Infinity;
@@ -56,10 +64,10 @@ export class DelayRule {
     for (let i = 0; i < v.loras.length; i++) {
       // The machines that cache the LoRA (free or busy at pass start) and those it is sent to in this pass.
       const id = v.ids[i]!;
-      if (id < reported.built) this.consider(v, miss, stamp, reported.list, reported.start[id]!, reported.end[id]!);
-      if (id < busy.built) this.consider(v, miss, stamp, busy.list, busy.start[id]!, busy.end[id]!);
+      if (id < reported.built) this.consider(v, stamp, reported.list, reported.start[id]!, reported.end[id]!);
+      if (id < busy.built) this.consider(v, stamp, busy.list, busy.start[id]!, busy.end[id]!);
       const arriving = holders.arrivals[id];
-      if (arriving) this.consider(v, miss, stamp, arriving, 0, arriving.length);
+      if (arriving) this.consider(v, stamp, arriving, 0, arriving.length);
     }
     const { best, bestWait } = this;
     if (best < 0 || bestWait > limit) return false;
@@ -68,10 +76,9 @@ export class DelayRule {
     return true;
   }
 
-  /** Keeps in `best`/`bestWait` the soonest start among `list[from .. to)` for a job missing `miss` on its pick. */
+  /** Keeps in `best`/`bestWait` the soonest start among `list[from .. to)` for a job missing `missing*` on its pick. */
   private consider(
     v: JobView,
-    miss: { count: number; bytes: number },
     stamp: number,
     list: ArrayLike<number>,
     from: number,
@@ -82,6 +89,9 @@ export class DelayRule {
       const h = list[k]!;
       if (this.dmark[h] === stamp || free[h]! > 0) continue; // free machines were scored already
       this.dmark[h] = stamp;
+      // Its wait is at least the slot wait: past the limit or the best so far, it cannot be the pick (exact skip).
+      const slotWait = this.s.slotWait.seconds(h, this.waiters[h]!);
+      if (slotWait > this.limit || slotWait > this.bestWait) continue;
       let bytes = 0;
       let count = 0;
       for (let j = 0; j < v.loras.length; j++) {
@@ -89,8 +99,8 @@ export class DelayRule {
         count++;
         if (v.loras[j]!.sizeBytes > 0) bytes += v.loras[j]!.sizeBytes;
       }
-      if (count >= miss.count && bytes >= miss.bytes) continue;
-      const wait = this.s.slotWait.seconds(h, this.waiters[h]!) + bytes / speed[h]!;
+      if (count >= this.missingCount && bytes >= this.missingBytes) continue;
+      const wait = slotWait + bytes / speed[h]!;
       if (wait < this.bestWait || (wait === this.bestWait && h < this.best)) {
         this.bestWait = wait;
         this.best = h;

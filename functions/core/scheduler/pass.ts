@@ -16,7 +16,7 @@ import { AffinityPolicy } from './policies/affinity.js';
 import { FifoPolicy } from './policies/fifo.js';
 import { SCORERS } from './registry.js';
 import type { Scorer } from './scorers/scorer.js';
-import { PassState, type JobView, type PoolState } from './state.js';
+import { PassState, type Choice, type JobView, type PoolState } from './state.js';
 import type { Assignment, PendingJob, ScheduleResult, SchedulerInput, UnassignedReason } from './types.js';
 import { assertPolicyName, resolveWeights } from './weights.js';
 
@@ -146,9 +146,10 @@ class Pass {
     if (s.policy === 'affinity') this.index.prepareLoadWalk();
 
     const assignments: Assignment[] = [];
+    let view: JobView | undefined;
     for (const job of routed) {
       const pool = s.pools.get(job.pool)!;
-      const view = s.view(job);
+      view = s.view(job, view);
       const choice =
         s.policy === 'fifo'
           ? this.fifo.choose(pool)
@@ -184,38 +185,52 @@ class Pass {
     this.index.prepareLoadWalk();
     // Held-back jobs leave slots to later batches: index the LoRAs of every queued job the first time one is routed.
     let allIndexed = false;
-    const placed: { index: number; assignment: Assignment }[] = [];
+    // The placed jobs (indices) and their assignments, each pool's in routing order.
+    const placedJobs: number[] = [];
+    const placed: Assignment[] = [];
+    // Without `firstRound` each job is routed as soon as it is viewed, so one view serves them all.
+    let scratch: JobView | undefined;
+    const route = (index: number, view: JobView, pool: PoolState, choice: Choice): void => {
+      if (delayOn && delay.shouldDelay(view, choice.machine)) {
+        reasons[index] = DELAYED;
+        waitFor[index] = delay.holder + 1;
+        return;
+      }
+      placedJobs.push(index);
+      placed.push(s.assign(view, pool, choice));
+    };
     for (let b = 0; b < queues.length; b++) {
       const pool = queues[b]!.pool;
       let { first, rest } = batches[b]!;
       for (;;) {
-        const views: { index: number; view: JobView }[] = [];
-        for (const i of first) {
-          const job = jobs[i]!;
-          if (seen.has(job.id)) continue; // a repeated id is routed at most once
-          seen.add(job.id);
-          views.push({ index: i, view: s.view(job) });
-        }
-        let deferred = views;
-        if (firstRound) {
-          deferred = [];
+        if (!firstRound) {
+          for (const i of first) {
+            const job = jobs[i]!;
+            if (seen.has(job.id)) continue; // a repeated id is routed at most once
+            seen.add(job.id);
+            scratch = s.view(job, scratch);
+            route(i, scratch, pool, affinity.choose(scratch, pool));
+          }
+        } else {
+          const views: { index: number; view: JobView }[] = [];
+          for (const i of first) {
+            const job = jobs[i]!;
+            if (seen.has(job.id)) continue;
+            seen.add(job.id);
+            views.push({ index: i, view: s.view(job) });
+          }
+          const deferred: { index: number; view: JobView }[] = [];
           for (const x of views) {
             const choice = affinity.choose(x.view, pool);
-            if (firstRound(delay.missingOn(x.view, choice.machine))) {
-              placed.push({ index: x.index, assignment: s.assign(x.view, pool, choice) });
+            delay.missingOn(x.view, choice.machine);
+            if (firstRound({ count: delay.missingCount, bytes: delay.missingBytes })) {
+              placedJobs.push(x.index);
+              placed.push(s.assign(x.view, pool, choice));
             } else {
               deferred.push(x);
             }
           }
-        }
-        for (const x of deferred) {
-          const choice = affinity.choose(x.view, pool);
-          if (delayOn && delay.shouldDelay(x.view, choice.machine)) {
-            reasons[x.index] = DELAYED;
-            waitFor[x.index] = delay.holder + 1;
-            continue;
-          }
-          placed.push({ index: x.index, assignment: s.assign(x.view, pool, choice) });
+          for (const x of deferred) route(x.index, x.view, pool, affinity.choose(x.view, pool));
         }
         if (pool.free === 0 || rest.length === 0) break;
         ({ first, rest } = firstInOrder(rest, pool.free, cmp));
@@ -228,8 +243,11 @@ class Pass {
       }
       for (let k = 0; k < rest.length; k++) reasons[rest[k]!] = NO_CAPACITY;
     }
-    placed.sort((a, b) => cmp(a.index, b.index));
-    return { assignments: placed.map((p) => p.assignment), unassigned: this.unassigned(reasons, waitFor) };
+    // Back to one routing order (the pools' runs merge; with firstRound a batch's order is restored here).
+    const byOrder = Array.from(placedJobs.keys()).sort((a, b) => cmp(placedJobs[a]!, placedJobs[b]!));
+    const assignments: Assignment[] = new Array(byOrder.length);
+    for (let k = 0; k < byOrder.length; k++) assignments[k] = placed[byOrder[k]!]!;
+    return { assignments, unassigned: this.unassigned(reasons, waitFor) };
   }
 
   private unassigned(reasons: Uint8Array, waitFor: Int32Array): ScheduleResult['unassigned'] {

@@ -18,6 +18,11 @@ export const SHARED = 1;
 export type Kind = typeof USER | typeof SHARED;
 export const kindOf = (l: LoraRef): Kind => (l.kind === 'user' ? USER : SHARED);
 
+// What an assignment does with each LoRA of the job: cached there, already on its way there, or sent there now.
+const HIT = 0;
+const ARRIVING = 1;
+const SENT = 2;
+
 export interface PoolState {
   /** The pool's machines that pass every machine filter (live, not draining, receiving), in input order. */
   members: number[];
@@ -86,6 +91,8 @@ export class PassState {
   readonly slotWait: SlotWait;
   /** Which machines of a pool cache (or, affinity, receive) each LoRA the pass needs. */
   readonly holders: HolderIndex;
+  /** `assign`'s scratch: per LoRA of the job, HIT, ARRIVING or SENT. */
+  private outcome = new Uint8Array(8);
 
   constructor(
     readonly input: SchedulerInput,
@@ -151,19 +158,28 @@ export class PassState {
     }
   }
 
-  view(job: PendingJob): JobView {
+  /**
+   * The job as the policies see it. With `into`, that view's arrays are refilled and it is returned (a pass that
+   * routes one job at a time reuses one view, so routing a job allocates no view).
+   */
+  view(job: PendingJob, into?: JobView): JobView {
     const loras = withoutDuplicates(job.loras);
     const n = loras.length;
     let total = 0;
     for (let i = 0; i < n; i++) total += loras[i]!.sizeBytes > 0 ? loras[i]!.sizeBytes : 0;
-    const shares = new Array<number>(n);
-    const kinds = new Array<Kind>(n);
+    const v: JobView = into ?? { job, loras, kinds: [], shares: [], avoid: [], ids: [] };
+    v.job = job;
+    v.loras = loras;
+    const { shares, kinds, avoid, ids } = v;
+    // Written by index, then cut to length (setting a length of 0 would drop the arrays' storage).
     for (let i = 0; i < n; i++) {
       const l = loras[i]!;
       shares[i] = total > 0 ? (l.sizeBytes > 0 ? l.sizeBytes : 0) / total : 1 / n;
       kinds[i] = kindOf(l);
     }
-    const avoid: number[] = [];
+    shares.length = n;
+    kinds.length = n;
+    if (avoid.length > 0) avoid.length = 0;
     if (job.avoidMachines) {
       for (const id of job.avoidMachines) {
         const i = this.idIndex.get(id);
@@ -171,9 +187,9 @@ export class PassState {
       }
     }
     const pool = this.policy === 'fifo' ? undefined : this.pools.get(job.pool);
-    const ids = new Array<number>(pool ? n : 0);
     if (pool) for (let i = 0; i < n; i++) ids[i] = this.holders.idOf(pool, kinds[i]!, loras[i]!.key);
-    return { job, loras, kinds, shares, avoid, ids };
+    ids.length = pool ? n : 0;
+    return v;
   }
 
   cachedOn(m: number, kind: Kind, key: string): boolean {
@@ -191,12 +207,14 @@ export class PassState {
   /** Records the choice: takes the slot, notes the LoRAs it sends to the machine, returns the assignment. */
   assign(v: JobView, pool: PoolState, choice: Choice): Assignment {
     const m = choice.machine;
-    const hitLoras: string[] = [];
-    const missingLoras: string[] = [];
-    const arrivingLoras: string[] = [];
     const known = choice.known ?? 0;
     const held = choice.held ?? 0;
-    for (let i = 0; i < v.loras.length; i++) {
+    const n = v.loras.length;
+    if (this.outcome.length < n) this.outcome = new Uint8Array(2 * n);
+    const outcome = this.outcome;
+    let hits = 0;
+    let arrivals = 0;
+    for (let i = 0; i < n; i++) {
       const kind = v.kinds[i]!;
       const key = v.loras[i]!.key;
       let set = this.arriving[kind][m];
@@ -204,19 +222,34 @@ export class PassState {
       // An arriving LoRA is not cached there (it is only sent where it is not).
       const cached = (known >> i) & 1 ? !arriving && ((held >> i) & 1) === 1 : this.cachedOn(m, kind, key);
       if (cached) {
-        hitLoras.push(key);
+        outcome[i] = HIT;
+        hits++;
         continue;
       }
-      missingLoras.push(key);
       if (arriving) {
-        arrivingLoras.push(key);
+        outcome[i] = ARRIVING;
+        arrivals++;
         continue;
       }
+      outcome[i] = SENT;
       if (!set) set = this.arriving[kind][m] = new Set();
       set.add(key);
       if (v.loras[i]!.sizeBytes > 0) this.incoming[m]! += v.loras[i]!.sizeBytes;
       // Only affinity routes later jobs after LoRAs that are on their way; the baselines see the reported cache only.
       if (this.policy === 'affinity') this.holders.arrive(v.ids[i]!, m);
+    }
+    // The lists at their exact lengths (an empty array grown by push takes room for 16 or more).
+    const hitLoras = new Array<string>(hits);
+    const missingLoras = new Array<string>(n - hits);
+    const arrivingLoras = new Array<string>(arrivals);
+    for (let i = 0, h = 0, x = 0, a = 0; i < n; i++) {
+      const key = v.loras[i]!.key;
+      if (outcome[i] === HIT) {
+        hitLoras[h++] = key;
+        continue;
+      }
+      missingLoras[x++] = key;
+      if (outcome[i] === ARRIVING) arrivingLoras[a++] = key;
     }
     this.busy[m]!++;
     this.free[m]!--;
@@ -229,7 +262,7 @@ export class PassState {
         pool.byLoad.update(m);
       }
     }
-    return {
+    const assignment: Assignment = {
       jobId: v.job.id,
       machineId: this.ms[m]!.id,
       score: choice.score,
@@ -238,10 +271,15 @@ export class PassState {
       missingLoras,
       arrivingLoras,
       policy: this.policy,
-      ...(choice.runnersUp
-        ? { runnersUp: choice.runnersUp.map((r) => ({ machineId: this.ms[r.machine]!.id, score: r.score, breakdown: r.breakdown })) }
-        : {}),
     };
+    if (choice.runnersUp) {
+      assignment.runnersUp = choice.runnersUp.map((r) => ({
+        machineId: this.ms[r.machine]!.id,
+        score: r.score,
+        breakdown: r.breakdown,
+      }));
+    }
+    return assignment;
   }
 }
 

@@ -21,6 +21,8 @@ export class AffinityPolicy {
   private readonly sum = new Float64Array(1);
   /** Runners-up (`SchedulerInput.runnersUp`); null when none are asked for. */
   private readonly top: TopScores | null;
+  /** A breakdown with every scorer's key in order: each breakdown is a copy, so all share one shape. */
+  private readonly parts: Record<string, number> = {};
 
   constructor(
     private readonly s: PassState,
@@ -32,6 +34,7 @@ export class AffinityPolicy {
     this.ctx = { w: s.w, state: s, index, view: null as unknown as JobView };
     const k = Math.max(0, Math.floor(s.input.runnersUp ?? 0));
     this.top = k > 0 ? new TopScores(k) : null;
+    for (const scorer of scorers) this.parts[scorer.name] = 0;
   }
 
   choose(v: JobView, pool: PoolState): Choice {
@@ -102,12 +105,13 @@ export class AffinityPolicy {
       }
     }
 
-    const breakdown: Record<string, number> = {};
+    const breakdown = { ...this.parts };
     const score = this.score(v, best, breakdown);
-    const { known, held } = index.heldOn(v, best);
+    index.heldOn(v, best);
+    const { known, held } = index;
     if (!top) return { machine: best, score, breakdown, known, held };
     const runnersUp = top.others(best).map((m) => {
-      const parts: Record<string, number> = {};
+      const parts = { ...this.parts };
       return { machine: m, score: this.score(v, m, parts), breakdown: parts };
     });
     return { machine: best, score, breakdown, runnersUp, known, held };
