@@ -118,16 +118,17 @@ class Pass {
       queues[q]!.jobs[filled[q]!++] = i;
     }
     const cmp = routingComparator(jobs, rank, packed);
+    const byRank = packed ? rank : undefined;
 
     if (s.policy === 'affinity' && (s.w.delay > 0 || this.extensions.firstRound)) {
-      return this.routeInBatches(queues, reasons, waitFor, cmp);
+      return this.routeInBatches(queues, reasons, waitFor, cmp, byRank);
     }
 
     // Every routable job gets a machine while its pool has a free slot, so exactly the first `free` jobs of each pool
     // (in routing order) are routed; the others are out of capacity. Only those are sorted and scored.
     let order: number[] = [];
     for (const q of queues) {
-      const { first, rest } = firstInOrder(q.jobs, q.pool.free, cmp);
+      const { first, rest } = firstInOrder(q.jobs, q.pool.free, cmp, byRank);
       for (let k = 0; k < rest.length; k++) reasons[rest[k]!] = NO_CAPACITY;
       order = order.length === 0 ? first : order.concat(first);
     }
@@ -149,7 +150,7 @@ class Pass {
     let view: JobView | undefined;
     for (const job of routed) {
       const pool = s.pools.get(job.pool)!;
-      view = s.view(job, view);
+      view = s.view(job, view, pool);
       const choice =
         s.policy === 'fifo'
           ? this.fifo.choose(pool)
@@ -171,6 +172,7 @@ class Pass {
     reasons: Uint8Array,
     waitFor: Int32Array,
     cmp: (a: number, b: number) => number,
+    byRank: Float64Array | undefined,
   ): ScheduleResult {
     const { s, affinity } = this;
     const jobs = s.input.jobs;
@@ -178,7 +180,7 @@ class Pass {
     const delay = new DelayRule(s, this.index);
     const firstRound = this.extensions.firstRound;
     const seen = new Set<string>();
-    const batches = queues.map((q) => firstInOrder(q.jobs, q.pool.free, cmp));
+    const batches = queues.map((q) => firstInOrder(q.jobs, q.pool.free, cmp, byRank));
     const firstJobs: PendingJob[] = [];
     for (const batch of batches) for (const i of batch.first) firstJobs.push(jobs[i]!);
     this.index.indexHolders(firstJobs);
@@ -208,7 +210,7 @@ class Pass {
             const job = jobs[i]!;
             if (seen.has(job.id)) continue; // a repeated id is routed at most once
             seen.add(job.id);
-            scratch = s.view(job, scratch);
+            scratch = s.view(job, scratch, pool);
             route(i, scratch, pool, affinity.choose(scratch, pool));
           }
         } else {
@@ -217,7 +219,7 @@ class Pass {
             const job = jobs[i]!;
             if (seen.has(job.id)) continue;
             seen.add(job.id);
-            views.push({ index: i, view: s.view(job) });
+            views.push({ index: i, view: s.view(job, undefined, pool) });
           }
           const deferred: { index: number; view: JobView }[] = [];
           for (const x of views) {
@@ -233,7 +235,7 @@ class Pass {
           for (const x of deferred) route(x.index, x.view, pool, affinity.choose(x.view, pool));
         }
         if (pool.free === 0 || rest.length === 0) break;
-        ({ first, rest } = firstInOrder(rest, pool.free, cmp));
+        ({ first, rest } = firstInOrder(rest, pool.free, cmp, byRank));
         if (delayOn && !allIndexed) {
           const queued: PendingJob[] = [];
           for (const q of queues) for (let k = 0; k < q.jobs.length; k++) queued.push(jobs[q.jobs[k]!]!);

@@ -93,6 +93,7 @@ export class PassState {
   readonly holders: HolderIndex;
   /** `assign`'s scratch: per LoRA of the job, HIT, ARRIVING or SENT. */
   private outcome = new Uint8Array(8);
+  private readonly keys: string[] = [];
 
   constructor(
     readonly input: SchedulerInput,
@@ -160,9 +161,10 @@ export class PassState {
 
   /**
    * The job as the policies see it. With `into`, that view's arrays are refilled and it is returned (a pass that
-   * routes one job at a time reuses one view, so routing a job allocates no view).
+   * routes one job at a time reuses one view, so routing a job allocates no view). `jobPool`: the job's pool, when the
+   * caller has it.
    */
-  view(job: PendingJob, into?: JobView): JobView {
+  view(job: PendingJob, into?: JobView, jobPool?: PoolState): JobView {
     const loras = withoutDuplicates(job.loras);
     const n = loras.length;
     let total = 0;
@@ -186,7 +188,7 @@ export class PassState {
         if (i !== undefined && !avoid.includes(i)) avoid.push(i);
       }
     }
-    const pool = this.policy === 'fifo' ? undefined : this.pools.get(job.pool);
+    const pool = this.policy === 'fifo' ? undefined : (jobPool ?? this.pools.get(job.pool));
     if (pool) for (let i = 0; i < n; i++) ids[i] = this.holders.idOf(pool, kinds[i]!, loras[i]!.key);
     ids.length = pool ? n : 0;
     return v;
@@ -238,19 +240,16 @@ export class PassState {
       // Only affinity routes later jobs after LoRAs that are on their way; the baselines see the reported cache only.
       if (this.policy === 'affinity') this.holders.arrive(v.ids[i]!, m);
     }
-    // The lists at their exact lengths (an empty array grown by push takes room for 16 or more).
-    const hitLoras = new Array<string>(hits);
-    const missingLoras = new Array<string>(n - hits);
-    const arrivingLoras = new Array<string>(arrivals);
-    for (let i = 0, h = 0, x = 0, a = 0; i < n; i++) {
-      const key = v.loras[i]!.key;
-      if (outcome[i] === HIT) {
-        hitLoras[h++] = key;
-        continue;
-      }
-      missingLoras[x++] = key;
-      if (outcome[i] === ARRIVING) arrivingLoras[a++] = key;
-    }
+    // Each list at its exact length, copied from one scratch list (an array grown by push keeps room for 16 or more,
+    // and assignments outlive the pass).
+    const keys = this.keys;
+    let k = 0;
+    for (let i = 0; i < n; i++) if (outcome[i] === HIT) keys[k++] = v.loras[i]!.key;
+    for (let i = 0; i < n; i++) if (outcome[i] !== HIT) keys[k++] = v.loras[i]!.key;
+    for (let i = 0; i < n; i++) if (outcome[i] === ARRIVING) keys[k++] = v.loras[i]!.key;
+    const hitLoras = keys.slice(0, hits);
+    const missingLoras = keys.slice(hits, n);
+    const arrivingLoras = keys.slice(n, n + arrivals);
     this.busy[m]!++;
     this.free[m]!--;
     pool.busy++;
