@@ -240,16 +240,17 @@ export class PassState {
       // Only affinity routes later jobs after LoRAs that are on their way; the baselines see the reported cache only.
       if (this.policy === 'affinity') this.holders.arrive(v.ids[i]!, m);
     }
-    // Each list at its exact length, copied from one scratch list (an array grown by push keeps room for 16 or more,
-    // and assignments outlive the pass).
+    // Each list at its exact length, from an array literal where it is short: assignments outlive the pass, and the
+    // engine allocates what a literal site keeps making that survives straight into the old generation, so no young
+    // collection copies it (an array grown by push, or a copy, is young, and push keeps room for 16 or more).
     const keys = this.keys;
     let k = 0;
     for (let i = 0; i < n; i++) if (outcome[i] === HIT) keys[k++] = v.loras[i]!.key;
     for (let i = 0; i < n; i++) if (outcome[i] !== HIT) keys[k++] = v.loras[i]!.key;
     for (let i = 0; i < n; i++) if (outcome[i] === ARRIVING) keys[k++] = v.loras[i]!.key;
-    const hitLoras = keys.slice(0, hits);
-    const missingLoras = keys.slice(hits, n);
-    const arrivingLoras = keys.slice(n, n + arrivals);
+    const hitLoras = listOf(keys, 0, hits);
+    const missingLoras = listOf(keys, hits, n - hits);
+    const arrivingLoras = listOf(keys, n, arrivals);
     this.busy[m]!++;
     this.free[m]!--;
     pool.busy++;
@@ -294,4 +295,20 @@ function withoutDuplicates(loras: readonly LoraRef[]): readonly LoraRef[] {
     }
   }
   return loras;
+}
+
+/** `keys[from .. from + count)` as a new array (literal sites up to three: see `assign`). */
+function listOf(keys: readonly string[], from: number, count: number): string[] {
+  switch (count) {
+    case 0:
+      return [];
+    case 1:
+      return [keys[from]!];
+    case 2:
+      return [keys[from]!, keys[from + 1]!];
+    case 3:
+      return [keys[from]!, keys[from + 1]!, keys[from + 2]!];
+    default:
+      return keys.slice(from, from + count);
+  }
 }
