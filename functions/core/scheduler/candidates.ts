@@ -35,9 +35,6 @@ export class CandidateIndex {
   readonly direct: boolean[] = [];
   /** Per job: loadBound × pool utilisation after the job, the factor of the bounded-load cap. */
   boundFactor = 0;
-  /** `heldOn`'s answer (fields, not a returned object: no allocation per job). */
-  known = 0;
-  held = 0;
 
   constructor(private readonly s: PassState) {
     const n = s.ms.length;
@@ -168,10 +165,9 @@ export class CandidateIndex {
 
   /**
    * For `assign` (`Choice.known`, `Choice.held`): which of the job's first MASK_BITS LoRAs the index covers on machine
-   * `m` (its pool's holders were indexed), and of those, which it holds (as `holds` says), into `known` and `held`.
-   * Call after the policy chose.
+   * `m` (its pool's holders were indexed), and of those, which it holds (as `holds` says). Call after the policy chose.
    */
-  heldOn(v: JobView, m: number): void {
+  heldOn(v: JobView, m: number): { known: number; held: number } {
     const built = this.s.holders.reported.built;
     let known = 0;
     let held = 0;
@@ -180,8 +176,7 @@ export class CandidateIndex {
       known |= 1 << i;
       if (this.holds(v, m, i)) held |= 1 << i;
     }
-    this.known = known;
-    this.held = held;
+    return { known, held };
   }
 
   /** Bounded load: busy slots after the job ≤ max(loadBoundMinSlots, ceil(boundFactor × slots)). */

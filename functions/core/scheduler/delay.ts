@@ -26,12 +26,8 @@ export class DelayRule {
     this.dmark = new Int32Array(s.ms.length);
   }
 
-  /** `missingOn`'s answer (fields, not a returned object: no allocation per job). */
-  missingCount = 0;
-  missingBytes = 0;
-
   /** The job's LoRAs machine `m` neither caches nor is receiving (after choosing for this job): count, bytes. */
-  missingOn(v: JobView, m: number): void {
+  missingOn(v: JobView, m: number): { count: number; bytes: number } {
     let count = 0;
     let bytes = 0;
     for (let i = 0; i < v.loras.length; i++) {
@@ -39,8 +35,7 @@ export class DelayRule {
       count++;
       if (v.loras[i]!.sizeBytes > 0) bytes += v.loras[i]!.sizeBytes;
     }
-    this.missingCount = count;
-    this.missingBytes = bytes;
+    return { count, bytes };
   }
 
   /**
@@ -48,11 +43,11 @@ export class DelayRule {
    * so later jobs of the pass wait for the next one.
    */
   shouldDelay(v: JobView, b: number): boolean {
-    this.missingOn(v, b);
-    if (this.missingCount === 0) return false;
+    const miss = this.missingOn(v, b);
+    if (miss.count === 0) return false;
     const { w, speed } = this.s;
     const age = Math.max(0, (this.s.input.nowMs - v.job.createdAtMs) / 1000);
-    const limit = Math.min(w.delay * (this.missingBytes / speed[b]!), w.delayCapSeconds - age);
+    const limit = Math.min(w.delay * (miss.bytes / speed[b]!), w.delayCapSeconds - age);
     if (!(limit > 0)) return false;
     this.limit = limit;
     const stamp = ++this.dstamp;
@@ -64,10 +59,10 @@ export class DelayRule {
     for (let i = 0; i < v.loras.length; i++) {
       // The machines that cache the LoRA (free or busy at pass start) and those it is sent to in this pass.
       const id = v.ids[i]!;
-      if (id < reported.built) this.consider(v, stamp, reported.list, reported.start[id]!, reported.end[id]!);
-      if (id < busy.built) this.consider(v, stamp, busy.list, busy.start[id]!, busy.end[id]!);
+      if (id < reported.built) this.consider(v, miss, stamp, reported.list, reported.start[id]!, reported.end[id]!);
+      if (id < busy.built) this.consider(v, miss, stamp, busy.list, busy.start[id]!, busy.end[id]!);
       const arriving = holders.arrivals[id];
-      if (arriving) this.consider(v, stamp, arriving, 0, arriving.length);
+      if (arriving) this.consider(v, miss, stamp, arriving, 0, arriving.length);
     }
     const { best, bestWait } = this;
     if (best < 0 || bestWait > limit) return false;
@@ -76,9 +71,10 @@ export class DelayRule {
     return true;
   }
 
-  /** Keeps in `best`/`bestWait` the soonest start among `list[from .. to)` for a job missing `missing*` on its pick. */
+  /** Keeps in `best`/`bestWait` the soonest start among `list[from .. to)` for a job missing `miss` on its pick. */
   private consider(
     v: JobView,
+    miss: { count: number; bytes: number },
     stamp: number,
     list: ArrayLike<number>,
     from: number,
@@ -99,7 +95,7 @@ export class DelayRule {
         count++;
         if (v.loras[j]!.sizeBytes > 0) bytes += v.loras[j]!.sizeBytes;
       }
-      if (count >= this.missingCount && bytes >= this.missingBytes) continue;
+      if (count >= miss.count && bytes >= miss.bytes) continue;
       const wait = slotWait + bytes / speed[h]!;
       if (wait < this.bestWait || (wait === this.bestWait && h < this.best)) {
         this.bestWait = wait;

@@ -44,17 +44,13 @@ export function routingComparator(
 /**
  * Splits `indices` into the `k` first by `cmp` (a strict total order), sorted, and the rest (unsorted). A bounded
  * max-heap: O(n log k) in the worst case, about O(n) when most jobs lose to the k-th best at the first comparison.
- * With `rank` (the packed ranks `cmp` orders by first, see `routingComparator`), the k-th smallest rank is found by a
- * native numeric sort instead, and only the jobs up to it are compared by `cmp`: the same split, far fewer calls.
  */
 export function firstInOrder(
   indices: ArrayLike<number>,
   k: number,
   cmp: (a: number, b: number) => number,
-  rank?: Float64Array,
 ): { first: number[]; rest: Int32Array } {
   if (indices.length <= k) return { first: Array.from(indices).sort(cmp), rest: new Int32Array(0) };
-  if (rank && k > 0) return firstByRank(indices, k, cmp, rank);
   const heap: number[] = []; // heap[0] is the last in routing order among those kept
   const rest = new Int32Array(indices.length - Math.max(0, k));
   let r = 0;
@@ -89,32 +85,4 @@ export function firstInOrder(
     }
   }
   return { first: heap.sort(cmp), rest };
-}
-
-/** `firstInOrder` for packed ranks (k ≥ 1, more than k indices). */
-function firstByRank(
-  indices: ArrayLike<number>,
-  k: number,
-  cmp: (a: number, b: number) => number,
-  rank: Float64Array,
-): { first: number[]; rest: Int32Array } {
-  const n = indices.length;
-  const ranks = new Float64Array(n);
-  for (let x = 0; x < n; x++) ranks[x] = rank[indices[x]!]!;
-  ranks.sort();
-  // Every job ranked below the k-th smallest rank is among the first k, every one ranked above it is not; those at it
-  // are split by `cmp` (id, then index).
-  const threshold = ranks[k - 1]!;
-  const upTo: number[] = [];
-  const rest = new Int32Array(n - k);
-  let r = 0;
-  for (let x = 0; x < n; x++) {
-    const job = indices[x]!;
-    if (rank[job]! <= threshold) upTo.push(job);
-    else rest[r++] = job;
-  }
-  upTo.sort(cmp);
-  for (let x = k; x < upTo.length; x++) rest[r++] = upTo[x]!;
-  upTo.length = k;
-  return { first: upTo, rest };
 }

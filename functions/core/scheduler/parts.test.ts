@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { fnv1a32, hrwTopK, hrwWeight, loraSeed, machineSeed } from './hash.js';
 import { IndexedHeap } from './heap.js';
-import { compareJobs, firstInOrder, packedRank, routingComparator } from './order.js';
+import { compareJobs, firstInOrder } from './order.js';
 import { makeJob, seededRandom } from '../../../testkit/scheduler-inputs.js';
 import {
   DEFAULT_POLICY,
@@ -127,26 +127,6 @@ describe('firstInOrder', () => {
       const { first, rest } = firstInOrder(all, k, cmp);
       expect(first).toEqual(sorted.slice(0, k));
       expect([...rest].sort(cmp)).toEqual(sorted.slice(k));
-    }
-  });
-
-  it('makes the same split from packed ranks (many jobs tied on rank, split by id then index)', () => {
-    const random = seededRandom(11);
-    const jobs = Array.from({ length: 600 }, (_, i) =>
-      makeJob(`job_${Math.floor(random() * 400)}`, {
-        priority: Math.floor(random() * 3),
-        createdAtMs: Math.floor(random() * 20),
-      }),
-    );
-    const rank = Float64Array.from(jobs, packedRank);
-    const cmp = routingComparator(jobs, rank, true);
-    const all = jobs.map((_, i) => i).reverse();
-    const sorted = [...all].sort(cmp);
-    for (const k of [0, 1, 2, 37, 300, 599, 600, 800]) {
-      const { first, rest } = firstInOrder(all, k, cmp, rank);
-      expect(first).toEqual(sorted.slice(0, k));
-      expect([...rest].sort(cmp)).toEqual(sorted.slice(k));
-      expect(firstInOrder(all, k, cmp)).toEqual({ first, rest: expect.any(Int32Array) });
     }
   });
 });

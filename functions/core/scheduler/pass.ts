@@ -16,7 +16,7 @@ import { AffinityPolicy } from './policies/affinity.js';
 import { FifoPolicy } from './policies/fifo.js';
 import { SCORERS } from './registry.js';
 import type { Scorer } from './scorers/scorer.js';
-import { PassState, type Choice, type JobView, type PoolState } from './state.js';
+import { PassState, type JobView, type PoolState } from './state.js';
 import type { Assignment, PendingJob, ScheduleResult, SchedulerInput, UnassignedReason } from './types.js';
 import { assertPolicyName, resolveWeights } from './weights.js';
 
@@ -118,17 +118,16 @@ class Pass {
       queues[q]!.jobs[filled[q]!++] = i;
     }
     const cmp = routingComparator(jobs, rank, packed);
-    const byRank = packed ? rank : undefined;
 
     if (s.policy === 'affinity' && (s.w.delay > 0 || this.extensions.firstRound)) {
-      return this.routeInBatches(queues, reasons, waitFor, cmp, byRank);
+      return this.routeInBatches(queues, reasons, waitFor, cmp);
     }
 
     // Every routable job gets a machine while its pool has a free slot, so exactly the first `free` jobs of each pool
     // (in routing order) are routed; the others are out of capacity. Only those are sorted and scored.
     let order: number[] = [];
     for (const q of queues) {
-      const { first, rest } = firstInOrder(q.jobs, q.pool.free, cmp, byRank);
+      const { first, rest } = firstInOrder(q.jobs, q.pool.free, cmp);
       for (let k = 0; k < rest.length; k++) reasons[rest[k]!] = NO_CAPACITY;
       order = order.length === 0 ? first : order.concat(first);
     }
@@ -147,10 +146,9 @@ class Pass {
     if (s.policy === 'affinity') this.index.prepareLoadWalk();
 
     const assignments: Assignment[] = [];
-    let view: JobView | undefined;
     for (const job of routed) {
       const pool = s.pools.get(job.pool)!;
-      view = s.view(job, view, pool);
+      const view = s.view(job);
       const choice =
         s.policy === 'fifo'
           ? this.fifo.choose(pool)
@@ -172,7 +170,6 @@ class Pass {
     reasons: Uint8Array,
     waitFor: Int32Array,
     cmp: (a: number, b: number) => number,
-    byRank: Float64Array | undefined,
   ): ScheduleResult {
     const { s, affinity } = this;
     const jobs = s.input.jobs;
@@ -180,62 +177,48 @@ class Pass {
     const delay = new DelayRule(s, this.index);
     const firstRound = this.extensions.firstRound;
     const seen = new Set<string>();
-    const batches = queues.map((q) => firstInOrder(q.jobs, q.pool.free, cmp, byRank));
+    const batches = queues.map((q) => firstInOrder(q.jobs, q.pool.free, cmp));
     const firstJobs: PendingJob[] = [];
     for (const batch of batches) for (const i of batch.first) firstJobs.push(jobs[i]!);
     this.index.indexHolders(firstJobs);
     this.index.prepareLoadWalk();
     // Held-back jobs leave slots to later batches: index the LoRAs of every queued job the first time one is routed.
     let allIndexed = false;
-    // The placed jobs (indices) and their assignments, each pool's in routing order.
-    const placedJobs: number[] = [];
-    const placed: Assignment[] = [];
-    // Without `firstRound` each job is routed as soon as it is viewed, so one view serves them all.
-    let scratch: JobView | undefined;
-    const route = (index: number, view: JobView, pool: PoolState, choice: Choice): void => {
-      if (delayOn && delay.shouldDelay(view, choice.machine)) {
-        reasons[index] = DELAYED;
-        waitFor[index] = delay.holder + 1;
-        return;
-      }
-      placedJobs.push(index);
-      placed.push(s.assign(view, pool, choice));
-    };
+    const placed: { index: number; assignment: Assignment }[] = [];
     for (let b = 0; b < queues.length; b++) {
       const pool = queues[b]!.pool;
       let { first, rest } = batches[b]!;
       for (;;) {
-        if (!firstRound) {
-          for (const i of first) {
-            const job = jobs[i]!;
-            if (seen.has(job.id)) continue; // a repeated id is routed at most once
-            seen.add(job.id);
-            scratch = s.view(job, scratch, pool);
-            route(i, scratch, pool, affinity.choose(scratch, pool));
-          }
-        } else {
-          const views: { index: number; view: JobView }[] = [];
-          for (const i of first) {
-            const job = jobs[i]!;
-            if (seen.has(job.id)) continue;
-            seen.add(job.id);
-            views.push({ index: i, view: s.view(job, undefined, pool) });
-          }
-          const deferred: { index: number; view: JobView }[] = [];
+        const views: { index: number; view: JobView }[] = [];
+        for (const i of first) {
+          const job = jobs[i]!;
+          if (seen.has(job.id)) continue; // a repeated id is routed at most once
+          seen.add(job.id);
+          views.push({ index: i, view: s.view(job) });
+        }
+        let deferred = views;
+        if (firstRound) {
+          deferred = [];
           for (const x of views) {
             const choice = affinity.choose(x.view, pool);
-            delay.missingOn(x.view, choice.machine);
-            if (firstRound({ count: delay.missingCount, bytes: delay.missingBytes })) {
-              placedJobs.push(x.index);
-              placed.push(s.assign(x.view, pool, choice));
+            if (firstRound(delay.missingOn(x.view, choice.machine))) {
+              placed.push({ index: x.index, assignment: s.assign(x.view, pool, choice) });
             } else {
               deferred.push(x);
             }
           }
-          for (const x of deferred) route(x.index, x.view, pool, affinity.choose(x.view, pool));
+        }
+        for (const x of deferred) {
+          const choice = affinity.choose(x.view, pool);
+          if (delayOn && delay.shouldDelay(x.view, choice.machine)) {
+            reasons[x.index] = DELAYED;
+            waitFor[x.index] = delay.holder + 1;
+            continue;
+          }
+          placed.push({ index: x.index, assignment: s.assign(x.view, pool, choice) });
         }
         if (pool.free === 0 || rest.length === 0) break;
-        ({ first, rest } = firstInOrder(rest, pool.free, cmp, byRank));
+        ({ first, rest } = firstInOrder(rest, pool.free, cmp));
         if (delayOn && !allIndexed) {
           const queued: PendingJob[] = [];
           for (const q of queues) for (let k = 0; k < q.jobs.length; k++) queued.push(jobs[q.jobs[k]!]!);
@@ -245,11 +228,8 @@ class Pass {
       }
       for (let k = 0; k < rest.length; k++) reasons[rest[k]!] = NO_CAPACITY;
     }
-    // Back to one routing order (the pools' runs merge; with firstRound a batch's order is restored here).
-    const byOrder = Array.from(placedJobs.keys()).sort((a, b) => cmp(placedJobs[a]!, placedJobs[b]!));
-    const assignments: Assignment[] = new Array(byOrder.length);
-    for (let k = 0; k < byOrder.length; k++) assignments[k] = placed[byOrder[k]!]!;
-    return { assignments, unassigned: this.unassigned(reasons, waitFor) };
+    placed.sort((a, b) => cmp(a.index, b.index));
+    return { assignments: placed.map((p) => p.assignment), unassigned: this.unassigned(reasons, waitFor) };
   }
 
   private unassigned(reasons: Uint8Array, waitFor: Int32Array): ScheduleResult['unassigned'] {

@@ -18,11 +18,6 @@ export const SHARED = 1;
 export type Kind = typeof USER | typeof SHARED;
 export const kindOf = (l: LoraRef): Kind => (l.kind === 'user' ? USER : SHARED);
 
-// What an assignment does with each LoRA of the job: cached there, already on its way there, or sent there now.
-const HIT = 0;
-const ARRIVING = 1;
-const SENT = 2;
-
 export interface PoolState {
   /** The pool's machines that pass every machine filter (live, not draining, receiving), in input order. */
   members: number[];
@@ -91,9 +86,6 @@ export class PassState {
   readonly slotWait: SlotWait;
   /** Which machines of a pool cache (or, affinity, receive) each LoRA the pass needs. */
   readonly holders: HolderIndex;
-  /** `assign`'s scratch: per LoRA of the job, HIT, ARRIVING or SENT. */
-  private outcome = new Uint8Array(8);
-  private readonly keys: string[] = [];
 
   constructor(
     readonly input: SchedulerInput,
@@ -159,39 +151,29 @@ export class PassState {
     }
   }
 
-  /**
-   * The job as the policies see it. With `into`, that view's arrays are refilled and it is returned (a pass that
-   * routes one job at a time reuses one view, so routing a job allocates no view). `jobPool`: the job's pool, when the
-   * caller has it.
-   */
-  view(job: PendingJob, into?: JobView, jobPool?: PoolState): JobView {
+  view(job: PendingJob): JobView {
     const loras = withoutDuplicates(job.loras);
     const n = loras.length;
     let total = 0;
     for (let i = 0; i < n; i++) total += loras[i]!.sizeBytes > 0 ? loras[i]!.sizeBytes : 0;
-    const v: JobView = into ?? { job, loras, kinds: [], shares: [], avoid: [], ids: [] };
-    v.job = job;
-    v.loras = loras;
-    const { shares, kinds, avoid, ids } = v;
-    // Written by index, then cut to length (setting a length of 0 would drop the arrays' storage).
+    const shares = new Array<number>(n);
+    const kinds = new Array<Kind>(n);
     for (let i = 0; i < n; i++) {
       const l = loras[i]!;
       shares[i] = total > 0 ? (l.sizeBytes > 0 ? l.sizeBytes : 0) / total : 1 / n;
       kinds[i] = kindOf(l);
     }
-    shares.length = n;
-    kinds.length = n;
-    if (avoid.length > 0) avoid.length = 0;
+    const avoid: number[] = [];
     if (job.avoidMachines) {
       for (const id of job.avoidMachines) {
         const i = this.idIndex.get(id);
         if (i !== undefined && !avoid.includes(i)) avoid.push(i);
       }
     }
-    const pool = this.policy === 'fifo' ? undefined : (jobPool ?? this.pools.get(job.pool));
+    const pool = this.policy === 'fifo' ? undefined : this.pools.get(job.pool);
+    const ids = new Array<number>(pool ? n : 0);
     if (pool) for (let i = 0; i < n; i++) ids[i] = this.holders.idOf(pool, kinds[i]!, loras[i]!.key);
-    ids.length = pool ? n : 0;
-    return v;
+    return { job, loras, kinds, shares, avoid, ids };
   }
 
   cachedOn(m: number, kind: Kind, key: string): boolean {
@@ -209,14 +191,12 @@ export class PassState {
   /** Records the choice: takes the slot, notes the LoRAs it sends to the machine, returns the assignment. */
   assign(v: JobView, pool: PoolState, choice: Choice): Assignment {
     const m = choice.machine;
+    const hitLoras: string[] = [];
+    const missingLoras: string[] = [];
+    const arrivingLoras: string[] = [];
     const known = choice.known ?? 0;
     const held = choice.held ?? 0;
-    const n = v.loras.length;
-    if (this.outcome.length < n) this.outcome = new Uint8Array(2 * n);
-    const outcome = this.outcome;
-    let hits = 0;
-    let arrivals = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < v.loras.length; i++) {
       const kind = v.kinds[i]!;
       const key = v.loras[i]!.key;
       let set = this.arriving[kind][m];
@@ -224,33 +204,20 @@ export class PassState {
       // An arriving LoRA is not cached there (it is only sent where it is not).
       const cached = (known >> i) & 1 ? !arriving && ((held >> i) & 1) === 1 : this.cachedOn(m, kind, key);
       if (cached) {
-        outcome[i] = HIT;
-        hits++;
+        hitLoras.push(key);
         continue;
       }
+      missingLoras.push(key);
       if (arriving) {
-        outcome[i] = ARRIVING;
-        arrivals++;
+        arrivingLoras.push(key);
         continue;
       }
-      outcome[i] = SENT;
       if (!set) set = this.arriving[kind][m] = new Set();
       set.add(key);
       if (v.loras[i]!.sizeBytes > 0) this.incoming[m]! += v.loras[i]!.sizeBytes;
       // Only affinity routes later jobs after LoRAs that are on their way; the baselines see the reported cache only.
       if (this.policy === 'affinity') this.holders.arrive(v.ids[i]!, m);
     }
-    // Each list at its exact length, from an array literal where it is short: assignments outlive the pass, and the
-    // engine allocates what a literal site keeps making that survives straight into the old generation, so no young
-    // collection copies it (an array grown by push, or a copy, is young, and push keeps room for 16 or more).
-    const keys = this.keys;
-    let k = 0;
-    for (let i = 0; i < n; i++) if (outcome[i] === HIT) keys[k++] = v.loras[i]!.key;
-    for (let i = 0; i < n; i++) if (outcome[i] !== HIT) keys[k++] = v.loras[i]!.key;
-    for (let i = 0; i < n; i++) if (outcome[i] === ARRIVING) keys[k++] = v.loras[i]!.key;
-    const hitLoras = listOf(keys, 0, hits);
-    const missingLoras = listOf(keys, hits, n - hits);
-    const arrivingLoras = listOf(keys, n, arrivals);
     this.busy[m]!++;
     this.free[m]!--;
     pool.busy++;
@@ -262,7 +229,7 @@ export class PassState {
         pool.byLoad.update(m);
       }
     }
-    const assignment: Assignment = {
+    return {
       jobId: v.job.id,
       machineId: this.ms[m]!.id,
       score: choice.score,
@@ -271,15 +238,10 @@ export class PassState {
       missingLoras,
       arrivingLoras,
       policy: this.policy,
+      ...(choice.runnersUp
+        ? { runnersUp: choice.runnersUp.map((r) => ({ machineId: this.ms[r.machine]!.id, score: r.score, breakdown: r.breakdown })) }
+        : {}),
     };
-    if (choice.runnersUp) {
-      assignment.runnersUp = choice.runnersUp.map((r) => ({
-        machineId: this.ms[r.machine]!.id,
-        score: r.score,
-        breakdown: r.breakdown,
-      }));
-    }
-    return assignment;
   }
 }
 
@@ -295,20 +257,4 @@ function withoutDuplicates(loras: readonly LoraRef[]): readonly LoraRef[] {
     }
   }
   return loras;
-}
-
-/** `keys[from .. from + count)` as a new array (literal sites up to three: see `assign`). */
-function listOf(keys: readonly string[], from: number, count: number): string[] {
-  switch (count) {
-    case 0:
-      return [];
-    case 1:
-      return [keys[from]!];
-    case 2:
-      return [keys[from]!, keys[from + 1]!];
-    case 3:
-      return [keys[from]!, keys[from + 1]!, keys[from + 2]!];
-    default:
-      return keys.slice(from, from + count);
-  }
 }

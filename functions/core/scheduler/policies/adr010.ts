@@ -38,8 +38,7 @@ export class Adr010Policy {
     }
     // Routing never blocks on the cache: with no scoring machine, the first machine that passes the filters.
     if (best < 0) best = index.firstFree(pool);
-    index.heldOn(v, best);
-    const { known, held } = index;
+    const { known, held } = index.heldOn(v, best);
     if (!top) return { machine: best, score: bestScore, breakdown: { affinity: bestScore }, known, held };
     // Runners-up: the other machines holding some of the job's LoRAs (the rest all score 0).
     const runnersUp = top.others(best).map((m) => {

@@ -21,8 +21,6 @@ export class AffinityPolicy {
   private readonly sum = new Float64Array(1);
   /** Runners-up (`SchedulerInput.runnersUp`); null when none are asked for. */
   private readonly top: TopScores | null;
-  /** A breakdown with every scorer's key in order: each breakdown is a copy, so all share one shape. */
-  private readonly parts: Record<string, number> = {};
 
   constructor(
     private readonly s: PassState,
@@ -34,7 +32,6 @@ export class AffinityPolicy {
     this.ctx = { w: s.w, state: s, index, view: null as unknown as JobView };
     const k = Math.max(0, Math.floor(s.input.runnersUp ?? 0));
     this.top = k > 0 ? new TopScores(k) : null;
-    for (const scorer of scorers) this.parts[scorer.name] = 0;
   }
 
   choose(v: JobView, pool: PoolState): Choice {
@@ -105,13 +102,12 @@ export class AffinityPolicy {
       }
     }
 
-    const breakdown = { ...this.parts };
+    const breakdown: Record<string, number> = {};
     const score = this.score(v, best, breakdown);
-    index.heldOn(v, best);
-    const { known, held } = index;
+    const { known, held } = index.heldOn(v, best);
     if (!top) return { machine: best, score, breakdown, known, held };
     const runnersUp = top.others(best).map((m) => {
-      const parts = { ...this.parts };
+      const parts: Record<string, number> = {};
       return { machine: m, score: this.score(v, m, parts), breakdown: parts };
     });
     return { machine: best, score, breakdown, runnersUp, known, held };
