@@ -15,7 +15,7 @@ import { isNotFound, isPreconditionFailed, isConflict } from '../sdk-errors.js';
 import { emptyDemand, observeJobs, type DemandJob, type DemandState } from '../prewarm/demand.js';
 import { chooseHints, DEFAULT_HINT_OPTIONS, type Hint, type HintMachine } from '../prewarm/hints.js';
 import { DEFAULT_PREWARM_SETTINGS } from '../prewarm/settings.js';
-import { acceptsWork, isLive, isReceiving, type PrewarmOrder } from '../machines/model.js';
+import { acceptsWork, isLive, isReceiving, type MachineDoc, type PrewarmOrder } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
 import { readReadyLora, updateMachine } from '../machines/admin.js';
 import type { JobDoc } from '../jobs/model.js';
@@ -44,7 +44,45 @@ export interface PrewarmPassResult {
   lostRace: boolean;
 }
 
-async function readDemandDoc(deps: CoreDeps): Promise<DemandDoc | null> {
+/**
+ * The fleet as the hint chooser sees it: a machine counts as holding a LoRA it caches, was hinted recently (`hinted`)
+ * or has a pre-warm order pending for, until its heartbeat lists it.
+ */
+export function hintMachines(deps: CoreDeps, machineDocs: readonly MachineDoc[], hinted: DemandDoc['hinted'], nowMs: number): HintMachine[] {
+  return machineDocs.map((m) => {
+    const keys = new Set(hinted.filter((h) => h.machine_id === m.machine_id).map((h) => h.key));
+    for (const p of m.pending_prewarm ?? []) keys.add(p.key);
+    const cachedUser = new Set(m.cached_user);
+    const cachedShared = new Set(m.cached_shared);
+    for (const k of keys) if (cachedUser.has(k) || cachedShared.has(k)) keys.delete(k); // arrived: no longer outstanding
+    return {
+      id: m.machine_id,
+      pool: m.pool,
+      slots: m.slots,
+      eligible: isLive(m, nowMs, deps.config.machineLivenessSeconds) && acceptsWork(m) && isReceiving(m),
+      cachedUser,
+      cachedShared,
+      budgetBytes: m.cache?.budget_bytes ?? 0,
+      hinted: keys,
+    };
+  });
+}
+
+/** Queues a hint on its machine's document (it leaves with the next heartbeat answer). False when it could not. */
+export async function queueHint(deps: CoreDeps, h: Hint, order: PrewarmOrder): Promise<boolean> {
+  try {
+    await updateMachine(deps, h.machineId, (m) => ({
+      ...m,
+      pending_prewarm: [...(m.pending_prewarm ?? []).filter((p) => !(p.kind === order.kind && p.key === order.key)), order].slice(-100),
+    }));
+    return true;
+  } catch (err) {
+    deps.log.warn({ machine_id: h.machineId, key: h.key, err: (err as Error).message }, 'pre-warm hint not queued');
+    return false;
+  }
+}
+
+export async function readDemandDoc(deps: CoreDeps): Promise<DemandDoc | null> {
   try {
     const { resource } = await deps.machines.item(DEMAND_DOC_ID, DEMAND_DOC_ID).read<DemandDoc>();
     return resource ?? null;
@@ -78,23 +116,7 @@ export async function runPrewarmPass(deps: CoreDeps): Promise<PrewarmPassResult>
   const [machineDocs, runTimes] = await Promise.all([listMachineDocs(deps.machines), learnedRunTimes(deps)]);
   const expectedJobSeconds = runTimes.fleetSeconds;
   const hinted = (doc?.hinted ?? []).filter((h) => h.until_ms > nowMs);
-  const machines: HintMachine[] = machineDocs.map((m) => {
-    const keys = new Set(hinted.filter((h) => h.machine_id === m.machine_id).map((h) => h.key));
-    for (const p of m.pending_prewarm ?? []) keys.add(p.key);
-    const cachedUser = new Set(m.cached_user);
-    const cachedShared = new Set(m.cached_shared);
-    for (const k of keys) if (cachedUser.has(k) || cachedShared.has(k)) keys.delete(k); // arrived: no longer outstanding
-    return {
-      id: m.machine_id,
-      pool: m.pool,
-      slots: m.slots,
-      eligible: isLive(m, nowMs, deps.config.machineLivenessSeconds) && acceptsWork(m) && isReceiving(m),
-      cachedUser,
-      cachedShared,
-      budgetBytes: m.cache?.budget_bytes ?? 0,
-      hinted: keys,
-    };
-  });
+  const machines = hintMachines(deps, machineDocs, hinted, nowMs);
   const hints = chooseHints(state.entries, machines, expectedJobSeconds, nowMs, {
     ...DEFAULT_HINT_OPTIONS,
     halfLifeMs: s.halfLifeMs,
@@ -128,16 +150,6 @@ export async function runPrewarmPass(deps: CoreDeps): Promise<PrewarmPassResult>
     throw err;
   }
   const sent: Hint[] = [];
-  for (const [h, order] of orders) {
-    try {
-      await updateMachine(deps, h.machineId, (m) => ({
-        ...m,
-        pending_prewarm: [...(m.pending_prewarm ?? []).filter((p) => !(p.kind === order.kind && p.key === order.key)), order].slice(-100),
-      }));
-      sent.push(h);
-    } catch (err) {
-      deps.log.warn({ machine_id: h.machineId, key: h.key, err: (err as Error).message }, 'pre-warm hint not queued');
-    }
-  }
+  for (const [h, order] of orders) if (await queueHint(deps, h, order)) sent.push(h);
   return { counted, tracked: state.entries.length, hints: sent, lostRace: false };
 }
