@@ -4,7 +4,7 @@ import { DEFAULT_POOL, newJobId } from '../../../contract/ids.js';
 import type { LoraRequirement, SubmitJobRequest } from '../../../contract/jobs.js';
 import { ApiError, badRequest, conflict, quotaExceeded } from '../errors.js';
 import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from '../loras/records.js';
-import { isConflict, isNotFound } from '../sdk-errors.js';
+import { isConflict } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
 import {
   ACTIVE_STATUSES,
@@ -18,18 +18,11 @@ import {
 } from './model.js';
 import { readJob } from './store.js';
 import { inSpan, SpanKind, traceparentOf } from '../telemetry.js';
+import { readItem } from '../point-read.js';
 
 export type SubmitOutcome = { created: true; doc: JobDoc } | { created: false; doc: JobDoc };
 
-async function readLora(deps: CoreDeps, id: string, owner: string): Promise<LoraDoc | null> {
-  try {
-    const { resource } = await deps.loras.item(id, owner).read<LoraDoc>();
-    return resource ?? null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-}
+const readLora = (deps: CoreDeps, id: string, owner: string): Promise<LoraDoc | null> => readItem<LoraDoc>(deps.loras, id, owner);
 
 const describe = (r: LoraRequirement): string => (r.type === 'user' ? `user LoRA ${r.flat_file_id}` : `shared LoRA ${r.filename}`);
 

@@ -11,7 +11,7 @@
 // Cost per run: one point read, one query for the new jobs (their id, pool, created_at, loras), one machines query,
 // one replace, plus per hint a LoRA read and a machine CAS (at most PrewarmSettings.maxHints).
 import type { CoreDeps } from '../deps.js';
-import { isNotFound, isPreconditionFailed, isConflict } from '../sdk-errors.js';
+import { isPreconditionFailed, isConflict } from '../sdk-errors.js';
 import { emptyDemand, observeJobs, type DemandJob, type DemandState } from '../prewarm/demand.js';
 import { chooseHints, DEFAULT_HINT_OPTIONS, type Hint, type HintMachine } from '../prewarm/hints.js';
 import { DEFAULT_PREWARM_SETTINGS } from '../prewarm/settings.js';
@@ -20,6 +20,7 @@ import { listMachineDocs } from '../machines/store.js';
 import { readReadyLora, updateMachine } from '../machines/admin.js';
 import type { JobDoc } from '../jobs/model.js';
 import { learnedRunTimes } from './run-time.js';
+import { readItem } from '../point-read.js';
 
 export const DEMAND_DOC_ID = 'prewarm-demand';
 /** New jobs read per run at most (the oldest first; the rest are counted next time). */
@@ -82,15 +83,7 @@ export async function queueHint(deps: CoreDeps, h: Hint, order: PrewarmOrder): P
   }
 }
 
-export async function readDemandDoc(deps: CoreDeps): Promise<DemandDoc | null> {
-  try {
-    const { resource } = await deps.machines.item(DEMAND_DOC_ID, DEMAND_DOC_ID).read<DemandDoc>();
-    return resource ?? null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-}
+export const readDemandDoc = (deps: CoreDeps): Promise<DemandDoc | null> => readItem<DemandDoc>(deps.machines, DEMAND_DOC_ID, DEMAND_DOC_ID);
 
 export async function runPrewarmPass(deps: CoreDeps): Promise<PrewarmPassResult> {
   const nowMs = deps.now();
