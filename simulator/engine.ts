@@ -32,6 +32,7 @@ import {
 } from '../functions/core/scheduler/index.js';
 import { DEFAULT_CACHE_TTL_MS } from '../worker-agent/src/cache/eviction.js';
 import { MemoryLruCache } from './memory-cache.js';
+import type { EvictionExperiment } from './eviction-orders.js';
 import { PrewarmModel, type PrewarmCounters, type PrewarmSimOptions } from './prewarm.js';
 import { EventKind, EventQueue } from './events.js';
 import { machinePool, type GeneratedWorkload, type SimJobSpec, type SimLora } from './workloads.js';
@@ -56,6 +57,8 @@ export interface EngineOptions {
   overflow?: PoolOverflow;
   /** Predictive pre-warming (issue 14 item 4): hints on with these settings. Absent = off, as the system runs by default. */
   prewarm?: PrewarmSimOptions;
+  /** Experiments only: the agents' caches evict in this order instead of LRU (eviction-orders.ts). Absent = LRU. */
+  eviction?: EvictionExperiment;
 }
 
 /** Read-only view of a machine for hooks. */
@@ -185,8 +188,16 @@ class SimMachine implements MachineView {
     private readonly phaseMs: number,
     pinned: readonly string[],
     pool: string,
+    /** Experiments only: another eviction order than the agent's LRU, and the fleet's copy counts it may read. */
+    eviction?: EvictionExperiment,
+    private readonly fleetCopies: Map<string, number> = new Map(),
   ) {
-    this.cache = new MemoryLruCache({ budgetBytes, pinned, clock: () => 0 });
+    this.cache = new MemoryLruCache({
+      budgetBytes,
+      pinned,
+      clock: () => 0,
+      ...(eviction ? { eviction, fleetCopies } : {}),
+    });
     const live = heartbeatMs === 0;
     this.reportedUser = live ? this.completeUser : new Set();
     this.reportedShared = live ? this.completeShared : new Set();
@@ -240,8 +251,10 @@ class SimMachine implements MachineView {
 
   setComplete(l: SimLora, present: boolean, tMs: number): void {
     const set = l.kind === 'user' ? this.completeUser : this.completeShared;
-    if (present) set.add(l.key);
-    else set.delete(l.key);
+    if (present) {
+      if (!set.has(l.key)) this.fleetCopies.set(l.key, (this.fleetCopies.get(l.key) ?? 0) + 1);
+      set.add(l.key);
+    } else if (set.delete(l.key)) this.fleetCopies.set(l.key, (this.fleetCopies.get(l.key) ?? 1) - 1);
     if (this.heartbeatMs > 0) this.changes.push({ t: tMs, add: present, lora: l });
   }
 
@@ -326,6 +339,7 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
   const hooks = options.hooks;
   const check = options.checkInvariants === true;
   const machines: SimMachine[] = [];
+  const fleetCopies = new Map<string, number>();
   for (let i = 0; i < spec.machines; i++) {
     const phase = spec.heartbeatMs > 0 ? (i * spec.heartbeatMs) / spec.machines : 0;
     machines.push(
@@ -342,6 +356,8 @@ export function simulate(workload: GeneratedWorkload, options: EngineOptions): R
         phase,
         options.pinned ?? [],
         machinePool(spec, i),
+        options.eviction,
+        fleetCopies,
       ),
     );
   }

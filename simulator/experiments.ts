@@ -9,6 +9,7 @@
 //   npm run build --silent && node dist/simulator/experiments.js overflow [--workload P1] [--hours 6] [--thresholds 0,30,60]
 //   npm run build --silent && node dist/simulator/experiments.js prewarm [--workload W1] [--hours 6]
 //                                  [--variants "headroom=0.25;minIdleEvictMs=600000"] [--depths 0] [--baselines false]
+//   npm run build --silent && node dist/simulator/experiments.js eviction [--workload W1] [--seed 1] [--budgets 100,150,200]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -17,6 +18,7 @@ import { parseOverflowRoutes, type PoolOverflow, type SchedulerExtensions, type 
 import { simulate } from './engine.js';
 import { EVICT, HIT_FIRST } from './extensions.js';
 import type { PrewarmSimOptions } from './prewarm.js';
+import type { EvictionExperiment } from './eviction-orders.js';
 import { quantile, summarize, type PolicyMetrics } from './metrics.js';
 import { formatTable, tableRows, type PolicyTiming } from './report.js';
 import { runPolicies, type PolicyRun } from './run.js';
@@ -200,6 +202,7 @@ function options(argv: string[]) {
       baselines: { type: 'string' },
       thresholds: { type: 'string' },
       routes: { type: 'string' },
+      budgets: { type: 'string' },
       out: { type: 'string', default: 'simulator/out' },
     },
   });
@@ -285,6 +288,27 @@ function main(argv: string[]): void {
       run(`${spec.name} with 1 slot per machine`, { ...spec, slotsPerMachine: 1 }, all);
       run(`${spec.name} with 4 slots per machine`, { ...spec, slotsPerMachine: 4, cacheBudgetBytes: spec.cacheBudgetBytes }, all);
       run(`${spec.name} at 60 % utilisation`, { ...spec, utilisation: 0.6 }, all);
+      break;
+    }
+    case 'eviction': {
+      // Can the cache, rather than routing, move the W1 goals? Other eviction orders at the fleet's 50 GiB, then LRU
+      // with bigger caches (what the goals would need). The default policy throughout.
+      const min = 60_000;
+      const orders: [string, EvictionExperiment][] = [
+        ['LRU (the agent)', { order: 'lru' }],
+        ['LRU-2', { order: 'lru2' }],
+        ['LRU-2 with history', { order: 'lru2-history' }],
+        ['LFU-DA', { order: 'lfu-da' }],
+        ['LFU-DA with history', { order: 'lfu-da-history' }],
+        ['last copy +10 min', { order: 'last-copy', paramMs: 10 * min }],
+        ['last copy +1 h', { order: 'last-copy', paramMs: 60 * min }],
+        ['size +5 min per doubling', { order: 'size', paramMs: 5 * min }],
+        ['size +15 min per doubling', { order: 'size', paramMs: 15 * min }],
+      ];
+      run(`eviction orders on ${spec.name} (${spec.hours} h, seed ${seed})`, spec, orders.map(([label, eviction]) => ({ label, policy: 'affinity', eviction })));
+      for (const gib of (values.budgets ?? '100,150,200').split(',').map(Number)) {
+        run(`${spec.name} with a ${gib} GiB cache per machine (LRU)`, { ...spec, cacheBudgetBytes: gib * 1024 ** 3 }, [{ label: `${gib} GiB`, policy: 'affinity' }]);
+      }
       break;
     }
     case 'check': {

@@ -8,8 +8,8 @@ import {
   emptyCounters,
   planEviction,
   planTtlSweep,
-  type CacheEntryLike,
 } from '../worker-agent/src/cache/eviction.js';
+import { EvictionOrder, type EvictionExperiment, type SimCacheEntry } from './eviction-orders.js';
 
 export interface MemoryLruCacheOptions {
   budgetBytes?: number;
@@ -18,6 +18,9 @@ export interface MemoryLruCacheOptions {
   /** Epoch milliseconds; the simulator passes its virtual clock. */
   clock?: () => number;
   thrashWindowMs?: number;
+  /** Another eviction order than the agent's LRU (experiments only), and the fleet's copy counts it may need. */
+  eviction?: EvictionExperiment;
+  fleetCopies?: ReadonlyMap<string, number>;
 }
 
 export type AccessResult =
@@ -31,7 +34,8 @@ export type AccessResult =
  */
 export class MemoryLruCache {
   readonly budgetBytes: number;
-  private readonly entries = new Map<string, CacheEntryLike>();
+  private readonly entries = new Map<string, SimCacheEntry>();
+  private readonly order: EvictionOrder;
   private readonly pinned: Set<string>;
   private readonly lastEvictedAt = new Map<string, number>();
   private readonly clock: () => number;
@@ -44,6 +48,7 @@ export class MemoryLruCache {
     this.pinned = new Set(options.pinned ?? []);
     this.clock = options.clock ?? Date.now;
     this.thrashWindowMs = options.thrashWindowMs ?? THRASH_WINDOW_MS;
+    this.order = new EvictionOrder(options.eviction, options.fleetCopies);
   }
 
   get usedBytes(): number {
@@ -59,7 +64,7 @@ export class MemoryLruCache {
   }
 
   /** A copy of the entries, for inspection. */
-  snapshot(): CacheEntryLike[] {
+  snapshot(): SimCacheEntry[] {
     return [...this.entries.values()].map((e) => ({ ...e }));
   }
 
@@ -71,7 +76,7 @@ export class MemoryLruCache {
   touch(key: string, nowMs: number = this.clock()): boolean {
     const e = this.entries.get(key);
     if (!e) return false;
-    e.lastUsedMs = nowMs;
+    this.order.used(e, nowMs);
     return true;
   }
 
@@ -81,10 +86,11 @@ export class MemoryLruCache {
    */
   add(key: string, sizeBytes: number, nowMs: number = this.clock()): { evicted: string[] } | { error: string } {
     if (this.touch(key, nowMs)) return { evicted: [] };
-    const plan = planEviction([...this.entries.values()], sizeBytes, this.budgetBytes);
+    this.order.beforePlan(this.entries.values());
+    const plan = planEviction([...this.entries.values()], sizeBytes, this.budgetBytes, 0, this.order.compare);
     if ('error' in plan) return plan;
     for (const k of plan.evict) this.evict(k, nowMs);
-    this.entries.set(key, { key, sizeBytes, lastUsedMs: nowMs, pinned: this.pinned.has(key), inUse: 0 });
+    this.entries.set(key, { key, sizeBytes, lastUsedMs: nowMs, pinned: this.pinned.has(key), inUse: 0, ...this.order.fresh(key) });
     this.used += sizeBytes;
     this.counters.downloads += 1;
     this.counters.bytes_downloaded += sizeBytes;
@@ -109,6 +115,7 @@ export class MemoryLruCache {
     const e = this.entries.get(key);
     if (!e) return false;
     this.entries.delete(key);
+    this.order.evicted(e);
     this.used -= e.sizeBytes;
     this.counters.evictions += 1;
     this.lastEvictedAt.set(key, nowMs);

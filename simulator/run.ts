@@ -5,6 +5,7 @@ import { simulate, type EngineHooks, type RunRecord } from './engine.js';
 import { summarize, type PolicyMetrics } from './metrics.js';
 import type { PolicyTiming } from './report.js';
 import type { GeneratedWorkload } from './workloads.js';
+import type { EvictionExperiment } from './eviction-orders.js';
 
 export interface PolicyRun {
   /** Label in the report: the policy name, or a variant name for tuning runs. */
@@ -13,6 +14,8 @@ export interface PolicyRun {
   weights?: WeightOverrides;
   /** Experiment-only scheduler additions (extensions.ts). */
   extensions?: SchedulerExtensions;
+  /** Experiments only: the caches' eviction order (eviction-orders.ts). */
+  eviction?: EvictionExperiment;
 }
 
 export interface RunOptions {
@@ -48,6 +51,7 @@ export function runPolicies(
       policy: run.policy,
       ...(run.weights ? { weights: run.weights } : {}),
       ...(run.extensions ? { extensions: run.extensions } : {}),
+      ...(run.eviction ? { eviction: run.eviction } : {}),
       ...(options.checkInvariants ? { checkInvariants: true } : {}),
       ...(hooks ? { hooks } : {}),
     });

@@ -3,7 +3,9 @@ import '../host-setup.js';
 import { directUploadResponseSchema } from '../../contract/loras.js';
 import { z } from '../../contract/zod.js';
 import { errorContent, json, jsonContent, route } from '../core/http.js';
+import { coreDeps } from '../core/deps.js';
 import { loraDeps } from '../core/loras/deps.js';
+import { hintUploadedLora } from '../core/tick/upload-hint.js';
 import { directUpload, nodeBody } from '../core/loras/direct-upload.js';
 import { describeRoute } from '../core/openapi.js';
 
@@ -46,6 +48,7 @@ app.http('loraUpload', {
         contentLength: length !== null && /^\d+$/.test(length) ? Number(length) : null,
         body: nodeBody(req.body),
       });
+      await hintUploadedLora(coreDeps(services), doc); // PREWARM_HINTS only; never fails the upload
       return json(
         201,
         {

@@ -15,6 +15,9 @@ import { startTestHost, type TestHost } from '../support/stack.js';
 import { startTestFleet, type TestFleet } from '../support/test-agents.js';
 import { seedRealLora, type SeededLora } from './agent.fixtures.js';
 import { suffix } from './jobs.fixtures.js';
+import { uploadMultipart } from './loras.fixtures.js';
+import { hrwTopK, loraSeed, machineSeed } from '../../functions/core/scheduler/hash.js';
+import { makeSafetensors } from '../../testkit/safetensors.js';
 
 const KIB = 1024;
 let t: TestHost;
@@ -86,5 +89,52 @@ describe('pre-warm hints', () => {
     const keys = demand!.demand.entries.filter((e) => e.pool === pool).map((e) => e.key);
     expect(keys).toEqual(expect.arrayContaining([X.key, Y.key]));
     expect(demand!.hinted.filter((h) => h.machine_id === b.machineId).map((h) => h.key)).toEqual(expect.arrayContaining([X.key, Y.key]));
+  }, 180_000);
+
+  it('a LoRA a user has just uploaded is fetched by its HRW home before its first job, which then starts on a hit', async () => {
+    const pool = `pu${suffix()}`.slice(0, 20);
+    const uploader = await t.as('pw-uploader');
+    const S = await seedRealLora(t, { owner: 'pw-uploader', dataBytes: 100 * KIB, seed: 21 });
+    const a = await fleet.add(`pu-a-${suffix()}`, { pool, budgetBytes: 64 * 1024 * KIB });
+    const b = await fleet.add(`pu-b-${suffix()}`, { pool, budgetBytes: 64 * 1024 * KIB });
+    const submit = async (l: { requirement: unknown }) => {
+      const { job_id } = await uploader.post<{ job_id: string }>('jobs', { service_required: 'open-loras', pool, payload: {}, requirements: { loras: [l.requirement] } });
+      return until(`job ${job_id} succeeded`, async () => {
+        const j = await getJob(uploader, job_id);
+        return j.status === 'succeeded' ? j : null;
+      }, 30_000, 200, () => fleet.logs());
+    };
+    // The uploader's latest job ran in `pool`: that is where its upload is hinted. (With the thresholds at 0 the demand
+    // pass copies S to the other machine too; wait for it, so no hint is outstanding when the upload comes.)
+    await submit(S);
+    await until('both machines hold S', async () => (has(await detail(a.machineId), S) && has(await detail(b.machineId), S) ? true : null), 60_000, 250, () => fleet.logs());
+
+    const res = await uploadMultipart(uploader, makeSafetensors({ dataBytes: 200 * KIB, seed: 22 }), 'fresh.safetensors');
+    expect(res.status).toBe(201);
+    const key = (res.body as { flat_file_id: string }).flat_file_id;
+    const U = { kind: 'user' as const, key, requirement: { type: 'user', flat_file_id: key } };
+    const ids = [a.machineId, b.machineId];
+    const [homeIndex] = hrwTopK(loraSeed('user', key), [0, 1], ids.map(machineSeed), 1);
+    const home = [a, b][homeIndex!]!;
+    const other = [a, b][1 - homeIndex!]!;
+
+    // No job has asked for U, so the demand pass has nothing to say about it: only the upload's hint can bring it.
+    const warm = await until('the HRW home holds the uploaded LoRA', async () => {
+      const d = await detail(home.machineId);
+      return (d.cached.user as string[]).includes(key) ? d : null;
+    }, 60_000, 250, () => fleet.logs());
+    expect(home.output()).toMatch(new RegExp(`pre-warm hint fetched[^\\n]*${key}|"key":"${key}"[^\\n]*pre-warm hint fetched`));
+    expect(((await detail(other.machineId)).cached.user as string[]).includes(key)).toBe(false);
+
+    // Its first job goes to the holder and downloads nothing there.
+    const downloadsBefore = warm.cache!.counters.downloads;
+    const hitsBefore = warm.cache!.counters.hits;
+    const job = await submit(U);
+    expect(job.machine_id).toBe(home.machineId);
+    const after = await until('the home reports the hit', async () => {
+      const d = await detail(home.machineId);
+      return d.cache!.counters.hits > hitsBefore ? d : null;
+    }, 30_000, 250, () => fleet.logs());
+    expect(after.cache!.counters.downloads).toBe(downloadsBefore);
   }, 180_000);
 });

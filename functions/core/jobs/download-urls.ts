@@ -9,9 +9,9 @@ import type { CoreDeps } from '../deps.js';
 import { conflict, notFound } from '../errors.js';
 import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from '../loras/records.js';
 import { authorizeMachine } from '../machines/store.js';
-import { isNotFound } from '../sdk-errors.js';
 import type { JobDoc } from './model.js';
 import { findJobById } from './store.js';
+import { readItem } from '../point-read.js';
 
 type DownloadSasConfig = Pick<Config, 'downloadSasMinutes' | 'downloadSasMinMinutes' | 'downloadSasMinMiBps'>;
 
@@ -30,13 +30,8 @@ export async function issueDownloadUrl(deps: CoreDeps, doc: LoraDoc): Promise<{ 
 /** The job's LoRA record if it is still ready, else null. */
 export async function readReadyLora(deps: CoreDeps, job: JobDoc, l: JobDoc['loras'][number]): Promise<LoraDoc | null> {
   const [id, owner] = l.kind === 'user' ? [l.key, job.tenant_id] : [sharedLoraDocId(l.key), SHARED_OWNER];
-  try {
-    const { resource } = await deps.loras.item(id, owner).read<LoraDoc>();
-    return resource && resource.owner_id === owner && resource.status === 'ready' ? resource : null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
+  const resource = await readItem<LoraDoc>(deps.loras, id, owner);
+  return resource && resource.owner_id === owner && resource.status === 'ready' ? resource : null;
 }
 
 /**

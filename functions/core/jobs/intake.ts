@@ -4,7 +4,7 @@ import { DEFAULT_POOL, newJobId } from '../../../contract/ids.js';
 import type { LoraRequirement, SubmitJobRequest } from '../../../contract/jobs.js';
 import { ApiError, badRequest, conflict, quotaExceeded } from '../errors.js';
 import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from '../loras/records.js';
-import { isConflict, isNotFound } from '../sdk-errors.js';
+import { isConflict } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
 import {
   ACTIVE_STATUSES,
@@ -18,18 +18,11 @@ import {
 } from './model.js';
 import { readJob } from './store.js';
 import { inSpan, SpanKind, traceparentOf } from '../telemetry.js';
+import { readItem } from '../point-read.js';
 
 export type SubmitOutcome = { created: true; doc: JobDoc } | { created: false; doc: JobDoc };
 
-async function readLora(deps: CoreDeps, id: string, owner: string): Promise<LoraDoc | null> {
-  try {
-    const { resource } = await deps.loras.item(id, owner).read<LoraDoc>();
-    return resource ?? null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-}
+const readLora = (deps: CoreDeps, id: string, owner: string): Promise<LoraDoc | null> => readItem<LoraDoc>(deps.loras, id, owner);
 
 const describe = (r: LoraRequirement): string => (r.type === 'user' ? `user LoRA ${r.flat_file_id}` : `shared LoRA ${r.filename}`);
 
@@ -108,15 +101,27 @@ function replay(doc: JobDoc, hash: string, key: string): SubmitOutcome {
   return { created: false, doc };
 }
 
+/** Pools seen with a registered machine, per instance: a pool once known is accepted without a query for this long. */
+export const KNOWN_POOLS_TTL_MS = 30_000;
+const knownPools = new WeakMap<object, { atMs: number; pools: Set<string> }>();
+
 /**
  * A job for a pool no machine has ever been registered in would wait forever: 422 listing the known pools. The
- * default pool is always accepted (a fresh system has no machines yet; its jobs wait for the first one).
+ * default pool is always accepted (a fresh system has no machines yet; its jobs wait for the first one). The answer
+ * "known" is cached per instance (a fan-out query over the machines per submission would otherwise be most of intake's
+ * Cosmos cost); "unknown" is always checked afresh, so a pool whose first machine has just registered is accepted at
+ * once. A pool whose last machine went within the cache's life is accepted: its jobs wait, as they would had it died.
  */
 export async function requireKnownPool(deps: CoreDeps, pool: string): Promise<void> {
   if (pool === DEFAULT_POOL) return;
+  const hit = knownPools.get(deps.machines);
+  if (hit && deps.now() - hit.atMs < KNOWN_POOLS_TTL_MS && hit.pools.has(pool)) return;
+  const atMs = deps.now();
   const { resources } = await deps.machines.items.query<{ pool: string }>('SELECT c.pool FROM c WHERE c.doc_type = "machine"').fetchAll();
-  const known = [...new Set([DEFAULT_POOL, ...resources.map((r) => r.pool)])].sort();
-  if (!known.includes(pool)) {
+  const pools = new Set(resources.map((r) => r.pool));
+  knownPools.set(deps.machines, { atMs, pools });
+  if (!pools.has(pool)) {
+    const known = [...new Set([DEFAULT_POOL, ...pools])].sort();
     throw new ApiError('unknown_pool', `no machine has been registered in pool ${pool}; known pools: ${known.join(', ')}`, { known_pools: known });
   }
 }

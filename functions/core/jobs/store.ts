@@ -3,16 +3,12 @@ import type { Container } from '@azure/cosmos';
 import { conflict, notFound } from '../errors.js';
 import { isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { JobDoc } from './model.js';
+import { readItem } from '../point-read.js';
 
 /** Point read in the tenant's partition; null when absent (another tenant's job is simply absent). */
 export async function readJob(jobs: Container, tenantId: string, jobId: string): Promise<JobDoc | null> {
-  try {
-    const { resource } = await jobs.item(jobId, tenantId).read<JobDoc>();
-    return resource && resource.doc_type === 'job' ? resource : null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
+  const resource = await readItem<JobDoc>(jobs, jobId, tenantId);
+  return resource && resource.doc_type === 'job' ? resource : null;
 }
 
 /** The user-facing read: 404 unless the job exists in the caller's partition. */

@@ -32,6 +32,8 @@ export interface BlobEventResult {
   outcome: BlobEventOutcome;
   id?: string;
   detail?: string;
+  /** The record as settled (outcome 'ready'): the trigger hints it to a machine (PREWARM_HINTS). */
+  doc?: LoraDoc;
 }
 
 export interface BlobRef {
@@ -130,7 +132,9 @@ async function reconcile(deps: LoraDeps, loc: RecordLocation, blob: BlockBlobCli
           if (settled.kind === 'gone') return { outcome: 'orphan_deleted', id: loc.id, detail: 'record deleted during validation' };
           if (settled.kind === 'already') return { outcome: 'no_op', id: doc.id, detail: `already ${settled.doc.status}` };
           log.info({ status: settled.doc.status, reason: settled.doc.reject_reason, size: settled.doc.size_bytes }, 'LoRA validated');
-          return { outcome: settled.doc.status === 'ready' ? 'ready' : 'rejected', id: doc.id, detail: settled.doc.reject_reason ?? undefined };
+          return settled.doc.status === 'ready'
+            ? { outcome: 'ready', id: doc.id, doc: settled.doc }
+            : { outcome: 'rejected', id: doc.id, detail: settled.doc.reject_reason ?? undefined };
         } catch (err) {
           if (err instanceof BlobChangedError) return { outcome: 'superseded', id: doc.id };
           throw err;

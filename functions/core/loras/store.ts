@@ -4,6 +4,7 @@ import type { LoraDeps } from './deps.js';
 import { isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { LoraDoc } from './records.js';
 import { isExpired, withRetention } from './retention.js';
+import { readItem } from '../point-read.js';
 
 /** Cosmos system properties we never write back. */
 function stripSystem(doc: LoraDoc): LoraDoc {
@@ -13,13 +14,8 @@ function stripSystem(doc: LoraDoc): LoraDoc {
 }
 
 export async function readLora(deps: LoraDeps, id: string, owner: string): Promise<LoraDoc | null> {
-  try {
-    const { resource } = await deps.loras.item(id, owner).read<LoraDoc>();
-    return resource && resource.owner_id === owner && !isExpired(resource, deps.now()) ? resource : null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
+  const resource = await readItem<LoraDoc>(deps.loras, id, owner);
+  return resource && resource.owner_id === owner && !isExpired(resource, deps.now()) ? resource : null;
 }
 
 /** Creates a record; returns null when one with this id already exists in the partition. */

@@ -3,12 +3,13 @@ import type { Container } from '@azure/cosmos';
 import type { HeartbeatResponse, Heartbeat, RegisterMachineRequest } from '../../../contract/machines.js';
 import { issueMachineToken, type IssuedMachineToken, type Principal } from '../auth.js';
 import { ApiError, conflict, forbidden, unauthorized } from '../errors.js';
-import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
+import { isConflict, isPreconditionFailed } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
 import { ensureLedger } from './ledger.js';
 import { newMachineDoc, type MachineDoc, type PrewarmOrder } from './model.js';
 import { addMachineDelta, addToRollups, FLEET_SCOPE } from '../metrics/rollups.js';
 import { emptyCounters, REPORTED_CACHE_ENTRIES, type CacheCounters } from '../../../contract/machines.js';
+import { readItem } from '../point-read.js';
 
 /** How long a pre-warm download URL stays valid. */
 const PREWARM_SAS_MINUTES = 30;
@@ -28,13 +29,8 @@ async function prewarmUrls(deps: CoreDeps, orders: PrewarmOrder[]): Promise<NonN
 }
 
 export async function readMachine(machines: Container, machineId: string): Promise<MachineDoc | null> {
-  try {
-    const { resource } = await machines.item(machineId, machineId).read<MachineDoc>();
-    return resource && resource.doc_type === 'machine' ? resource : null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
+  const resource = await readItem<MachineDoc>(machines, machineId, machineId);
+  return resource && resource.doc_type === 'machine' ? resource : null;
 }
 
 export async function listMachineDocs(machines: Container): Promise<MachineDoc[]> {

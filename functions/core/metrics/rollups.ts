@@ -10,8 +10,9 @@
 // Written after the job's own CAS succeeded (so once per transition); a crash between the two loses that job's
 // contribution to the statistics, never the job.
 import type { Container } from '@azure/cosmos';
-import { isConflict, isNotFound, isPreconditionFailed } from '../sdk-errors.js';
+import { isConflict, isPreconditionFailed } from '../sdk-errors.js';
 import type { CacheState } from '../telemetry.js';
+import { readItem } from '../point-read.js';
 
 export type Resolution = 'minute' | 'hour';
 export const RESOLUTION_MS: Record<Resolution, number> = { minute: 60_000, hour: 3_600_000 };
@@ -135,15 +136,7 @@ export function addMachineDelta(doc: RollupDoc, d: MachineDelta): void {
   for (const k of Object.keys(doc.machine) as (keyof MachineDelta)[]) doc.machine[k] += d[k];
 }
 
-async function readRollup(events: Container, partition: string, id: string): Promise<RollupDoc | null> {
-  try {
-    const { resource } = await events.item(id, partition).read<RollupDoc>();
-    return resource ?? null;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-}
+const readRollup = (events: Container, partition: string, id: string): Promise<RollupDoc | null> => readItem<RollupDoc>(events, id, partition);
 
 /** Applies `change` to the bucket document holding `atMs` in every scope × resolution given, each with a CAS. */
 export async function addToRollups(

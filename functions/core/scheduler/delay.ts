@@ -15,6 +15,8 @@ export class DelayRule {
   /** The holder scan's best so far (`consider`). */
   private best = -1;
   private bestWait = Infinity;
+  /** The current job's longest acceptable wait (`shouldDelay`). */
+  private limit = 0;
 
   constructor(
     private readonly s: PassState,
@@ -47,6 +49,7 @@ export class DelayRule {
     const age = Math.max(0, (this.s.input.nowMs - v.job.createdAtMs) / 1000);
     const limit = Math.min(w.delay * (miss.bytes / speed[b]!), w.delayCapSeconds - age);
     if (!(limit > 0)) return false;
+    this.limit = limit;
     const stamp = ++this.dstamp;
     this.best = -1;
     this.bestWait = Infinity;
@@ -82,6 +85,9 @@ export class DelayRule {
       const h = list[k]!;
       if (this.dmark[h] === stamp || free[h]! > 0) continue; // free machines were scored already
       this.dmark[h] = stamp;
+      // Its wait is at least the slot wait: past the limit or the best so far, it cannot be the pick (exact skip).
+      const slotWait = this.s.slotWait.seconds(h, this.waiters[h]!);
+      if (slotWait > this.limit || slotWait > this.bestWait) continue;
       let bytes = 0;
       let count = 0;
       for (let j = 0; j < v.loras.length; j++) {
@@ -90,7 +96,7 @@ export class DelayRule {
         if (v.loras[j]!.sizeBytes > 0) bytes += v.loras[j]!.sizeBytes;
       }
       if (count >= miss.count && bytes >= miss.bytes) continue;
-      const wait = this.s.slotWait.seconds(h, this.waiters[h]!) + bytes / speed[h]!;
+      const wait = slotWait + bytes / speed[h]!;
       if (wait < this.bestWait || (wait === this.bestWait && h < this.best)) {
         this.bestWait = wait;
         this.best = h;

@@ -16,6 +16,12 @@ export interface Slices {
 
 const EMPTY: Slices = { built: 0, start: new Int32Array(0), end: new Int32Array(0), list: new Int32Array(0) };
 
+// A scan's (id, machine) entries, one per cached key the pass needs, kept from pass to pass and grown as needed:
+// allocating them per scan (8 bytes per cached key of every scanned machine) was most of a pass's off-heap memory,
+// which the garbage collector counts towards starting a full collection. A pass runs to completion; none overlap.
+let entryIds = new Int32Array(0);
+let entryMachines = new Int32Array(0);
+
 export class HolderIndex {
   private nextId = 0;
   /** 1 for the machines with a free slot at pass start (taken at the first `index`). */
@@ -96,8 +102,12 @@ export class HolderIndex {
       size += cached;
     }
     // (id, machine) per cached key the pass needs, then a counting sort by id.
-    const entryId = new Int32Array(size);
-    const entryMachine = new Int32Array(size);
+    if (entryIds.length < size) {
+      entryIds = new Int32Array(size + (size >> 2));
+      entryMachines = new Int32Array(size + (size >> 2));
+    }
+    const entryId = entryIds;
+    const entryMachine = entryMachines;
     let e = 0;
     let p = 0;
     for (const pool of pools.values()) {

@@ -11,15 +11,16 @@
 // Cost per run: one point read, one query for the new jobs (their id, pool, created_at, loras), one machines query,
 // one replace, plus per hint a LoRA read and a machine CAS (at most PrewarmSettings.maxHints).
 import type { CoreDeps } from '../deps.js';
-import { isNotFound, isPreconditionFailed, isConflict } from '../sdk-errors.js';
+import { isPreconditionFailed, isConflict } from '../sdk-errors.js';
 import { emptyDemand, observeJobs, type DemandJob, type DemandState } from '../prewarm/demand.js';
 import { chooseHints, DEFAULT_HINT_OPTIONS, type Hint, type HintMachine } from '../prewarm/hints.js';
 import { DEFAULT_PREWARM_SETTINGS } from '../prewarm/settings.js';
-import { acceptsWork, isLive, isReceiving, type PrewarmOrder } from '../machines/model.js';
+import { acceptsWork, isLive, isReceiving, type MachineDoc, type PrewarmOrder } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
 import { readReadyLora, updateMachine } from '../machines/admin.js';
 import type { JobDoc } from '../jobs/model.js';
 import { learnedRunTimes } from './run-time.js';
+import { readItem } from '../point-read.js';
 
 export const DEMAND_DOC_ID = 'prewarm-demand';
 /** New jobs read per run at most (the oldest first; the rest are counted next time). */
@@ -44,15 +45,45 @@ export interface PrewarmPassResult {
   lostRace: boolean;
 }
 
-async function readDemandDoc(deps: CoreDeps): Promise<DemandDoc | null> {
+/**
+ * The fleet as the hint chooser sees it: a machine counts as holding a LoRA it caches, was hinted recently (`hinted`)
+ * or has a pre-warm order pending for, until its heartbeat lists it.
+ */
+export function hintMachines(deps: CoreDeps, machineDocs: readonly MachineDoc[], hinted: DemandDoc['hinted'], nowMs: number): HintMachine[] {
+  return machineDocs.map((m) => {
+    const keys = new Set(hinted.filter((h) => h.machine_id === m.machine_id).map((h) => h.key));
+    for (const p of m.pending_prewarm ?? []) keys.add(p.key);
+    const cachedUser = new Set(m.cached_user);
+    const cachedShared = new Set(m.cached_shared);
+    for (const k of keys) if (cachedUser.has(k) || cachedShared.has(k)) keys.delete(k); // arrived: no longer outstanding
+    return {
+      id: m.machine_id,
+      pool: m.pool,
+      slots: m.slots,
+      eligible: isLive(m, nowMs, deps.config.machineLivenessSeconds) && acceptsWork(m) && isReceiving(m),
+      cachedUser,
+      cachedShared,
+      budgetBytes: m.cache?.budget_bytes ?? 0,
+      hinted: keys,
+    };
+  });
+}
+
+/** Queues a hint on its machine's document (it leaves with the next heartbeat answer). False when it could not. */
+export async function queueHint(deps: CoreDeps, h: Hint, order: PrewarmOrder): Promise<boolean> {
   try {
-    const { resource } = await deps.machines.item(DEMAND_DOC_ID, DEMAND_DOC_ID).read<DemandDoc>();
-    return resource ?? null;
+    await updateMachine(deps, h.machineId, (m) => ({
+      ...m,
+      pending_prewarm: [...(m.pending_prewarm ?? []).filter((p) => !(p.kind === order.kind && p.key === order.key)), order].slice(-100),
+    }));
+    return true;
   } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
+    deps.log.warn({ machine_id: h.machineId, key: h.key, err: (err as Error).message }, 'pre-warm hint not queued');
+    return false;
   }
 }
+
+export const readDemandDoc = (deps: CoreDeps): Promise<DemandDoc | null> => readItem<DemandDoc>(deps.machines, DEMAND_DOC_ID, DEMAND_DOC_ID);
 
 export async function runPrewarmPass(deps: CoreDeps): Promise<PrewarmPassResult> {
   const nowMs = deps.now();
@@ -78,23 +109,7 @@ export async function runPrewarmPass(deps: CoreDeps): Promise<PrewarmPassResult>
   const [machineDocs, runTimes] = await Promise.all([listMachineDocs(deps.machines), learnedRunTimes(deps)]);
   const expectedJobSeconds = runTimes.fleetSeconds;
   const hinted = (doc?.hinted ?? []).filter((h) => h.until_ms > nowMs);
-  const machines: HintMachine[] = machineDocs.map((m) => {
-    const keys = new Set(hinted.filter((h) => h.machine_id === m.machine_id).map((h) => h.key));
-    for (const p of m.pending_prewarm ?? []) keys.add(p.key);
-    const cachedUser = new Set(m.cached_user);
-    const cachedShared = new Set(m.cached_shared);
-    for (const k of keys) if (cachedUser.has(k) || cachedShared.has(k)) keys.delete(k); // arrived: no longer outstanding
-    return {
-      id: m.machine_id,
-      pool: m.pool,
-      slots: m.slots,
-      eligible: isLive(m, nowMs, deps.config.machineLivenessSeconds) && acceptsWork(m) && isReceiving(m),
-      cachedUser,
-      cachedShared,
-      budgetBytes: m.cache?.budget_bytes ?? 0,
-      hinted: keys,
-    };
-  });
+  const machines = hintMachines(deps, machineDocs, hinted, nowMs);
   const hints = chooseHints(state.entries, machines, expectedJobSeconds, nowMs, {
     ...DEFAULT_HINT_OPTIONS,
     halfLifeMs: s.halfLifeMs,
@@ -128,16 +143,6 @@ export async function runPrewarmPass(deps: CoreDeps): Promise<PrewarmPassResult>
     throw err;
   }
   const sent: Hint[] = [];
-  for (const [h, order] of orders) {
-    try {
-      await updateMachine(deps, h.machineId, (m) => ({
-        ...m,
-        pending_prewarm: [...(m.pending_prewarm ?? []).filter((p) => !(p.kind === order.kind && p.key === order.key)), order].slice(-100),
-      }));
-      sent.push(h);
-    } catch (err) {
-      deps.log.warn({ machine_id: h.machineId, key: h.key, err: (err as Error).message }, 'pre-warm hint not queued');
-    }
-  }
+  for (const [h, order] of orders) if (await queueHint(deps, h, order)) sent.push(h);
   return { counted, tracked: state.entries.length, hints: sent, lostRace: false };
 }

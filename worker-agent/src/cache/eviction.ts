@@ -33,7 +33,7 @@ export type EvictionPlan = { evict: string[] } | { error: string };
 const isProtected = (e: CacheEntryLike): boolean => e.pinned || e.inUse > 0;
 
 /** Least recently used first; ties broken by key so plans are deterministic. */
-function lruOrder(a: CacheEntryLike, b: CacheEntryLike): number {
+export function lruOrder(a: CacheEntryLike, b: CacheEntryLike): number {
   return a.lastUsedMs - b.lastUsedMs || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
@@ -43,11 +43,13 @@ function lruOrder(a: CacheEntryLike, b: CacheEntryLike): number {
  * (downloads in flight); it counts against the budget but cannot be evicted.
  * Returns `{ error }` (and evicts nothing) when no choice of evictions makes enough room.
  */
-export function planEviction(
-  entries: readonly CacheEntryLike[],
+export function planEviction<E extends CacheEntryLike>(
+  entries: readonly E[],
   bytesNeeded: number,
   budgetBytes: number,
   reservedBytes = 0,
+  /** The agent always plans LRU; the simulator's eviction experiments pass other orders (simulator/eviction-orders.ts). */
+  order: (a: E, b: E) => number = lruOrder,
 ): EvictionPlan {
   if (!Number.isFinite(bytesNeeded) || bytesNeeded < 0) return { error: `invalid size: ${bytesNeeded}` };
   if (bytesNeeded > budgetBytes) {
@@ -58,7 +60,7 @@ export function planEviction(
   let excess = used + bytesNeeded - budgetBytes;
   if (excess <= 0) return { evict: [] };
 
-  const candidates = entries.filter((e) => !isProtected(e)).sort(lruOrder);
+  const candidates = entries.filter((e) => !isProtected(e)).sort(order);
   const evict: string[] = [];
   for (const e of candidates) {
     if (excess <= 0) break;
