@@ -5,15 +5,15 @@
 // queue/session and start a JobRun for each (job-run.ts: claim → LoRAs → started → executor → outcome → complete).
 // With QUEUE_DEPTH > 0 it holds up to SLOTS + QUEUE_DEPTH runs: each claims and downloads at once, and at most SLOTS
 // run (run-slots.ts), so the next job's LoRAs arrive while the GPU runs the current one.
-// A heartbeat every HEARTBEAT_SECONDS reports the cache inventory (and sizes/last use, cache-entries.ts), the runs in
-// progress (job id + epoch), counters, free disk, measured download speed and whether the agent is draining; `stop_jobs`
-// in its answer cancels those runs.
+// A heartbeat every HEARTBEAT_SECONDS (heartbeat.ts: its body and rhythm) reports the cache inventory (and sizes/last
+// use, cache-entries.ts), the runs in progress (job id + epoch), counters, free disk, measured download speed and
+// whether the agent is draining; `stop_jobs` in its answer cancels those runs.
 // Shutdown (SIGTERM): stop receiving (messages that arrive anyway are abandoned), heartbeat `draining: true` at once,
 // let running jobs finish for up to DRAIN_GRACE_SECONDS, then cancel the rest (executor SIGTERM → SIGKILL) and report
 // them failed/retryable ("agent shutting down") so the scheduler re-routes them, then a final draining heartbeat.
 import type { Heartbeat } from '../../contract/machines.js';
 import { isSessionBusy, type DispatchReceiver, type ReceivedDispatch } from '../../dispatch/types.js';
-import type { CacheInventory, LoraCache } from './cache/lora-cache.js';
+import type { LoraCache } from './cache/lora-cache.js';
 import type { ControlPlaneApi } from './api.js';
 import type { AgentConfig } from './config.js';
 import type { Executor } from './executor/types.js';
@@ -27,6 +27,7 @@ import { QueueWaitLimit } from './queue-wait.js';
 import { Outbox } from './outbox.js';
 import { TokenWatch } from './token-watch.js';
 import { agentVersion } from './version.js';
+import { HeartbeatRhythm, heartbeatBody, refusedStartHint } from './heartbeat.js';
 import { join } from 'node:path';
 
 /** How long one receive call waits for messages (also bounds how long shutdown waits for the receive loop). */
@@ -93,8 +94,7 @@ export class Agent {
   private readonly outbox: Outbox;
   private loopDone: Promise<void> | undefined;
   private wakeLoop: (() => void) | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private heartbeatInFlight: Promise<void> | undefined;
+  private readonly rhythm: HeartbeatRhythm;
   private sweepTimer: NodeJS.Timeout | undefined;
   private shutdownPromise: Promise<void> | undefined;
   private resolveFinished!: () => void;
@@ -113,6 +113,7 @@ export class Agent {
     this.runSlots = (deps.config.queueDepth ?? 0) > 0 ? new RunSlots(deps.config.slots) : undefined;
     this.queueWait = this.runSlots ? new QueueWaitLimit(deps.config.queueWaitLimitSeconds ?? 'auto') : undefined;
     this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
+    this.rhythm = new HeartbeatRhythm(() => this.beat(), deps.config.heartbeatMs, () => this.stopping, () => this.hardStop.signal.aborted);
     this.health = new MachineHealth({
       preflight: deps.executor.preflight?.bind(deps.executor),
       freeDiskBytes: () => {
@@ -165,7 +166,7 @@ export class Agent {
    */
   async start(): Promise<void> {
     const { log, config } = this.deps;
-    await this.flushOutbox();
+    await this.outbox.deliverPending(this.deps.api, this.hardStop.signal, log);
     try {
       this.deps.cache.sweepTtl();
     } catch (err) {
@@ -175,21 +176,12 @@ export class Agent {
     if (first instanceof Error) {
       log.warn({ err: first.message }, 'first heartbeat failed (API unreachable?); continuing, heartbeats will retry');
     } else if (!first.ok) {
-      const hint =
-        first.status === 401
-          ? 'the machine token is invalid or was superseded by a newer registration'
-          : first.status === 403
-            ? 'the token is not a machine token for this machine id'
-            : first.status === 404
-              ? `machine ${config.machineId} is not registered (POST /api/machines)`
-              : first.status === 409
-                ? 'the POOL setting does not match the registration'
-                : 'the API refused the heartbeat';
+      const hint = refusedStartHint(first.status, config.machineId);
       throw new AgentStartError(`heartbeat refused: HTTP ${first.status} ${first.code}: ${first.message} (${hint})`);
     } else {
       this.stats.heartbeats++;
     }
-    this.scheduleHeartbeat();
+    this.rhythm.schedule();
     this.sweepTimer = setInterval(() => {
       try {
         const removed = this.deps.cache.sweepTtl();
@@ -262,7 +254,7 @@ export class Agent {
   private setReceiving(ok: boolean): void {
     if (this.receiving === ok) return;
     this.receiving = ok;
-    this.beatSoon();
+    this.rhythm.soon();
   }
 
   private launch(m: ReceivedDispatch): void {
@@ -282,7 +274,7 @@ export class Agent {
       isRunningElsewhere: (r) => [...this.runs].some((o) => o !== r && o.jobId === r.jobId && o.epoch === r.epoch && o.phase !== 'done'),
       markUnhealthy: (reason) => {
         this.health.mark(reason);
-        this.beatSoon();
+        this.rhythm.soon();
       },
       ...(this.runSlots ? { runSlots: this.runSlots } : {}),
       ...(this.queueWait ? { queueWait: this.queueWait } : {}),
@@ -304,7 +296,7 @@ export class Agent {
         wake?.();
         // A freed slot and a fresh inventory (the LoRAs just downloaded) matter to the scheduler now, not at the next
         // periodic beat: otherwise the machine looks busy and cold for up to HEARTBEAT_SECONDS and loses affinity.
-        this.beatSoon();
+        this.rhythm.soon();
       });
     this.runPromises.add(p);
   }
@@ -312,71 +304,16 @@ export class Agent {
   // ------------------------------------------------------------------ heartbeat
 
   buildHeartbeat(): Heartbeat {
-    const { config } = this.deps;
-    let inv: CacheInventory | undefined;
-    try {
-      inv = this.deps.cache.inventory();
-    } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message }, 'cache inventory unavailable');
-    }
-    const hb: Heartbeat = {
-      pool: config.pool,
-      slots: config.slots,
-      ...(config.queueDepth ? { queue_depth: config.queueDepth } : {}),
-      running_jobs: this.runningJobs(),
-      cached_loras: { user: inv?.user ?? [], shared: inv?.shared ?? [] },
-      cache: {
-        budget_bytes: inv?.budgetBytes ?? 0,
-        used_bytes: inv?.usedBytes ?? 0,
-        free_disk_bytes: Math.max(0, Math.floor(inv?.freeDiskBytes ?? 0)),
-        counters: inv?.counters ?? { hits: 0, misses: 0, downloads: 0, bytes_downloaded: 0, evictions: 0, thrash: 0 },
-      },
+    return heartbeatBody({
+      config: this.deps.config,
+      inventory: () => this.deps.cache.inventory(),
+      ...(this.deps.cacheEntries ? { cacheEntries: this.deps.cacheEntries } : {}),
+      log: this.deps.log,
+      runningJobs: this.runningJobs(),
       draining: this.draining,
       receiving: this.receiving,
-      agent_version: agentVersion(),
-      unhealthy_reason: this.health.recheck(),
-    };
-    if (config.pinnedLoras?.length) hb.pinned = config.pinnedLoras.slice(0, 1000);
-    try {
-      if (this.deps.cacheEntries) hb.cache_entries = this.deps.cacheEntries();
-    } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message }, 'cache entries unavailable');
-    }
-    if (inv?.downloadBytesPerSecond !== undefined) hb.download_bytes_per_second = Math.max(0, inv.downloadBytesPerSecond);
-    return hb;
-  }
-
-  private scheduleHeartbeat(): void {
-    if (this.stopping && this.hardStop.signal.aborted) return;
-    this.heartbeatTimer = setTimeout(() => this.beatNow(), this.deps.config.heartbeatMs);
-  }
-
-  private beatNow(): void {
-    this.heartbeatInFlight = this.beat().finally(() => {
-      this.heartbeatInFlight = undefined;
-      if (this.shutdownComplete) return;
-      if (this.beatAgain && !this.stopping) {
-        this.beatAgain = false;
-        this.beatNow();
-      } else {
-        this.scheduleHeartbeat();
-      }
+      unhealthyReason: this.health.recheck(),
     });
-  }
-
-  private shutdownComplete = false;
-  /** Something changed while a heartbeat was in flight (it carried the old state): beat again as soon as it is back. */
-  private beatAgain = false;
-
-  /** An out-of-band heartbeat, then the periodic rhythm restarts from it. Deferred while one is in flight; not while stopping. */
-  private beatSoon(): void {
-    if (this.stopping || this.heartbeatTimer === undefined) return;
-    if (this.heartbeatInFlight) {
-      this.beatAgain = true;
-      return;
-    }
-    clearTimeout(this.heartbeatTimer);
-    this.beatNow();
   }
 
   /** One heartbeat; applies `stop_jobs`. Never throws. */
@@ -419,23 +356,6 @@ export class Agent {
     void this.shutdown('machine token refused');
   }
 
-  // ------------------------------------------------------------------ outbox
-
-  /** Sends outcomes an earlier process could not deliver. 409 (the job moved on) also clears an entry. */
-  private async flushOutbox(): Promise<void> {
-    for (const e of this.outbox.list()) {
-      const answer = await this.deps.api
-        .event(e.job_id, e.event, { retries: 5, maxDelayMs: 5_000, signal: this.hardStop.signal })
-        .catch((err: unknown) => err as Error);
-      if (answer instanceof Error) {
-        this.deps.log.warn({ job_id: e.job_id, err: answer.message }, 'outbox: outcome still not delivered; will retry at the next start');
-        continue;
-      }
-      this.outbox.remove(e.job_id, e.epoch);
-      this.deps.log.info({ job_id: e.job_id, epoch: e.epoch, type: e.event.type, ok: answer.ok }, 'outbox: earlier outcome delivered');
-    }
-  }
-
   // ------------------------------------------------------------------ shutdown
 
   /**
@@ -474,11 +394,11 @@ export class Agent {
     const wake = this.wakeLoop;
     this.wakeLoop = undefined;
     wake?.();
-    clearTimeout(this.heartbeatTimer);
+    this.rhythm.pause();
     clearInterval(this.sweepTimer);
-    await this.heartbeatInFlight;
+    await this.rhythm.inFlight;
     await this.beat(); // tell the scheduler now: no new work for this machine
-    this.scheduleHeartbeat(); // keep the machine live (and stop_jobs flowing) while jobs finish
+    this.rhythm.schedule(); // keep the machine live (and stop_jobs flowing) while jobs finish
 
     if (!(await this.waitForRuns(config.drainGraceMs))) {
       log.warn({ running: this.runningJobs() }, 'drain grace over; stopping the remaining jobs and handing them back');
@@ -491,9 +411,8 @@ export class Agent {
     }
     await this.loopDone?.catch(() => undefined);
 
-    this.shutdownComplete = true;
-    clearTimeout(this.heartbeatTimer);
-    await this.heartbeatInFlight;
+    this.rhythm.end();
+    await this.rhythm.inFlight;
     await this.beat({ signal: AbortSignal.timeout(10_000), retries: 2 }); // final: draining, nothing running
     this.hardStop.abort(new Error('agent stopped'));
     await this.deps.receiver.close().catch((err: unknown) => log.warn({ err: (err as Error)?.message }, 'closing the receiver failed'));

@@ -5,6 +5,8 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jobEventInputSchema, type JobEventInput } from '../../contract/jobs.js';
+import type { ControlPlaneApi } from './api.js';
+import type { Logger } from './logger.js';
 
 export interface OutboxEntry {
   job_id: string;
@@ -62,5 +64,18 @@ export class Outbox {
       }
     }
     return out.sort((a, b) => (a.written_at < b.written_at ? -1 : 1));
+  }
+
+  /** Sends outcomes an earlier process could not deliver. 409 (the job moved on) also clears an entry. */
+  async deliverPending(api: Pick<ControlPlaneApi, 'event'>, signal: AbortSignal, log: Logger): Promise<void> {
+    for (const e of this.list()) {
+      const answer = await api.event(e.job_id, e.event, { retries: 5, maxDelayMs: 5_000, signal }).catch((err: unknown) => err as Error);
+      if (answer instanceof Error) {
+        log.warn({ job_id: e.job_id, err: answer.message }, 'outbox: outcome still not delivered; will retry at the next start');
+        continue;
+      }
+      this.remove(e.job_id, e.epoch);
+      log.info({ job_id: e.job_id, epoch: e.epoch, type: e.event.type, ok: answer.ok }, 'outbox: earlier outcome delivered');
+    }
   }
 }
