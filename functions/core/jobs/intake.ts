@@ -108,8 +108,8 @@ const knownPools = new WeakMap<object, { atMs: number; pools: Set<string> }>();
 /**
  * A job for a pool no machine has ever been registered in would wait forever: 422 listing the known pools. The
  * default pool is always accepted (a fresh system has no machines yet; its jobs wait for the first one). The answer
- * "known" is cached per instance (a fan-out query over the machines per submission would otherwise be most of intake's
- * Cosmos cost); "unknown" is always checked afresh, so a pool whose first machine has just registered is accepted at
+ * "known" is cached per instance (otherwise every submission paid a fan-out query over all machines:
+ * test/integration/intake-cost.test.ts); "unknown" is always checked afresh, so a pool whose first machine has just registered is accepted at
  * once. A pool whose last machine went within the cache's life is accepted: its jobs wait, as they would had it died.
  */
 export async function requireKnownPool(deps: CoreDeps, pool: string): Promise<void> {
