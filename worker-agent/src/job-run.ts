@@ -6,21 +6,7 @@
 // The message lock is renewed the whole time. A cancel (heartbeat stop_jobs, `cancel_requested`, 409 on an event, or
 // the agent shutting down) stops whatever phase is running. The cache entries are released and the run directory
 // removed in `finally`, whatever happened.
-//
-// Outcome mapping (the `retryable` flag decides whether the scheduler tries another attempt):
-//   executor exit 0                          → outputs delivered (./outputs.ts) → succeeded (result.json as result, + outputs)
-//   outputs over the limits / bad file name  → failed, retryable=false — the API's or the agent's message
-//   output upload trouble (network, storage) → failed, retryable=true
-//   executor exit ≠ 0 (the job's own error)  → failed, retryable=false — re-running the same payload would fail again
-//   executor exit 75 (EX_TEMPFAIL)           → failed, retryable=true  — the job says "try again"
-//   executor killed by a foreign signal      → failed, retryable=true  — OOM killer, GPU fault: machine trouble
-//   executor could not start / disk full     → failed, handback=true   — the machine's fault: no attempt spent, the
-//                                              machine reports itself unhealthy until it is fixed
-//   CacheFullError / download failure        → failed, retryable=true  — machine-side; another machine may have room
-//   InvalidLoraError (malformed claim data)  → failed, retryable=false — another attempt gets the same data
-//   agent shutting down (drain grace over)   → failed, handback=true   — "agent shutting down", re-routed elsewhere
-//   queued past QUEUE_WAIT_LIMIT_SECONDS     → failed, handback=true   — not started in time here (queue-wait.ts)
-//   cancelled by the control plane / stale   → nothing reported (the job is cancelled or belongs to another epoch)
+// How its end becomes the reported outcome: run-outcome.ts.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClaimResponse, JobEventInput } from '../../contract/jobs.js';
@@ -36,11 +22,10 @@ import { RunReporter, type StopKind } from './reporter.js';
 import { RunTrace } from './run-trace.js';
 import type { RunSlots } from './run-slots.js';
 import { takeRunSlot, type QueueWaitLimit } from './queue-wait.js';
+import { failureFromCacheError, outcomeEvent, reportOutcome, type CancelKind } from './run-outcome.js';
 
 export type RunPhase = 'claiming' | 'preparing' | 'running' | 'reporting' | 'done';
-export type CancelKind = 'server' | 'stale' | 'shutdown';
-
-export const SHUTDOWN_REASON = 'agent shutting down';
+export { failureFromCacheError, SHUTDOWN_REASON, type CancelKind } from './run-outcome.js';
 
 /** What a run needs from the agent around it. */
 export interface RunEnvironment {
@@ -225,7 +210,13 @@ export class JobRun {
       // 4. outcome
       this.phase = 'reporting';
       await reporter.flush();
-      const event = this.outcomeEvent(outcome);
+      const event = outcomeEvent(outcome, {
+        epoch: this.epoch,
+        cancelKind: this.cancelKind,
+        outputs: this.outputs,
+        handBackReason: this.handBackReason,
+        markUnhealthy: this.env.markUnhealthy,
+      });
       if (!event) {
         this.log.info({ cancelled: this.cancelKind, reason: this.cancelReason }, 'run stopped; nothing to report');
         await this.settle();
@@ -233,7 +224,7 @@ export class JobRun {
       }
       tr.outcome(event);
       tr.begin('job.report', { 'lora_router.job.outcome': event.type });
-      const accepted = await this.report(event);
+      const accepted = await reportOutcome(this.env, this.jobId, this.epoch, event, this.log);
       tr.done({ 'lora_router.report.accepted': accepted ?? false });
       if (accepted === undefined) return { kind: 'unreported', why: 'agent stopped before the outcome was accepted (kept in the outbox)' };
       await this.settle();
@@ -400,70 +391,4 @@ export class JobRun {
     return { status: 'cancelled', reason: this.cancelReason || 'cancelled', forced: false };
   }
 
-  /** The event to report, or null when nothing should be (cancelled by the control plane, or stale). */
-  private outcomeEvent(o: ExecutionOutcome): JobEventInput | null {
-    if (this.cancelKind === 'server' || this.cancelKind === 'stale') return null;
-    switch (o.status) {
-      case 'succeeded':
-        return {
-          type: 'succeeded',
-          epoch: this.epoch,
-          ...(o.result === undefined ? {} : { result: o.result }),
-          ...(this.outputs.length ? { outputs: this.outputs } : {}),
-        };
-      case 'failed':
-        if (o.infrastructure) {
-          // The machine failed, not the job: hand it back (no attempt spent) and stop taking work until it is fixed.
-          this.env.markUnhealthy?.(o.reason.slice(0, 1000));
-          return { type: 'failed', epoch: this.epoch, reason: o.reason.slice(0, 2000), retryable: true, handback: true };
-        }
-        return { type: 'failed', epoch: this.epoch, reason: o.reason.slice(0, 2000), retryable: o.retryable };
-      case 'cancelled':
-        // Only the agent itself cancels with something to report: it is shutting down, or the job waited too long
-        // for a run slot here; either way hand the job back (the job did nothing wrong: no attempt is spent).
-        return { type: 'failed', epoch: this.epoch, reason: this.handBackReason ?? SHUTDOWN_REASON, retryable: true, handback: true };
-    }
-  }
-
-  /**
-   * Sends the outcome until the API answers. Written to the outbox first, removed once answered. Returns whether it
-   * was accepted (false: 409 or another definite refusal), or undefined when the agent stopped waiting.
-   */
-  private async report(event: JobEventInput): Promise<boolean | undefined> {
-    this.env.outbox.put(this.jobId, this.epoch, event);
-    try {
-      let answer = await this.env.api.event(this.jobId, event, { retries: Infinity, maxDelayMs: 15_000, signal: this.env.hardStop });
-      if (!answer.ok && event.type === 'succeeded' && (answer.status === 413 || answer.status === 400)) {
-        // The result itself was refused (too large, not storable): report that rather than lose the outcome.
-        const failed: JobEventInput = { type: 'failed', epoch: this.epoch, reason: `the job's result was refused by the API: ${answer.message}`.slice(0, 2000), retryable: false };
-        this.env.outbox.put(this.jobId, this.epoch, failed);
-        answer = await this.env.api.event(this.jobId, failed, { retries: Infinity, maxDelayMs: 15_000, signal: this.env.hardStop });
-      }
-      this.env.outbox.remove(this.jobId, this.epoch);
-      if (answer.ok) {
-        this.log.info({ outcome: event.type, accepted: answer.value.accepted }, 'outcome reported');
-        return answer.value.accepted;
-      }
-      this.log.warn({ outcome: event.type, status: answer.status, err: answer.message }, 'outcome refused (the job moved on)');
-      return false;
-    } catch (err) {
-      this.log.warn({ outcome: event.type, err: (err as Error)?.message }, 'outcome not reported yet; kept in the outbox for the next start');
-      return undefined;
-    }
-  }
-}
-
-/** Cache/download failures are machine-side (retry elsewhere), except malformed claim data. */
-export function failureFromCacheError(err: unknown): ExecutionOutcome {
-  const e = err as Error | undefined;
-  const name = e?.name ?? 'Error';
-  const message = e?.message ?? String(err);
-  if (name === 'InvalidLoraError') return { status: 'failed', retryable: false, reason: `invalid LoRA in the job: ${message}` };
-  if (name === 'CacheFullError') return { status: 'failed', retryable: true, reason: `LoRA cache full on this machine: ${message}` };
-  // DiskFullError (cache/disk-space.ts) carries ENOSPC; SQLITE_FULL is the cache database on a full disk.
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOSPC' || code === 'SQLITE_FULL' || /\bENOSPC\b/.test(message)) {
-    return { status: 'failed', retryable: true, infrastructure: true, reason: /^disk full/i.test(message) ? `${message} (on this machine)` : `disk full on this machine: ${message}` };
-  }
-  return { status: 'failed', retryable: true, reason: `LoRA download failed (${name}): ${message}` };
 }
