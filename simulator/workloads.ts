@@ -105,6 +105,28 @@ const W1: WorkloadSpec = {
   heartbeatMs: 5000,
 };
 
+const D2: WorkloadSpec = {
+  ...W1,
+  name: 'D2',
+  description:
+    '16 machines × 1 slot, 60 GiB cache, links 25–50 MiB/s; 800 user + 50 shared LoRAs, Zipf s=0.8, sizes log-normal ' +
+    'median 300 MiB σ=1 clamped to 50 MiB–3 GiB; 1–2 LoRAs per job; run median 20 s σ=0.5; 50 % utilisation; 24 h',
+  machines: 16,
+  slotsPerMachine: 1,
+  cacheBudgetBytes: 60 * GiB,
+  downloadBytesPerSecond: 25 * MiB,
+  downloadBytesPerSecondMax: 50 * MiB,
+  userLoras: 800,
+  sharedLoras: 50,
+  zipfS: 0.8,
+  sizeMedianBytes: 300 * MiB,
+  sizeSigma: 1,
+  sizeMinBytes: 50 * MiB,
+  sizeMaxBytes: 3 * GiB,
+  lorasPerJob: [1, 2],
+  utilisation: 0.5,
+};
+
 export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadSpec>> = {
   W0: {
     ...W1,
@@ -162,49 +184,15 @@ export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadSpec>> = {
       { name: 'b', machines: 16, jobShare: 0.45 },
     ],
   },
-  D2: {
-    ...W1,
-    name: 'D2',
-    description:
-      '16 machines × 1 slot, 60 GiB cache, links 25–50 MiB/s; 800 user + 50 shared LoRAs, Zipf s=0.8, sizes log-normal ' +
-      'median 300 MiB σ=1 clamped to 50 MiB–3 GiB; 1–2 LoRAs per job; run median 20 s σ=0.5; 50 % utilisation; 24 h',
-    machines: 16,
-    slotsPerMachine: 1,
-    cacheBudgetBytes: 60 * GiB,
-    downloadBytesPerSecond: 25 * MiB,
-    downloadBytesPerSecondMax: 50 * MiB,
-    userLoras: 800,
-    sharedLoras: 50,
-    zipfS: 0.8,
-    sizeMedianBytes: 300 * MiB,
-    sizeSigma: 1,
-    sizeMinBytes: 50 * MiB,
-    sizeMaxBytes: 3 * GiB,
-    lorasPerJob: [1, 2],
-    utilisation: 0.5,
-  },
+  D2,
   // Two services with very different run times on a download-heavy fleet (issue 14, item 3: run time per service).
   S1: {
-    ...W1,
+    ...D2,
     name: 'S1',
     description:
       'D2 fleet (16 machines × 1 slot, 60 GiB cache, links 25–50 MiB/s, 800 user + 50 shared LoRAs, Zipf s=0.8, sizes ' +
       'median 300 MiB σ=1 clamped to 50 MiB–3 GiB, 1–2 LoRAs per job) with two services: 80 % `image` (run median ' +
       '10 s) and 20 % `video` (run median 90 s), σ=0.5; 50 % utilisation; 24 h',
-    machines: 16,
-    slotsPerMachine: 1,
-    cacheBudgetBytes: 60 * GiB,
-    downloadBytesPerSecond: 25 * MiB,
-    downloadBytesPerSecondMax: 50 * MiB,
-    userLoras: 800,
-    sharedLoras: 50,
-    zipfS: 0.8,
-    sizeMedianBytes: 300 * MiB,
-    sizeSigma: 1,
-    sizeMinBytes: 50 * MiB,
-    sizeMaxBytes: 3 * GiB,
-    lorasPerJob: [1, 2],
-    utilisation: 0.5,
     services: [
       { name: 'image', share: 0.8, runMedianMs: 10_000 },
       { name: 'video', share: 0.2, runMedianMs: 90_000 },
