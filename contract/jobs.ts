@@ -111,6 +111,9 @@ export const jobViewSchema = z
     outputs_expire_at: z.string().nullable(),
     created_at: z.string(),
     assigned_at: z.string().nullable(),
+    /** When the machine's claim was accepted: the attempt holds its slot from here (its LoRAs are fetched next). */
+    claimed_at: z.string().nullable(),
+    /** When the run started (the agent's `started` report: LoRAs ready, the executor takes the job); null until then. */
     started_at: z.string().nullable(),
     finished_at: z.string().nullable(),
     not_before: z.string().nullable(),

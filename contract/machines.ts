@@ -190,7 +190,17 @@ export const machineDetailSchema = machineViewSchema
      * when the agent does not report them (an agent older than this field).
      */
     cache_entries: z.array(cacheEntrySchema).nullable(),
-    jobs: z.array(z.object({ job_id: z.string(), status: z.string(), epoch: z.number().int(), assigned_at: z.string().nullable(), started_at: z.string().nullable() })),
+    /** The machine's active jobs: claimed_at is when it took the slot, started_at when the run began (as on the job). */
+    jobs: z.array(
+      z.object({
+        job_id: z.string(),
+        status: z.string(),
+        epoch: z.number().int(),
+        assigned_at: z.string().nullable(),
+        claimed_at: z.string().nullable(),
+        started_at: z.string().nullable(),
+      }),
+    ),
     pending_evict: z.array(cacheKeySchema),
     pending_prewarm: z.array(cacheKeySchema),
   })

@@ -1,9 +1,8 @@
 // `npm run demo -- --breakdown`: where submit→start goes, hop by hop, for the slowest 10 % of a demo run's jobs (and
 // the mean over all jobs beside it). Sources, all on this machine (one clock):
-//   the job record (API): created_at (submit stored), assigned_at (the placement's CAS), started_at (set when the
-//   claim is accepted: the job is `running` from its claim, before its LoRAs are fetched)
-//   the job's event log (API): the agent's `started` report, sent once the LoRAs are ready (what GET /api/metrics and
-//   the simulator count as the start)
+//   the job record (API): created_at (submit stored), assigned_at (the placement's CAS), claimed_at (the claim's CAS:
+//   the job is `running` from here, before its LoRAs are fetched), started_at (the CAS of the agent's `started` report,
+//   sent once the LoRAs are ready: the run's start, the same moment GET /api/metrics and the simulator count)
 //   the agents' logs (.local/fleet/<machine>/agent.log): "dispatch received", "claimed", "LoRAs ready" for this job's
 //   epoch, and for the job that ran before it on the same machine "executor finished" and "outcome reported".
 // A job that waited for a slot has its placement hop split in three: the run ahead was still executing (queueing,
@@ -25,8 +24,10 @@ interface AgentEvent {
 export interface JobHops {
   jobId: string;
   machine: string;
-  /** created → started_at (the claim accepted): the demo's submit→start. */
+  /** created → started_at (the agent's `started` report: LoRAs ready, the run begins): the demo's submit→start. */
   totalMs: number;
+  /** created → claimed_at (the claim accepted; the slot is held from here): the demo's submit→claim. */
+  toClaimMs?: number;
   /** created → assigned, split for a job that waited for the run ahead on its machine. */
   placeMs: number;
   aheadExecutingMs?: number;
@@ -34,12 +35,12 @@ export interface JobHops {
   aheadReportToPlacedMs?: number;
   /** assigned → the agent's receive returned it (dispatch send + queue delivery + the agent's receive loop). */
   dispatchToReceivedMs?: number;
-  /** received → started_at (the claim's round trip up to the API's CAS). */
+  /** received → claimed_at (the claim's round trip up to the API's CAS). */
   claimMs?: number;
-  /** After started_at: the agent's claimed → LoRAs ready (cache hit, or download + verification). */
+  /** claimed_at → started_at: the LoRAs fetched (or found) and the `started` report's trip to the API's CAS. */
+  claimToStartMs?: number;
+  /** Within claimToStartMs, by the agent's log: claimed → LoRAs ready (cache hit, or download + verification). */
   lorasMs?: number;
-  /** created → the agent's `started` report (LoRAs ready, executor about to start). */
-  toStartedReportMs?: number;
   missing: number;
 }
 
@@ -67,8 +68,7 @@ export function readAgentEvents(fleetDir: string): AgentEvent[] {
   return out;
 }
 
-/** `startedReports`: job id → when the API recorded the agent's `started` report for the job's epoch. */
-export function jobHops(jobs: JobView[], events: AgentEvent[], startedReports: Map<string, number> = new Map()): JobHops[] {
+export function jobHops(jobs: JobView[], events: AgentEvent[]): JobHops[] {
   const at = new Map<string, number>();
   const key = (jobId: string, epoch: number, msg: string) => `${jobId}:${epoch}:${msg}`;
   for (const e of events) if (!at.has(key(e.jobId, e.epoch, e.msg))) at.set(key(e.jobId, e.epoch, e.msg), e.atMs);
@@ -81,6 +81,7 @@ export function jobHops(jobs: JobView[], events: AgentEvent[], startedReports: M
     const created = Date.parse(j.created_at);
     const assigned = Date.parse(j.assigned_at);
     const started = Date.parse(j.started_at);
+    const claimedAt = j.claimed_at ? Date.parse(j.claimed_at) : undefined;
     const t = (msg: string) => at.get(key(j.job_id, j.epoch, msg));
     const received = t('dispatch received');
     const claimed = t('claimed');
@@ -93,10 +94,12 @@ export function jobHops(jobs: JobView[], events: AgentEvent[], startedReports: M
       missing: j.cache.missing_loras.length,
     };
     if (received !== undefined) h.dispatchToReceivedMs = received - assigned;
-    if (received !== undefined) h.claimMs = started - received;
+    if (claimedAt !== undefined) {
+      h.toClaimMs = claimedAt - created;
+      h.claimToStartMs = started - claimedAt;
+      if (received !== undefined) h.claimMs = claimedAt - received;
+    }
     if (claimed !== undefined && ready !== undefined) h.lorasMs = ready - claimed;
-    const report = startedReports.get(j.job_id);
-    if (report !== undefined) h.toStartedReportMs = report - created;
     const ahead = finishes
       .filter((e) => e.machine === j.machine_id && e.jobId !== j.job_id && e.atMs <= assigned)
       .sort((a, b) => b.atMs - a.atMs)[0];
@@ -114,16 +117,17 @@ export function jobHops(jobs: JobView[], events: AgentEvent[], startedReports: M
 }
 
 const COLUMNS: [keyof JobHops, string, string][] = [
-  ['totalMs', 'total', 'submit→start (started_at: the claim)'],
+  ['totalMs', 'total', 'submit→start (started_at: run began)'],
+  ['toClaimMs', 'toclaim', 'submit→claim (claimed_at)'],
   ['placeMs', 'place', 'submit→placed'],
   ['aheadExecutingMs', 'ahead', '  of which: run ahead executing'],
   ['aheadReportingMs', 'report', '  of which: run ahead outputs+report'],
   // 0 when the API placed the job before it answered the report ahead (placement on the outcome).
   ['aheadReportToPlacedMs', 'ev+pass', '  of which: its report→placed'],
   ['dispatchToReceivedMs', 'recv', 'placed→received (send+queue+receive)'],
-  ['claimMs', 'claim', 'received→started_at (claim)'],
-  ['lorasMs', 'loras', 'after it: claimed→LoRAs ready'],
-  ['toStartedReportMs', 'run', 'submit→`started` report (LoRAs ready)'],
+  ['claimMs', 'claim', 'received→claimed_at (claim)'],
+  ['claimToStartMs', 'c→start', 'claimed_at→started_at'],
+  ['lorasMs', 'loras', '  of which: claimed→LoRAs ready (agent)'],
 ];
 
 /** The breakdown as printable lines: the slowest 10 % job by job, then the mean per hop for those and for all. */

@@ -9,7 +9,7 @@ const base: JobView = {
   machine_id: 'gpu-1', attempt: 1, epoch: 2, affinity_score: 3.14159265, score_breakdown: { affinity: 2.999999, load: -0.25, hrw: 0.3916 },
   policy: 'affinity', runners_up: [], overflow: null, waits: [], cache: { hit_loras: ['lora_a'], missing_loras: ['b.safetensors'] }, error: null, result: null,
   outputs: [], outputs_expire_at: null,
-  created_at: '2026-01-01T00:00:00Z', assigned_at: null, started_at: null, finished_at: null, not_before: null,
+  created_at: '2026-01-01T00:00:00Z', assigned_at: null, claimed_at: null, started_at: null, finished_at: null, not_before: null,
 };
 
 describe('job --explain', () => {
@@ -89,8 +89,8 @@ describe('machines get', () => {
       { kind: 'shared', key: 'style.safetensors', size_bytes: 1536, last_used_at: '2025-12-29T12:00:00Z', pinned: true, in_use: 0 },
     ],
     jobs: [
-      { job_id: 'job_r', status: 'running', epoch: 1, assigned_at: '2026-01-01T11:58:00Z', started_at: '2026-01-01T11:58:30Z' },
-      { job_id: 'job_q', status: 'assigned', epoch: 1, assigned_at: '2026-01-01T11:59:50Z', started_at: null },
+      { job_id: 'job_r', status: 'running', epoch: 1, assigned_at: '2026-01-01T11:58:00Z', claimed_at: '2026-01-01T11:58:30Z', started_at: '2026-01-01T11:59:00Z' },
+      { job_id: 'job_q', status: 'assigned', epoch: 1, assigned_at: '2026-01-01T11:59:50Z', claimed_at: null, started_at: null },
     ],
     pending_evict: [], pending_prewarm: [],
   };
@@ -102,7 +102,7 @@ describe('machines get', () => {
     expect(out).toMatch(/cached LoRAs \(the 2 most recently used of 3\):/);
     expect(out).toMatch(/user +lora_a +151 MiB +5 min ago +- +1/);
     expect(out).toMatch(/shared +style\.safetensors +1\.5 KiB +3 d ago +yes +-/);
-    expect(out).toMatch(/running jobs: job_r \(since 90 s ago\)/);
+    expect(out).toMatch(/running jobs: job_r \(claimed 90 s ago, started 60 s ago\)/);
     expect(out).toMatch(/assigned, not started: job_q \(assigned, 10 s ago\)/);
   });
 

@@ -214,7 +214,10 @@ export function describeMachine(m: MachineDetail, nowMs: number): string[] {
   }
   const running = m.jobs.filter((j) => j.status === 'running');
   const queued = m.jobs.filter((j) => j.status !== 'running');
-  lines.push(`running jobs: ${running.map((j) => `${j.job_id} (since ${j.started_at ? ago(j.started_at, nowMs) : '?'})`).join(', ') || '-'}`);
+  // `running` from the claim: the slot is held while the LoRAs are fetched, before the run starts.
+  const since = (j: MachineDetail['jobs'][number]) =>
+    `claimed ${j.claimed_at ? ago(j.claimed_at, nowMs) : '?'}, ${j.started_at ? `started ${ago(j.started_at, nowMs)}` : 'not started yet'}`;
+  lines.push(`running jobs: ${running.map((j) => `${j.job_id} (${since(j)})`).join(', ') || '-'}`);
   lines.push(`assigned, not started: ${queued.map((j) => `${j.job_id} (${j.status}${j.assigned_at ? `, ${ago(j.assigned_at, nowMs)}` : ''})`).join(', ') || '-'}`);
   if (m.pending_evict.length) lines.push(`evictions waiting for a heartbeat: ${m.pending_evict.map((k) => k.key).join(', ')}`);
   if (m.pending_prewarm.length) lines.push(`pre-warms waiting for a heartbeat: ${m.pending_prewarm.map((k) => k.key).join(', ')}`);

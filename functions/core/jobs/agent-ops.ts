@@ -10,7 +10,7 @@ import { authorizeMachine } from '../machines/store.js';
 import type { CoreDeps } from '../deps.js';
 import { issueDownloadUrl, readReadyLora } from './download-urls.js';
 import { appendEvent } from './events.js';
-import { afterHandBack, afterLostAttempt, type JobDoc } from './model.js';
+import { afterHandBack, afterLostAttempt, startedTimes, type JobDoc } from './model.js';
 import { findJobById, updateJob } from './store.js';
 import { outputsExpireAt, verifyReportedOutputs } from '../outputs/outputs.js';
 import { observeOutcome, observeStarted } from './observe.js';
@@ -75,7 +75,8 @@ async function acceptClaim(deps: CoreDeps, job: JobDoc, req: ClaimRequest): Prom
   const { doc } = await updateJob(deps.jobs, job, (d) => {
     fenceClaim(d, req);
     const at = new Date(deps.now()).toISOString();
-    return { ...d, status: 'running', started_at: at, updated_at: at };
+    // The slot is held from here; the run starts when the agent reports `started` (its LoRAs ready).
+    return { ...d, status: 'running', claimed_at: at, started_at: null, updated_at: at };
   });
   return {
     job_id: doc.id,
@@ -180,7 +181,7 @@ export async function postJobEvent(
     const at = new Date(deps.now()).toISOString();
     switch (ev.type) {
       case 'started':
-        return { ...d, cache_outcome: ev.cache, updated_at: at };
+        return { ...d, cache_outcome: ev.cache, ...startedTimes(d, at), updated_at: at };
       case 'succeeded':
         return {
           ...d,

@@ -4,6 +4,11 @@ import {
   afterHandBack,
   afterLostAttempt,
   canonicalJson,
+  claimedAt,
+  slotHeldSinceMs,
+  slotSeconds,
+  startedTimes,
+  unplaced,
   idempotentJobId,
   quotaThreshold,
   requestHash,
@@ -48,6 +53,7 @@ function job(over: Partial<JobDoc> = {}): JobDoc {
     created_at: new Date(NOW - 60_000).toISOString(),
     updated_at: new Date(NOW - 60_000).toISOString(),
     assigned_at: new Date(NOW - 50_000).toISOString(),
+    claimed_at: new Date(NOW - 45_000).toISOString(),
     started_at: new Date(NOW - 40_000).toISOString(),
     finished_at: null,
     not_before: null,
@@ -144,5 +150,67 @@ describe('job view', () => {
     const view = toJobView(job({ cache_outcome: { hit_loras: [], missing_loras: ['lora_x'], download_ms: 5, bytes_downloaded: 10 } }));
     expect(jobViewSchema.safeParse(view).success).toBe(true);
     expect(view.cache).toEqual({ hit_loras: [], missing_loras: ['lora_x'] });
+  });
+});
+
+describe('attempt times: claimed_at (the claim) and started_at (the run)', () => {
+  const iso = (ms: number) => new Date(ms).toISOString();
+  /** A record written before claimed_at existed: the claim time is in started_at and there is no claimed_at key. */
+  function oldRecord(over: Partial<JobDoc> = {}): JobDoc {
+    const { claimed_at: _c, ...rest } = job({ started_at: iso(NOW - 45_000), ...over });
+    return rest;
+  }
+
+  it('the first `started` report sets started_at and keeps the claim; a resent one keeps the first start', () => {
+    const claimed = job({ started_at: null });
+    const first = startedTimes(claimed, iso(NOW));
+    expect(first).toEqual({ claimed_at: iso(NOW - 45_000), started_at: iso(NOW) });
+    expect(startedTimes({ ...claimed, ...first }, iso(NOW + 5_000))).toEqual(first);
+  });
+
+  it('a `started` report on a record claimed before the field moves the claim time to claimed_at', () => {
+    expect(startedTimes(oldRecord(), iso(NOW))).toEqual({ claimed_at: iso(NOW - 45_000), started_at: iso(NOW) });
+  });
+
+  it.each([
+    ['a retry after a failure', () => afterLostAttempt(job(), 'agent_failure', 'x', NOW, 2)],
+    ['a lost machine', () => afterLostAttempt(job(), 'machine_lost', 'x', NOW, 2)],
+    ['a hand-back', () => afterHandBack(job(), 'draining', NOW)],
+    ['a claim timeout', () => afterClaimTimeout(job({ status: 'assigned' }), NOW)],
+    ['a user retry (unplaced)', () => ({ ...job({ status: 'failed' }), status: 'pending' as const, ...unplaced() })],
+  ])('%s clears assigned_at, claimed_at and started_at', (_, next) => {
+    expect(next()).toMatchObject({ status: 'pending', assigned_at: null, claimed_at: null, started_at: null });
+  });
+
+  it('a final failure keeps the attempt times', () => {
+    const next = afterLostAttempt(job({ attempt: 3 }), 'agent_failure', 'x', NOW, 2);
+    expect(next).toMatchObject({ status: 'failed', claimed_at: iso(NOW - 45_000), started_at: iso(NOW - 40_000) });
+  });
+
+  it('the view carries both; a record without claimed_at reads its claim time from started_at', () => {
+    const fresh = toJobView(job());
+    expect(jobViewSchema.parse(fresh)).toMatchObject({ claimed_at: iso(NOW - 45_000), started_at: iso(NOW - 40_000) });
+    const claimedOnly = toJobView(job({ started_at: null }));
+    expect(claimedOnly).toMatchObject({ claimed_at: iso(NOW - 45_000), started_at: null });
+    const old = oldRecord();
+    expect('claimed_at' in old).toBe(false);
+    expect(jobViewSchema.parse(toJobView(old))).toMatchObject({ claimed_at: iso(NOW - 45_000), started_at: iso(NOW - 45_000) });
+    expect(toJobView(oldRecord({ status: 'pending', started_at: null }))).toMatchObject({ claimed_at: null, started_at: null });
+  });
+
+  it('a busy slot is held since the claim (not the run start), else since the assignment', () => {
+    expect(slotHeldSinceMs(job())).toBe(NOW - 45_000);
+    expect(slotHeldSinceMs(oldRecord())).toBe(NOW - 45_000);
+    expect(slotHeldSinceMs(job({ status: 'assigned', claimed_at: null, started_at: null }))).toBe(NOW - 50_000);
+    expect(slotHeldSinceMs({ assigned_at: null, started_at: null })).toBeNaN();
+  });
+
+  it('slot time is claim → finish (the LoRA fetch holds the slot too), from started_at on an old record', () => {
+    const finished_at = iso(NOW);
+    expect(claimedAt({ claimed_at: iso(NOW - 45_000), started_at: iso(NOW - 40_000) })).toBe(iso(NOW - 45_000));
+    expect(slotSeconds({ claimed_at: iso(NOW - 45_000), started_at: iso(NOW - 40_000), finished_at })).toBe(45);
+    expect(slotSeconds({ started_at: iso(NOW - 30_000), finished_at })).toBe(30);
+    expect(slotSeconds({ claimed_at: null, started_at: null, finished_at })).toBeNull();
+    expect(slotSeconds({ claimed_at: iso(NOW + 1_000), started_at: null, finished_at })).toBeNull();
   });
 });

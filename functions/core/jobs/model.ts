@@ -7,6 +7,10 @@
 //      └── lost / claim timeout / retryable failure (epoch+1; attempt+1 except for a claim timeout) ──┘
 //   pending | assigned | running ──cancel──> cancelled;   failed | cancelled ──retry──> pending (new attempt budget)
 //
+// Times of an attempt: assigned_at (placement), claimed_at (the claim: `running`, the slot held), started_at (the
+// agent's `started` report: LoRAs ready, the run begins), finished_at. A re-route (retry, hand-back, claim timeout)
+// clears the first three.
+//
 // `epoch` is the fencing token: it moves on every time a job is handed to a machine or taken away from one, and a
 // machine may only claim or report for the epoch it was given.
 import { createHash } from 'node:crypto';
@@ -83,6 +87,15 @@ export interface JobDoc {
   created_at: string;
   updated_at: string;
   assigned_at: string | null;
+  /**
+   * When the machine's claim was accepted (the CAS to `running`): from here the attempt holds its slot. Absent on
+   * records written before this field, whose `started_at` is the claim time: read it through `claimedAt`.
+   */
+  claimed_at?: string | null;
+  /**
+   * When the run started: the agent's `started` report (its LoRAs are ready and the executor takes the job), null
+   * until then. On records older than `claimed_at` this is the claim time.
+   */
   started_at: string | null;
   finished_at: string | null;
   not_before: string | null;
@@ -118,10 +131,53 @@ export function toJobView(doc: JobDoc): JobView {
     outputs_expire_at: doc.outputs_expire_at ?? null,
     created_at: doc.created_at,
     assigned_at: doc.assigned_at,
+    claimed_at: claimedAt(doc),
     started_at: doc.started_at,
     finished_at: doc.finished_at,
     not_before: doc.not_before,
   };
+}
+
+/**
+ * When the attempt's claim was accepted. A record older than `claimed_at` kept the claim time in `started_at` (and a
+ * new one never has `started_at` without `claimed_at`), so that is the fallback.
+ */
+export const claimedAt = (doc: { claimed_at?: string | null; started_at: string | null }): string | null =>
+  doc.claimed_at ?? doc.started_at ?? null;
+
+/**
+ * Since when a busy (assigned/running) job holds its machine's slot: its claim, else its assignment. Not the run's
+ * start: the slot is taken at the claim and stays taken while the LoRAs are fetched (NaN when neither is known).
+ */
+export const slotHeldSinceMs = (j: { assigned_at: string | null; claimed_at?: string | null; started_at: string | null }): number =>
+  Date.parse(claimedAt(j) ?? j.assigned_at ?? '');
+
+/**
+ * The run's start, recorded by the first `started` report of the attempt (a resent one keeps it). A record claimed
+ * before `claimed_at` existed holds the claim time in `started_at`: it moves to `claimed_at` and the start is now.
+ */
+export function startedTimes(d: JobDoc, at: string): Pick<JobDoc, 'claimed_at' | 'started_at'> {
+  if (d.claimed_at === undefined) return { claimed_at: d.started_at ?? null, started_at: at };
+  return { claimed_at: d.claimed_at, started_at: d.started_at ?? at };
+}
+
+/** A succeeded job's times as the learners read them (claimed_at is absent on records older than the field). */
+export interface FinishedRow {
+  service_required?: string | null;
+  claimed_at?: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/**
+ * Seconds a finished job held its slot: claim → finish (the LoRA fetch between the claim and the run's start holds the
+ * slot too, and a freed slot is what the scheduler plans with), or null when the times are missing or out of order.
+ */
+export function slotSeconds(r: FinishedRow): number | null {
+  const claimed = claimedAt(r);
+  if (!claimed || !r.finished_at) return null;
+  const s = (Date.parse(r.finished_at) - Date.parse(claimed)) / 1000;
+  return s >= 0 ? s : null;
 }
 
 /** Whether the job's recorded outputs are still within their retention. */
@@ -222,6 +278,7 @@ export function afterLostAttempt(
     not_before: new Date(nowMs + delay * 1000).toISOString(),
     redispatches: doc.redispatches + 1,
     assigned_at: null,
+    claimed_at: null,
     started_at: null,
   };
 }
@@ -248,6 +305,7 @@ export const unplaced = () =>
     outputs_epoch: null,
     outputs_expire_at: null,
     assigned_at: null,
+    claimed_at: null,
     started_at: null,
     finished_at: null,
     not_before: null,
@@ -264,7 +322,6 @@ export function afterHandBack(doc: JobDoc, reason: string, nowMs: number): JobDo
     ...reroutedSameAttempt(doc, at),
     last_failure: { epoch: doc.epoch, kind: 'handed_back', reason, retryable: true, at },
     error: `handed back by ${doc.machine_id ?? 'its machine'} (attempt ${doc.attempt} not spent): ${reason}`,
-    started_at: null,
   };
 }
 
@@ -278,6 +335,8 @@ function reroutedSameAttempt(doc: JobDoc, at: string): JobDoc {
     machine_id: null,
     avoid_machines: lostOn && !doc.avoid_machines.includes(lostOn) ? [...doc.avoid_machines, lostOn] : doc.avoid_machines,
     assigned_at: null,
+    claimed_at: null,
+    started_at: null,
     not_before: null,
     redispatches: doc.redispatches + 1,
     updated_at: at,

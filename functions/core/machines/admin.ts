@@ -6,7 +6,7 @@ import type { CacheKey, MachineDetail } from '../../../contract/machines.js';
 import { conflict, notFound } from '../errors.js';
 import { isNotFound, isPreconditionFailed } from '../sdk-errors.js';
 import type { CoreDeps } from '../deps.js';
-import { ACTIVE_STATUSES } from '../jobs/model.js';
+import { ACTIVE_STATUSES, claimedAt } from '../jobs/model.js';
 import { SHARED_OWNER, sharedLoraDocId, type LoraDoc } from '../loras/records.js';
 import { ledgerId } from './ledger.js';
 import { toMachineView, type MachineDoc, type PrewarmOrder } from './model.js';
@@ -40,13 +40,14 @@ interface ActiveJobRow {
   status: string;
   epoch: number;
   assigned_at: string | null;
+  claimed_at?: string | null;
   started_at: string | null;
 }
 
 async function activeJobsOn(deps: CoreDeps, machineId: string): Promise<ActiveJobRow[]> {
   const { resources } = await deps.jobs.items
     .query<ActiveJobRow>({
-      query: `SELECT c.id, c.status, c.epoch, c.assigned_at, c.started_at FROM c WHERE c.doc_type = "job" AND c.machine_id = @m AND c.status IN (${ACTIVE_STATUSES.map((s) => `"${s}"`).join(',')})`,
+      query: `SELECT c.id, c.status, c.epoch, c.assigned_at, c.claimed_at, c.started_at FROM c WHERE c.doc_type = "job" AND c.machine_id = @m AND c.status IN (${ACTIVE_STATUSES.map((s) => `"${s}"`).join(',')})`,
       parameters: [{ name: '@m', value: machineId }],
     })
     .fetchAll();
@@ -99,7 +100,8 @@ export async function machineDetail(deps: CoreDeps, machineId: string): Promise<
     cached: { user: doc.cached_user, shared: doc.cached_shared },
     pinned: doc.pinned ?? [],
     cache_entries: doc.cache_entries ?? null,
-    jobs: jobs.map((j) => ({ job_id: j.id, status: j.status, epoch: j.epoch, assigned_at: j.assigned_at, started_at: j.started_at })),
+    // The slot is held from the claim; a record older than claimed_at has the claim time in started_at.
+    jobs: jobs.map((j) => ({ job_id: j.id, status: j.status, epoch: j.epoch, assigned_at: j.assigned_at, claimed_at: claimedAt(j), started_at: j.started_at })),
     pending_evict: doc.pending_evict ?? [],
     pending_prewarm: (doc.pending_prewarm ?? []).map((p) => ({ kind: p.kind, key: p.key }) as CacheKey),
   };

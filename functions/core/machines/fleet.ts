@@ -2,7 +2,7 @@
 import { emptyCounters, type MachineView } from '../../../contract/machines.js';
 import { DEFAULT_EXPECTED_JOB_SECONDS, estimateWaitSeconds, poolLoads, type MachineState } from '../scheduler/index.js';
 import type { CoreDeps } from '../deps.js';
-import { ACTIVE_STATUSES, type JobDoc } from '../jobs/model.js';
+import { ACTIVE_STATUSES, slotSeconds, type FinishedRow, type JobDoc } from '../jobs/model.js';
 import { acceptsWork, isLive, isReceiving, toMachineView } from './model.js';
 import { listMachineDocs } from './store.js';
 
@@ -41,22 +41,22 @@ export interface PoolView {
 }
 
 /**
- * Mean run time (claim → success) of jobs that succeeded in the last hour, per pool they ran in (GET /api/pools, the
- * overflow): a job that overflowed counts for the pool whose machine ran it, not the one it was submitted to.
+ * Mean run time (claim → success, the slot's occupancy: slotSeconds) of jobs that succeeded in the last hour, per pool
+ * they ran in (GET /api/pools, the overflow): a job that overflowed counts for the pool whose machine ran it, not the
+ * one it was submitted to.
  */
 export async function recentRunSeconds(deps: CoreDeps): Promise<Map<string, number>> {
   const since = new Date(deps.now() - 3600_000).toISOString();
   const { resources } = await deps.jobs.items
-    .query<{ pool: string; overflow?: { to_pool: string } | null; started_at: string | null; finished_at: string | null }>({
-      query: 'SELECT TOP 1000 c.pool, c.overflow, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
+    .query<FinishedRow & { pool: string; overflow?: { to_pool: string } | null }>({
+      query: 'SELECT TOP 1000 c.pool, c.overflow, c.claimed_at, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
       parameters: [{ name: '@since', value: since }],
     })
     .fetchAll();
   const sums = new Map<string, { total: number; n: number }>();
   for (const r of resources) {
-    if (!r.started_at || !r.finished_at) continue;
-    const s = (Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000;
-    if (!(s >= 0)) continue;
+    const s = slotSeconds(r);
+    if (s === null) continue;
     const pool = r.overflow?.to_pool ?? r.pool;
     const acc = sums.get(pool) ?? { total: 0, n: 0 };
     acc.total += s;

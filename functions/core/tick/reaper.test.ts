@@ -33,12 +33,20 @@ describe('reaper decisions', () => {
     expect(reapDecision(job({ status: 'assigned', assigned_at: iso(NOW - 29_000) }), machine(), NOW, 10, 30)).toBeNull();
   });
 
+  // These rows have no claimed_at, like records written before the field: started_at holds their claim time.
   it('a running job the live machine stopped listing is orphaned, but not right after the claim', () => {
     expect(reapDecision(job(), machine(), NOW, 10, 30)).toBe('orphaned');
     expect(reapDecision(job({ started_at: iso(NOW - 5_000) }), machine(), NOW, 10, 30)).toBeNull();
     expect(reapDecision(job(), machine({ running_jobs: [{ job_id: 'job_1', epoch: 2 }] }), NOW, 10, 30)).toBeNull();
     // Listed at an older epoch only: that is another attempt.
     expect(reapDecision(job(), machine({ running_jobs: [{ job_id: 'job_1', epoch: 1 }] }), NOW, 10, 30)).toBe('orphaned');
+  });
+
+  it('orphan time counts from the claim, not the run start (the agent lists the job while it fetches the LoRAs)', () => {
+    // Claimed 55 s ago, started 5 s ago after a long download, and no longer listed: orphaned.
+    expect(reapDecision(job({ claimed_at: iso(NOW - 55_000), started_at: iso(NOW - 5_000) }), machine(), NOW, 10, 30)).toBe('orphaned');
+    // Claimed 5 s ago, the start not reported yet: too early to call it orphaned.
+    expect(reapDecision(job({ claimed_at: iso(NOW - 5_000), started_at: null }), machine(), NOW, 10, 30)).toBeNull();
   });
 
   it('leaves pending and terminal jobs alone', () => {

@@ -10,7 +10,7 @@
 // moved on meanwhile (claimed, finished, cancelled) is left alone.
 import { mapLimit } from '../map-limit.js';
 import type { CoreDeps } from '../deps.js';
-import { afterClaimTimeout, afterLostAttempt, BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
+import { afterClaimTimeout, afterLostAttempt, BUSY_STATUSES, claimedAt, type JobDoc } from '../jobs/model.js';
 import { readJob, updateJob } from '../jobs/store.js';
 import { heartbeatMs, isLive, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
@@ -33,12 +33,13 @@ interface ActiveRow {
   machine_id: string | null;
   epoch: number;
   assigned_at: string | null;
+  claimed_at?: string | null;
   started_at: string | null;
 }
 
 /** What to do with one assigned/running job, or null to leave it. Pure. */
 export function reapDecision(
-  job: Pick<JobDoc, 'id' | 'status' | 'machine_id' | 'epoch' | 'assigned_at' | 'started_at'>,
+  job: Pick<JobDoc, 'id' | 'status' | 'machine_id' | 'epoch' | 'assigned_at' | 'claimed_at' | 'started_at'>,
   machine: MachineDoc | undefined,
   nowMs: number,
   livenessSeconds: number,
@@ -51,10 +52,12 @@ export function reapDecision(
     const at = job.assigned_at ? Date.parse(job.assigned_at) : 0;
     return nowMs - at > timeoutMs ? 'claim_timeout' : null;
   }
-  const started = job.started_at ? Date.parse(job.started_at) : 0;
+  // The agent lists a job from its claim on (its LoRAs are fetched before the run starts): measured from the claim.
+  const claimed = claimedAt(job);
+  const since = claimed ? Date.parse(claimed) : 0;
   const beat = heartbeatMs(machine) ?? 0;
   const listed = machine.running_jobs.some((r) => r.job_id === job.id && r.epoch === job.epoch);
-  return !listed && beat - started > timeoutMs ? 'orphaned' : null;
+  return !listed && beat - since > timeoutMs ? 'orphaned' : null;
 }
 
 function reasonFor(action: ReapAction, machineId: string | null, livenessSeconds: number): string {
@@ -74,7 +77,7 @@ export async function runReaper(deps: CoreDeps): Promise<ReaperResult> {
   const [rows, machines] = await Promise.all([
     deps.jobs.items
       .query<ActiveRow>(
-        `SELECT c.id, c.tenant_id, c.status, c.machine_id, c.epoch, c.assigned_at, c.started_at FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
+        `SELECT c.id, c.tenant_id, c.status, c.machine_id, c.epoch, c.assigned_at, c.claimed_at, c.started_at FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
       )
       .fetchAll()
       .then((r) => r.resources),

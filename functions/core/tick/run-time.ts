@@ -6,6 +6,7 @@
 // constant. Read at most once a minute per instance (one query), so event passes add no Cosmos cost.
 import type { CoreDeps } from '../deps.js';
 import { DEFAULT_EXPECTED_JOB_SECONDS } from '../scheduler/index.js';
+import { slotSeconds, type FinishedRow } from '../jobs/model.js';
 
 /** How long an instance reuses the learned values. */
 export const RUN_TIME_TTL_MS = 60_000;
@@ -27,14 +28,13 @@ export function expectedRunSeconds(times: RunTimes, service: string | undefined)
 }
 
 /** Means of the run times (claim → finish) of the last hour's succeeded jobs (up to 1000), overall and per service. */
-export function meanRunTimes(rows: readonly { service_required?: string | null; started_at: string | null; finished_at: string | null }[]): RunTimes {
+export function meanRunTimes(rows: readonly FinishedRow[]): RunTimes {
   let total = 0;
   let n = 0;
   const per = new Map<string, { total: number; n: number }>();
   for (const r of rows) {
-    if (!r.started_at || !r.finished_at) continue;
-    const s = (Date.parse(r.finished_at) - Date.parse(r.started_at)) / 1000;
-    if (!(s >= 0)) continue;
+    const s = slotSeconds(r);
+    if (s === null) continue;
     total += s;
     n++;
     if (r.service_required) {
@@ -57,9 +57,9 @@ export async function learnedRunTimes(deps: CoreDeps): Promise<RunTimes> {
   try {
     const since = new Date(now - 3600_000).toISOString();
     const { resources } = await deps.jobs.items
-      .query<{ service_required: string | null; started_at: string | null; finished_at: string | null }>({
+      .query<FinishedRow>({
         query:
-          'SELECT TOP 1000 c.service_required, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
+          'SELECT TOP 1000 c.service_required, c.claimed_at, c.started_at, c.finished_at FROM c WHERE c.doc_type = "job" AND c.status = "succeeded" AND c.finished_at >= @since',
         parameters: [{ name: '@since', value: since }],
       })
       .fetchAll();

@@ -5,7 +5,7 @@
 import { schedule, type Assignment, type MachineState, type PendingJob } from '../scheduler/index.js';
 import { mapLimit } from '../map-limit.js';
 import type { CoreDeps } from '../deps.js';
-import { BUSY_STATUSES, type JobDoc } from '../jobs/model.js';
+import { BUSY_STATUSES, slotHeldSinceMs, type JobDoc } from '../jobs/model.js';
 import { casReplaceJob } from '../jobs/store.js';
 import { acceptsWork, isLive, isReceiving, type MachineDoc } from '../machines/model.js';
 import { listMachineDocs } from '../machines/store.js';
@@ -42,6 +42,8 @@ export interface BusyRow {
   status: JobDoc['status'];
   epoch: number;
   assigned_at: string | null;
+  /** Absent on records older than the field (their started_at is the claim time: see claimedAt). */
+  claimed_at?: string | null;
   started_at: string | null;
   service_required?: string;
 }
@@ -59,7 +61,7 @@ export async function readPendingJobs(deps: CoreDeps, nowIso: string, limit = MA
 export async function readBusyJobs(deps: CoreDeps): Promise<BusyRow[]> {
   const { resources } = await deps.jobs.items
     .query<BusyRow>(
-      `SELECT c.id, c.machine_id, c.status, c.epoch, c.assigned_at, c.started_at, c.service_required FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
+      `SELECT c.id, c.machine_id, c.status, c.epoch, c.assigned_at, c.claimed_at, c.started_at, c.service_required FROM c WHERE c.doc_type = "job" AND c.status IN (${BUSY_STATUSES.map((s) => `"${s}"`).join(',')})`,
     )
     .fetchAll();
   return resources;
@@ -126,6 +128,7 @@ export function assignedDoc(doc: JobDoc, a: Assignment, nowMs: number): JobDoc {
     cache: { hit_loras: a.hitLoras, missing_loras: a.missingLoras },
     cache_outcome: null,
     assigned_at: at,
+    claimed_at: null,
     started_at: null,
     not_before: null,
     assignments: doc.assignments + 1,
@@ -181,8 +184,8 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
 
   const known = new Map<string, KnownJob>();
   const busyByMachine = new Map<string, number>();
-  // When each busy slot's job got going (started, else assigned): the affinity delay rule estimates from these when
-  // a full machine that caches a job's LoRAs frees a slot.
+  // Since when each busy slot is held (slotHeldSinceMs: the claim, else the assignment): the affinity delay rule
+  // estimates from these when a full machine that caches a job's LoRAs frees a slot.
   const busySince = new Map<string, number[]>();
   // ... and how long each is expected to run, learned per service_required (run-time.ts).
   const busyRun = new Map<string, number[]>();
@@ -190,7 +193,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
     known.set(b.id, { status: b.status, machine_id: b.machine_id, epoch: b.epoch });
     if (!b.machine_id) continue;
     busyByMachine.set(b.machine_id, (busyByMachine.get(b.machine_id) ?? 0) + 1);
-    const since = Date.parse(b.started_at ?? b.assigned_at ?? '');
+    const since = slotHeldSinceMs(b);
     if (Number.isFinite(since)) {
       busySince.set(b.machine_id, [...(busySince.get(b.machine_id) ?? []), since]);
       busyRun.set(b.machine_id, [...(busyRun.get(b.machine_id) ?? []), expectedRunSeconds(runTimes, b.service_required)]);
@@ -263,7 +266,7 @@ export async function runSchedulerTick(deps: CoreDeps, opts: PassOptions = {}): 
           return;
         }
         out.assigned++;
-        snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, started_at: null, service_required: stored.service_required });
+        snapshot.busy.push({ id: stored.id, machine_id: machineId, status: 'assigned', epoch: stored.epoch, assigned_at: stored.assigned_at, claimed_at: null, started_at: null, service_required: stored.service_required });
         await tracePlacement(doc, stored, a, async (traceparent) => {
           try {
             await deps.sender.send(machineId, { job_id: stored.id, epoch: stored.epoch, ...(traceparent ? { traceparent } : {}) });

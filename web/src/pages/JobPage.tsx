@@ -157,6 +157,8 @@ export function JobPage({ api, id }: { api: Api; id: string }) {
             <dt>Score</dt><dd>{job.affinity_score === null ? '—' : job.affinity_score.toFixed(3)}</dd>
             <dt>Attempt</dt><dd>{job.attempt}</dd>
             <dt>Created</dt><dd>{ago(job.created_at)}</dd>
+            <dt title="The machine took the job (its slot is held from here); its LoRAs are fetched next">Claimed</dt><dd>{job.claimed_at ? ago(job.claimed_at) : '—'}</dd>
+            <dt title="The run began: the machine reported its LoRAs ready">Started</dt><dd>{job.started_at ? ago(job.started_at) : '—'}</dd>
             <dt>Finished</dt><dd>{job.finished_at ? ago(job.finished_at) : '—'}</dd>
           </dl>
           {breakdown.length > 0 && (
