@@ -140,6 +140,13 @@ describe('worker agent (real child process, storage-queue transport)', () => {
     const [v1, v2] = await Promise.all([waitStatus(j1, ['succeeded', 'failed'], 30_000), waitStatus(j2, ['succeeded', 'failed'], 30_000)]);
     expect([v1.status, v2.status, v1.error, v2.error]).toEqual(['succeeded', 'succeeded', null, null]);
     expect(v1.machine_id).toBe(machineId);
+    // Claim (slot taken) ≤ the run's start (the agent's `started` report, after the download) ≤ the outcome.
+    for (const v of [v1, v2]) {
+      const [claimed, started, finished] = [v.claimed_at, v.started_at, v.finished_at].map((x) => Date.parse(x ?? ''));
+      expect([claimed, started, finished].every(Number.isFinite), JSON.stringify(v)).toBe(true);
+      expect(claimed).toBeLessThanOrEqual(started!);
+      expect(started).toBeLessThanOrEqual(finished!);
+    }
 
     // The job script really opened the file: its result names the LoRA with the tensors it found.
     const result = v1.result as { opened: { key: string; tensors: number; size_bytes: number }[] };
@@ -305,6 +312,7 @@ describe('worker agent (real child process, storage-queue transport)', () => {
     const lv = await getJob(user, long);
     expect(['pending', 'assigned']).toContain(lv.status);
     expect(lv.attempt).toBe(1); // a drain hand-back spends no attempt
+    expect(lv).toMatchObject({ claimed_at: null, started_at: null }); // the handed-back attempt's times are cleared
     expect(traces().some((x) => x[0] === long && x[3] === 'sigterm')).toBe(true);
     expect(pidAlive(longPid)).toBe(false);
     const lateView = await getJob(user, late);

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueDevToken } from '../../functions/core/auth.js';
 import type { ApiClient } from '../../api-client/index.js';
 import type { ClaimResponse, JobEvent, JobView } from '../../contract/jobs.js';
+import type { MachineDetail } from '../../contract/machines.js';
+import type { JobDoc } from '../../functions/core/jobs/model.js';
 import { newJobId, newLoraId } from '../../contract/ids.js';
 import { SHARED_OWNER } from '../../functions/core/loras/records.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
@@ -290,6 +292,51 @@ describe('events, cancel and retry', () => {
     expect((await getJob(dave, id)).status).toBe('succeeded');
   });
 
+  it('the claim records claimed_at (started_at stays null); the first `started` report records started_at', async () => {
+    const id = await runningJob();
+    const claimed = await getJob(dave, id);
+    expect(claimed).toMatchObject({ status: 'running', started_at: null });
+    expect(Date.parse(claimed.claimed_at ?? '')).toBeGreaterThanOrEqual(Date.parse(claimed.assigned_at!));
+
+    const cache = { hit_loras: [], missing_loras: [], download_ms: 0, bytes_downloaded: 0 };
+    expect((await m.event(id, { type: 'started', epoch: 1, cache })).status).toBe(200);
+    const started = await getJob(dave, id);
+    expect(started.claimed_at).toBe(claimed.claimed_at);
+    expect(started.started_at).not.toBeNull();
+    expect(Date.parse(started.started_at!)).toBeGreaterThanOrEqual(Date.parse(claimed.claimed_at!));
+    // A resent `started` (its answer lost) keeps the first start.
+    await sleep(20);
+    expect((await m.event(id, { type: 'started', epoch: 1, cache })).status).toBe(200);
+    expect((await getJob(dave, id)).started_at).toBe(started.started_at);
+
+    expect((await m.event(id, { type: 'succeeded', epoch: 1 })).status).toBe(200);
+    const done = await getJob(dave, id);
+    expect(done).toMatchObject({ status: 'succeeded', claimed_at: claimed.claimed_at, started_at: started.started_at });
+    expect(Date.parse(done.finished_at!)).toBeGreaterThanOrEqual(Date.parse(started.started_at!));
+  });
+
+  it('a record claimed before claimed_at existed (claim time in started_at) still reads, and its `started` report fixes it', async () => {
+    const id = await runningJob();
+    const jobs = t.clients.cosmosContainers.jobs;
+    const { resource: doc } = await jobs.item(id, 'dave-events').read<JobDoc>();
+    const claimTime = doc!.claimed_at!;
+    const { claimed_at: _gone, ...old } = { ...doc!, started_at: claimTime };
+    await jobs.item(id, 'dave-events').replace(old);
+    expect((await jobs.item(id, 'dave-events').read<JobDoc>()).resource).not.toHaveProperty('claimed_at');
+
+    expect(await getJob(dave, id)).toMatchObject({ status: 'running', claimed_at: claimTime, started_at: claimTime });
+    const detail = await admin.get<MachineDetail>(`machines/${m.id}`);
+    expect(detail.jobs.find((j) => j.job_id === id)).toMatchObject({ claimed_at: claimTime, started_at: claimTime });
+
+    await sleep(20);
+    const cache = { hit_loras: [], missing_loras: [], download_ms: 0, bytes_downloaded: 0 };
+    expect((await m.event(id, { type: 'started', epoch: 1, cache })).status).toBe(200);
+    const started = await getJob(dave, id);
+    expect(started.claimed_at).toBe(claimTime);
+    expect(Date.parse(started.started_at!)).toBeGreaterThan(Date.parse(claimTime));
+    expect((await m.event(id, { type: 'succeeded', epoch: 1 })).status).toBe(200);
+  });
+
   it('cancelling a running job tells the machine to stop (heartbeat stop_jobs and cancel_requested on its next event)', async () => {
     const id = await runningJob();
     const before = await m.beat({ running: [{ job_id: id, epoch: 1 }] });
@@ -317,8 +364,9 @@ describe('events, cancel and retry', () => {
     expect(await failure(dave.post(`jobs/${running}/retry`))).toMatchObject({ status: 409 });
     await m.event(running, { type: 'succeeded', epoch: 1 });
 
+    expect((await getJob(dave, id)).claimed_at).not.toBeNull();
     const retried = await dave.post<JobView>(`jobs/${id}/retry`);
-    expect(retried).toMatchObject({ status: 'pending', epoch: 2, attempt: 2, error: null, machine_id: null });
+    expect(retried).toMatchObject({ status: 'pending', epoch: 2, attempt: 2, error: null, machine_id: null, claimed_at: null, started_at: null });
     await m.beat();
     await runTimer(t, 'schedulerTick');
     expect(await m.drain()).toEqual([{ job_id: id, epoch: 3 }]);
