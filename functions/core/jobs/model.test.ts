@@ -182,11 +182,6 @@ describe('attempt times: claimed_at (the claim) and started_at (the run)', () =>
     expect(next()).toMatchObject({ status: 'pending', assigned_at: null, claimed_at: null, started_at: null });
   });
 
-  it('a final failure keeps the attempt times', () => {
-    const next = afterLostAttempt(job({ attempt: 3 }), 'agent_failure', 'x', NOW, 2);
-    expect(next).toMatchObject({ status: 'failed', claimed_at: iso(NOW - 45_000), started_at: iso(NOW - 40_000) });
-  });
-
   it('the view carries both; a record without claimed_at reads its claim time from started_at', () => {
     const fresh = toJobView(job());
     expect(jobViewSchema.parse(fresh)).toMatchObject({ claimed_at: iso(NOW - 45_000), started_at: iso(NOW - 40_000) });
