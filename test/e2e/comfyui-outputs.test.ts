@@ -179,6 +179,10 @@ describe('ComfyUI jobs deliver their images to their owner', () => {
     const failed = (await allEvents(alice, jobId)).find((e) => e.type === 'failed')!;
     expect(String(failed.data.reason)).toMatch(/ComfyUI went away mid-run/);
     expect(failed.data.outcome).toBe('retrying');
+    // The attempt was spent, and the machine said it was unhealthy (that heartbeat landed before the failure report),
+    // so the retry could not be placed back on it, however well its cached LoRA scored.
+    const loser = fleet.byId(first.machine_id!);
+    expect(loser.output()).toMatch(/machine marked unhealthy.*ComfyUI went away mid-run|ComfyUI went away mid-run.*machine marked unhealthy/);
 
     // Every stored blob of this job is under the final epoch's prefix, and the list matches the job view.
     const blobs = BlobServiceClient.fromConnectionString(t.settings.LoraStorage!).getContainerClient(t.settings.OUTPUT_CONTAINER!);
@@ -188,7 +192,6 @@ describe('ComfyUI jobs deliver their images to their owner', () => {
     expect(job.outputs.length).toBe(1);
 
     // The machine that lost the attempt asks to upload for its old epoch: refused.
-    const loser = fleet.byId(first.machine_id!);
     const res = await fetch(`${t.apiUrl}/jobs/${jobId}/outputs/uploads`, {
       method: 'POST',
       headers: { authorization: `Bearer ${loser.launch.token}`, 'content-type': 'application/json' },

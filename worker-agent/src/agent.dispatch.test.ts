@@ -31,6 +31,10 @@ async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs
 
 class FakeApi implements ControlPlaneApi {
   readonly heartbeats: Heartbeat[] = [];
+  /** What reached the API, in the order it was answered: `heartbeat` (with its unhealthy reason) or `event <type>`. */
+  readonly answered: string[] = [];
+  /** How long a heartbeat takes to be answered (a slow API). */
+  heartbeatDelayMs = 0;
   readonly events: { jobId: string; event: JobEventInput }[] = [];
   readonly claims: { jobId: string; epoch: number }[] = [];
   /** Answers to claims, in order; default 200. */
@@ -42,10 +46,13 @@ class FakeApi implements ControlPlaneApi {
   }
   async event(jobId: string, event: JobEventInput): Promise<Answer<JobEventResponse>> {
     this.events.push({ jobId, event });
+    this.answered.push(`event ${event.type}`);
     return { ok: true, value: { accepted: true, cancel_requested: false } };
   }
   async heartbeat(hb: Heartbeat): Promise<Answer<HeartbeatResponse>> {
     this.heartbeats.push(structuredClone(hb));
+    if (this.heartbeatDelayMs) await sleep(this.heartbeatDelayMs);
+    this.answered.push(`heartbeat ${hb.unhealthy_reason ?? 'healthy'}`);
     return { ok: true, value: { ok: true, stop_jobs: [] } };
   }
 }
@@ -70,7 +77,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-function harness(fake: FakeServiceBusClient, opts: { lockRenewMs?: number } = {}): Harness {
+function harness(fake: FakeServiceBusClient, opts: { lockRenewMs?: number; outcome?: ExecutionOutcome } = {}): Harness {
   const stateDir = mkdtempSync(join(tmpdir(), 'agent-dispatch-'));
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -117,7 +124,7 @@ function harness(fake: FakeServiceBusClient, opts: { lockRenewMs?: number } = {}
       kind: 'unit',
       start: () => {
         h.executions++;
-        return { done: finished.then((): ExecutionOutcome => ({ status: 'succeeded' })), cancel: () => release() };
+        return { done: finished.then((): ExecutionOutcome => opts.outcome ?? { status: 'succeeded' }), cancel: () => release() };
       },
     },
     log,
@@ -222,5 +229,31 @@ describe('a redelivered copy while the original is still claiming (item 5)', () 
     await until('the original reported', () => h.api.events.find((e) => e.event.type === 'succeeded'));
     expect(h.executions).toBe(1);
     expect(h.api.events.filter((e) => e.event.type === 'failed')).toEqual([]);
+  }, 20_000);
+});
+
+describe('a run whose executor backend went away', () => {
+  it('spends the attempt, and reports the failure only after the heartbeat saying the machine is unhealthy has landed', async () => {
+    const fake = new FakeServiceBusClient();
+    const job_id = newJobId();
+    let given = false;
+    fake.onSession = (s) => {
+      if (given) return;
+      given = true;
+      s.script.receive.push([sbMessage({ job_id, epoch: 3 }, { messageId: `${job_id}:3`, sessionId: M })]);
+    };
+    const reason = 'ComfyUI went away mid-run: its WebSocket closed (code 1006); the prompt is lost with it';
+    const h = harness(fake, { outcome: { status: 'failed', retryable: true, backendLost: true, reason } });
+    await h.agent.start();
+    await until('the run started', () => h.executions === 1);
+    h.api.heartbeatDelayMs = 300; // the unhealthy beat is slow to land; the failure report must wait for it
+    h.finishRuns();
+    await until('the failure reported', () => h.api.events.find((e) => e.event.type === 'failed'));
+    const failed = h.api.events.find((e) => e.event.type === 'failed')!.event;
+    expect(failed).toMatchObject({ type: 'failed', epoch: 3, retryable: true, reason });
+    expect(failed).not.toHaveProperty('handback'); // the job may have killed the backend: its attempt is spent
+    const beat = h.api.answered.indexOf(`heartbeat ${reason}`);
+    expect(beat, h.api.answered.join(' | ')).toBeGreaterThan(-1);
+    expect(beat).toBeLessThan(h.api.answered.indexOf('event failed'));
   }, 20_000);
 });

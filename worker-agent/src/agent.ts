@@ -32,7 +32,10 @@ import { TokenWatch } from './token-watch.js';
 import { agentVersion } from './version.js';
 import { HeartbeatRhythm, heartbeatBody, refusedStartHint } from './heartbeat.js';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
+/** Longest a failure that marked the machine unhealthy waits for the heartbeat saying so before it is reported. */
+export const HEALTH_REPORT_WAIT_MS = 10_000;
 /** After the executors were told to stop: time for them to die and for the outcomes to be accepted. */
 export const OUTCOME_GRACE_MS = 15_000;
 
@@ -221,6 +224,8 @@ export class Agent {
         this.health.mark(reason);
         this.rhythm.soon();
       },
+      healthReported: () =>
+        Promise.race([this.rhythm.landed(), sleep(HEALTH_REPORT_WAIT_MS, undefined, { signal: this.hardStop.signal, ref: false }).catch(() => undefined)]),
       ...(this.runSlots ? { runSlots: this.runSlots } : {}),
       ...(this.queueWait ? { queueWait: this.queueWait } : {}),
     });

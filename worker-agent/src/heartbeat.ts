@@ -72,6 +72,8 @@ export class HeartbeatRhythm {
   private ended = false;
   /** The heartbeat being sent, if any. */
   inFlight: Promise<void> | undefined;
+  /** Callers of `landed`, resolved when the next beat to start has landed. */
+  private waiters: (() => void)[] = [];
 
   constructor(
     private readonly beat: () => Promise<void>,
@@ -89,7 +91,9 @@ export class HeartbeatRhythm {
   }
 
   private now(): void {
+    const landing = this.waiters.splice(0);
     this.inFlight = this.beat().finally(() => {
+      for (const resolve of landing) resolve();
       this.inFlight = undefined;
       if (this.ended) return;
       if (this.again && !this.stopping()) {
@@ -110,6 +114,17 @@ export class HeartbeatRhythm {
     }
     clearTimeout(this.timer);
     this.now();
+  }
+
+  /**
+   * Like `soon`, and resolves once a beat that started after this call has landed (or failed): the state it carried is
+   * what the scheduler knows. At once when no out-of-band beat can go (not started, or stopping); callers bound the wait.
+   */
+  landed(): Promise<void> {
+    if (this.stopping() || this.timer === undefined) return Promise.resolve();
+    const p = new Promise<void>((resolve) => this.waiters.push(resolve));
+    this.soon();
+    return p;
   }
 
   /** Cancels the next periodic beat (the one in flight, if any, still lands: await `inFlight`). */

@@ -22,7 +22,7 @@ import { RunReporter, type StopKind } from './reporter.js';
 import { RunTrace } from './run-trace.js';
 import type { RunSlots } from './run-slots.js';
 import { takeRunSlot, type QueueWaitLimit } from './queue-wait.js';
-import { failureFromCacheError, outcomeEvent, reportOutcome, type CancelKind } from './run-outcome.js';
+import { failureFromCacheError, marksMachineUnhealthy, outcomeEvent, reportOutcome, type CancelKind } from './run-outcome.js';
 
 export type RunPhase = 'claiming' | 'preparing' | 'running' | 'reporting' | 'done';
 export { failureFromCacheError, SHUTDOWN_REASON, type CancelKind } from './run-outcome.js';
@@ -46,6 +46,8 @@ export interface RunEnvironment {
   isRunningElsewhere(run: JobRun): boolean;
   /** The machine itself cannot run jobs (executor missing, disk full, backend down): report it in the heartbeat. */
   markUnhealthy?(reason: string): void;
+  /** Resolves once a heartbeat sent after this call has landed (or failed), bounded: the health it carries is known. */
+  healthReported?(): Promise<void>;
   /** With queued dispatches (QUEUE_DEPTH > 0): a run waits here, LoRAs ready, for one of the SLOTS (run-slots.ts). */
   runSlots?: RunSlots;
   /** With queued dispatches: how long a run may wait for a slot, from its claim, before it is handed back. */
@@ -222,6 +224,9 @@ export class JobRun {
         await this.settle();
         return { kind: 'unreported', why: this.cancelReason };
       }
+      // A failure that marked the machine unhealthy is reported after the heartbeat saying so has landed: the retry (or
+      // the handed-back job) is placed as soon as the report is in, and must not come back here.
+      if (marksMachineUnhealthy(outcome)) await this.env.healthReported?.();
       tr.outcome(event);
       tr.begin('job.report', { 'lora_router.job.outcome': event.type });
       const accepted = await reportOutcome(this.env, this.jobId, this.epoch, event, this.log);

@@ -37,6 +37,9 @@ export interface OutcomeContext {
   markUnhealthy?: ((reason: string) => void) | undefined;
 }
 
+/** Whether this outcome marks the machine unhealthy (outcomeEvent does): its heartbeat must land before the report. */
+export const marksMachineUnhealthy = (o: ExecutionOutcome): boolean => o.status === 'failed' && !!(o.infrastructure || o.backendLost);
+
 /** The event to report, or null when nothing should be (cancelled by the control plane, or stale). */
 export function outcomeEvent(o: ExecutionOutcome, c: OutcomeContext): JobEventInput | null {
   if (c.cancelKind === 'server' || c.cancelKind === 'stale') return null;
@@ -54,6 +57,9 @@ export function outcomeEvent(o: ExecutionOutcome, c: OutcomeContext): JobEventIn
         c.markUnhealthy?.(o.reason.slice(0, 1000));
         return { type: 'failed', epoch: c.epoch, reason: o.reason.slice(0, 2000), retryable: true, handback: true };
       }
+      // The backend went away under the run: the attempt is spent (the job may have caused it), and the machine says it
+      // cannot run the retry either.
+      if (o.backendLost) c.markUnhealthy?.(o.reason.slice(0, 1000));
       return { type: 'failed', epoch: c.epoch, reason: o.reason.slice(0, 2000), retryable: o.retryable };
     case 'cancelled':
       // Only the agent itself cancels with something to report: it is shutting down, or the job waited too long

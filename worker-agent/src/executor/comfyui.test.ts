@@ -139,7 +139,9 @@ describe('ComfyUI executor', () => {
     });
     await d.stop();
     const outcome = await r.execution.done;
-    expect(outcome).toMatchObject({ status: 'failed', retryable: true, reason: expect.stringMatching(/ComfyUI went away mid-run: its WebSocket closed/) });
+    // The attempt is spent (the job may have killed it) and the machine says its backend is gone.
+    expect(outcome).toMatchObject({ status: 'failed', retryable: true, backendLost: true, reason: expect.stringMatching(/ComfyUI went away mid-run: its WebSocket closed/) });
+    expect(outcome).not.toHaveProperty('infrastructure');
   });
 
   it('a hung ComfyUI (no message for COMFYUI_STALL_SECONDS) fails the attempt as retryable and interrupts it', async () => {
@@ -154,14 +156,14 @@ describe('ComfyUI executor', () => {
     expect(d.journal.some((e) => e.path === '/interrupt')).toBe(true);
   });
 
-  it('a ComfyUI that is not there fails the attempt as retryable before anything is linked', async () => {
+  it('a ComfyUI that is not there is the machine\'s failure (no attempt spent), before anything is linked', async () => {
     const d = await startDouble();
     const url = d.url;
     await d.stop();
     const ex = new ComfyUiExecutor({ url, loraDir: d.lorasDir, stallMs: 5000, cancelGraceMs: 1000 });
     const j = job({ workflow: exampleWorkflow() });
     const outcome = await ex.start(j, { log: () => undefined, progress: () => undefined }).done;
-    expect(outcome).toMatchObject({ status: 'failed', retryable: true, reason: expect.stringMatching(/ComfyUI is not reachable at http:\/\/127\.0\.0\.1:\d+ \(\/system_stats/) });
+    expect(outcome).toMatchObject({ status: 'failed', retryable: true, infrastructure: true, reason: expect.stringMatching(/ComfyUI is not reachable at http:\/\/127\.0\.0\.1:\d+ \(\/system_stats/) });
     expect(existsSync(join(d.lorasDir, 'lora-router', `${j.jobId}-e1`))).toBe(false);
   });
 

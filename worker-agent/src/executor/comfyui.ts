@@ -1,7 +1,8 @@
 // The `comfyui` executor: runs the job's workflow on a ComfyUI server next to the agent (COMFYUI_URL), through
 // ComfyUI's own HTTP + WebSocket API (server.py / execution.py / main.py of Comfy-Org/ComfyUI):
 //
-//   1. GET /system_stats — ComfyUI is up (else: failed, retryable — this machine's ComfyUI is down).
+//   1. GET /system_stats — ComfyUI is up (else: the machine's failure, `infrastructure`: the job is handed back without
+//      spending an attempt and the machine reports itself unhealthy; the same when the WebSocket cannot be opened).
 //   2. The job's cached LoRAs are linked (symlinks, no copy) into COMFYUI_LORA_DIR/lora-router/<job>-e<epoch>/ as
 //      user-<flat_file_id>.safetensors / shared-<filename>: a folder per run, so two users' LoRAs never share a name.
 //      ComfyUI lists models/loras recursively and follows links (folder_paths: os.walk(followlinks=True)).
@@ -17,7 +18,8 @@
 //      GET /view into the run's output folder as <node>-<filename>; the agent uploads them as job outputs.
 //   7. Cancel: POST /interrupt {prompt_id} and POST /queue {delete: [prompt_id]} (it may still be queued).
 //   8. The WebSocket closing mid-run (ComfyUI died or restarted) or no message for COMFYUI_STALL_SECONDS (hung) →
-//      failed, retryable, with the reason. The link folder is removed and the prompt's history deleted afterwards.
+//      failed, retryable, with the reason; a closed WebSocket (and a POST /prompt that got no answer) also says
+//      `backendLost`, so the machine reports itself unhealthy before the retry is placed. The link folder is removed and the prompt's history deleted afterwards.
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -140,9 +142,9 @@ class ComfyRun {
     this.resolveDone(o);
   }
 
-  private fail(reason: string, retryable: boolean): void {
+  private fail(reason: string, retryable: boolean, cause?: { infrastructure: true } | { backendLost: true }): void {
     if (this.cancelReason !== undefined) return this.settle({ status: 'cancelled', reason: this.cancelReason, forced: false });
-    this.settle({ status: 'failed', reason, retryable });
+    this.settle({ status: 'failed', reason, retryable, ...cause });
   }
 
   private async request(path: string, init: RequestInit = {}): Promise<Response> {
@@ -165,7 +167,7 @@ class ComfyRun {
       const stats = (await res.json()) as { system?: { comfyui_version?: string }; devices?: { name?: string }[] };
       this.line(`ComfyUI ${stats.system?.comfyui_version ?? '?'} on ${stats.devices?.[0]?.name ?? 'unknown device'}`);
     } catch (err) {
-      return this.fail(`ComfyUI is not reachable at ${this.opts.url} (/system_stats: ${(err as Error).message})`, true);
+      return this.fail(`ComfyUI is not reachable at ${this.opts.url} (/system_stats: ${(err as Error).message})`, true, { infrastructure: true });
     }
     if (this.cancelReason !== undefined) return this.fail('', true);
 
@@ -186,14 +188,14 @@ class ComfyRun {
     try {
       await this.connect();
     } catch (err) {
-      return this.fail(`ComfyUI WebSocket at ${this.opts.url} failed: ${(err as Error).message}`, true);
+      return this.fail(`ComfyUI WebSocket at ${this.opts.url} failed: ${(err as Error).message}`, true, { infrastructure: true });
     }
     if (this.cancelReason !== undefined) return this.fail('', true);
     let res: Response;
     try {
       res = await this.post('/prompt', { prompt, client_id: this.clientId });
     } catch (err) {
-      return this.fail(`POST /prompt to ComfyUI failed: ${(err as Error).message}`, true);
+      return this.fail(`POST /prompt to ComfyUI failed: ${(err as Error).message}`, true, { backendLost: true });
     }
     const body = (await res.json().catch(() => undefined)) as { prompt_id?: string } | undefined;
     if (res.status === 400) return this.fail(`ComfyUI rejected the workflow: ${describeRejection(body)}`, false);
@@ -232,7 +234,7 @@ class ComfyRun {
       ws.on('close', (code) => {
         clearTimeout(t);
         reject(new Error(`closed (${code})`));
-        if (!this.collecting) this.fail(`ComfyUI went away mid-run: its WebSocket closed (code ${code}); the prompt is lost with it`, true);
+        if (!this.collecting) this.fail(`ComfyUI went away mid-run: its WebSocket closed (code ${code}); the prompt is lost with it`, true, { backendLost: true });
       });
     });
   }

@@ -54,6 +54,12 @@ export type ExecutionOutcome =
        * the job is handed back without spending an attempt and the machine reports itself unhealthy.
        */
       infrastructure?: boolean;
+      /**
+       * The executor's backend went away during the run (ComfyUI died or restarted under it). The attempt is spent —
+       * the job may be what killed it — but the machine reports itself unhealthy before the failure is reported, so the
+       * retry is not placed back on a machine that cannot run it.
+       */
+      backendLost?: boolean;
     }
   /** Stopped because cancel() was called; `reason` is what cancel() was given. */
   | { status: 'cancelled'; reason: string; forced: boolean };
