@@ -9,7 +9,7 @@ import type { JobView } from '../../contract/jobs.js';
 import type { MachineView } from '../../contract/machines.js';
 import { until } from '../support/helpers.js';
 import { startTestHost, type TestHost } from '../support/stack.js';
-import { errorOf, failure, getJob, heartbeat, sleep, suffix, TestMachine } from './jobs.fixtures.js';
+import { errorOf, failure, getJob, heartbeat, sleep, suffix, TestMachine, zeroCounters } from './jobs.fixtures.js';
 
 const TICK_SECONDS = 1;
 let t: TestHost;
@@ -241,6 +241,18 @@ describe('re-routing', () => {
     a.stop();
     b.stop();
     await user.delete<JobView>(`jobs/${job_id}`);
+  });
+});
+
+describe('cache counters in the fleet metrics', () => {
+  it("a machine's first heartbeat is its counters' baseline (what its cache did before counts nowhere); later moves count", async () => {
+    const m = await machine('counters', 'standard');
+    // A machine re-registered (or a control plane rebuilt) whose agent kept its cache database: lifetime counters.
+    const lifetime = { ...zeroCounters(), misses: 40, downloads: 40, bytes_downloaded: 3_000_000_000 };
+    await m.beat({ counters: lifetime });
+    await m.beat({ counters: { ...lifetime, misses: 41, downloads: 41, bytes_downloaded: lifetime.bytes_downloaded + 1234 } });
+    const { timeseries } = await admin.get<{ timeseries: { totals: { bytes_downloaded: number } } }>('metrics?since=15m&step=1m');
+    expect(timeseries.totals.bytes_downloaded).toBe(1234);
   });
 });
 

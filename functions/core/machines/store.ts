@@ -208,13 +208,16 @@ export async function recordHeartbeat(
 /**
  * Adds what a machine's cumulative cache counters moved since its last stored heartbeat to the fleet's rollup buckets
  * (evictions, thrash, bytes downloaded over time). Runs after the heartbeat's CAS, so each delta is added once. A
- * counter that went down (a new cache database) counts from zero.
+ * counter that went down (a new cache database) counts from zero. The first stored heartbeat of a registration is the
+ * baseline: its counters are what the cache did before (a re-registered machine, a rebuilt control plane), and the
+ * agent heartbeats before it takes any work, so nothing of this registration is in them.
  */
 async function rollupCounterDelta(deps: CoreDeps, machineId: string, before: CacheCounters | undefined, after: CacheCounters): Promise<void> {
+  if (!before) return;
   const delta = emptyCounters();
   let moved = false;
   for (const k of Object.keys(delta) as (keyof CacheCounters)[]) {
-    const prev = before?.[k] ?? 0;
+    const prev = before[k] ?? 0;
     delta[k] = after[k] >= prev ? after[k] - prev : after[k];
     if (delta[k] > 0) moved = true;
   }
