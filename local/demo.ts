@@ -229,6 +229,8 @@ if (values.breakdown) {
 }
 
 // The same run as GET /api/metrics sees it (rollups written as jobs start and heartbeats arrive): the numbers must agree.
+// The rollups are per minute, so the window opens at the minute this run started and may hold the end of an earlier run
+// (a second demo within the minute): each check is "at least what this run did", never "exactly".
 type Series = { totals: { started: number; hits: number; misses: number; bytes_downloaded: number }; start_latency: Record<string, unknown>[] };
 const since = new Date(Math.floor(startedAt / 60_000) * 60_000).toISOString();
 const allHitJobs = jobs.filter((j) => j.started_at && j.cache.hit_loras.length > 0 && j.cache.missing_loras.length === 0).length;
@@ -238,7 +240,7 @@ let agentBytes = totalDownloaded;
 const checks = (s: Series) => [
   ['jobs started', s.totals.started >= jobs.filter((j) => j.started_at).length, `${s.totals.started} ≥ ${jobs.filter((j) => j.started_at).length}`],
   ['"all hits" bucket', inBucket(s, 'all_hits') >= allHitJobs, `${inBucket(s, 'all_hits')} ≥ ${allHitJobs} jobs whose LoRAs were all cached`],
-  ['bytes = agents\' counters', s.totals.bytes_downloaded === agentBytes, `${fmtBytes(s.totals.bytes_downloaded)} vs ${fmtBytes(agentBytes)}`],
+  ['bytes ≥ agents\' counters', s.totals.bytes_downloaded >= agentBytes, `${fmtBytes(s.totals.bytes_downloaded)} ≥ ${fmtBytes(agentBytes)} the agents counted in this run`],
 ] as const;
 for (let i = 0; i < 20; i++) {
   series = (await admin.get<{ timeseries: Series }>(`metrics?since=${encodeURIComponent(since)}&step=1m`)).timeseries;
