@@ -161,10 +161,10 @@ function keyMatches(given: string | string[] | undefined, expected: string): boo
 
 /**
  * How long an idle keep-alive connection stays open: Kestrel's default, which the real Functions host serves with.
- * Node's 5 s default was too short: a client that stays busy for a few seconds between two requests (the demo reading
- * a 64 MB file on a loaded machine) cannot run the timer that retires its idle socket, sends its next upload into the
- * connection the server has just closed, and fails with EPIPE. Clients retire idle sockets just before the advertised
- * `Keep-Alive: timeout`, so this only needs to outlast their pauses.
+ * Node's 5 s default was too short: a client whose event loop is busy for over 6 s (5 s + Node's 1 s grace) between two
+ * requests, as the demo's was reading a 64 MB file on a loaded machine, cannot run the timer that retires its idle
+ * socket, sends its next upload into the connection the server has just closed, and fails with EPIPE. Clients retire
+ * idle sockets just before the advertised `Keep-Alive: timeout`, so this only needs to outlast their pauses.
  */
 export const KEEP_ALIVE_TIMEOUT_MS = 130_000;
 
