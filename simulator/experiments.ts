@@ -10,6 +10,7 @@
 //   npm run build --silent && node dist/simulator/experiments.js prewarm [--workload W1] [--hours 6]
 //                                  [--variants "headroom=0.25;minIdleEvictMs=600000"] [--depths 0] [--baselines false]
 //   npm run build --silent && node dist/simulator/experiments.js eviction [--workload W1] [--seed 1] [--budgets 100,150,200]
+//   npm run build --silent && node dist/simulator/experiments.js stacked [--workload W1] [--seed 1]
 // Prints a table per experiment (and writes it as JSON to simulator/out/experiment-<name>-<workload>-seed<seed>.json).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -309,6 +310,25 @@ function main(argv: string[]): void {
       for (const gib of (values.budgets ?? '100,150,200').split(',').map(Number)) {
         run(`${spec.name} with a ${gib} GiB cache per machine (LRU)`, { ...spec, cacheBudgetBytes: gib * 1024 ** 3 }, [{ label: `${gib} GiB`, policy: 'affinity' }]);
       }
+      break;
+    }
+    case 'stacked': {
+      // The levers that each moved W1 a little, together: the delay rule's k (bytes against p95) under LRU and under
+      // the best eviction order measured (LFU-DA with history), and the shorter cap. Do they reach 12 × at 3.5 s?
+      const lfu: EvictionExperiment = { order: 'lfu-da-history' };
+      const variants: PolicyRun[] = [
+        { label: 'LRU, delay 2 (default)', policy: 'affinity' },
+        { label: 'LRU, delay 2.5', policy: 'affinity', weights: { delay: 2.5 } },
+        { label: 'LRU, delay 3', policy: 'affinity', weights: { delay: 3 } },
+        { label: 'LRU, delay 5', policy: 'affinity', weights: { delay: 5 } },
+        { label: 'LFU-DA+h, delay 2, cap 20 s', policy: 'affinity', weights: { delayCapSeconds: 20 }, eviction: lfu },
+        { label: 'LFU-DA+h, delay 2.5', policy: 'affinity', weights: { delay: 2.5 }, eviction: lfu },
+        { label: 'LFU-DA+h, delay 3', policy: 'affinity', weights: { delay: 3 }, eviction: lfu },
+        { label: 'LFU-DA+h, delay 3, cap 20 s', policy: 'affinity', weights: { delay: 3, delayCapSeconds: 20 }, eviction: lfu },
+        { label: 'LFU-DA+h, delay 4', policy: 'affinity', weights: { delay: 4 }, eviction: lfu },
+        { label: 'LFU-DA+h, delay 5', policy: 'affinity', weights: { delay: 5 }, eviction: lfu },
+      ];
+      run(`stacked levers on ${spec.name} (${spec.hours} h, seed ${seed})`, spec, variants);
       break;
     }
     case 'check': {

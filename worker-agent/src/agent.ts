@@ -1,8 +1,9 @@
 // The agent: receives this machine's dispatches and runs at most SLOTS jobs at once, heartbeats, sweeps the cache,
 // and drains on shutdown.
 //
-// Main loop: while not stopping, wait for a free slot, then receive up to (free slots) messages from this machine's
-// queue/session and start a JobRun for each (job-run.ts: claim → LoRAs → started → executor → outcome → complete).
+// Main loop (receive-loop.ts): while not stopping, wait for a free slot, then receive up to (free slots) messages from
+// this machine's queue/session and start a JobRun for each (job-run.ts: claim → LoRAs → started → executor → outcome →
+// complete).
 // With QUEUE_DEPTH > 0 it holds up to SLOTS + QUEUE_DEPTH runs: each claims and downloads at once, and at most SLOTS
 // run (run-slots.ts), so the next job's LoRAs arrive while the GPU runs the current one.
 // A heartbeat every HEARTBEAT_SECONDS (heartbeat.ts: its body and rhythm) reports the cache inventory (and sizes/last
@@ -12,17 +13,19 @@
 // let running jobs finish for up to DRAIN_GRACE_SECONDS, then cancel the rest (executor SIGTERM → SIGKILL) and report
 // them failed/retryable ("agent shutting down") so the scheduler re-routes them, then a final draining heartbeat.
 import type { Heartbeat } from '../../contract/machines.js';
-import { isSessionBusy, type DispatchReceiver, type ReceivedDispatch } from '../../dispatch/types.js';
+import type { DispatchReceiver, ReceivedDispatch } from '../../dispatch/types.js';
 import type { LoraCache } from './cache/lora-cache.js';
 import type { ControlPlaneApi } from './api.js';
 import type { AgentConfig } from './config.js';
 import type { Executor } from './executor/types.js';
-import { JobRun, SHUTDOWN_REASON, type RunResult } from './job-run.js';
+import { JobRun, type RunResult } from './job-run.js';
 import type { Logger } from './logger.js';
 import { MachineHealth } from './health.js';
 import { OperatorOrders } from './operator-orders.js';
 import { PrewarmHints } from './prewarm-hints.js';
+import { ReceiveLoop } from './receive-loop.js';
 import { RunSlots } from './run-slots.js';
+import { RunsInProgress } from './runs-in-progress.js';
 import { QueueWaitLimit } from './queue-wait.js';
 import { Outbox } from './outbox.js';
 import { TokenWatch } from './token-watch.js';
@@ -30,13 +33,8 @@ import { agentVersion } from './version.js';
 import { HeartbeatRhythm, heartbeatBody, refusedStartHint } from './heartbeat.js';
 import { join } from 'node:path';
 
-/** How long one receive call waits for messages (also bounds how long shutdown waits for the receive loop). */
-export const RECEIVE_WAIT_MS = 2_000;
 /** After the executors were told to stop: time for them to die and for the outcomes to be accepted. */
 export const OUTCOME_GRACE_MS = 15_000;
-
-/** Longest wait between attempts to accept a session another receiver holds. */
-export const SESSION_BUSY_MAX_BACKOFF_MS = 15_000;
 
 export class AgentStartError extends Error {
   override readonly name = 'AgentStartError';
@@ -82,18 +80,17 @@ export interface AgentStats {
 }
 
 export class Agent {
-  private readonly runs = new Set<JobRun>();
+  private readonly runs = new RunsInProgress();
   /** With QUEUE_DEPTH > 0: the SLOTS the runs (up to SLOTS + QUEUE_DEPTH) take turns on. */
   private readonly runSlots: RunSlots | undefined;
   /** With QUEUE_DEPTH > 0: when a queued run has waited too long and is handed back (queue-wait.ts). */
   private readonly queueWait: QueueWaitLimit | undefined;
-  private readonly runPromises = new Set<Promise<void>>();
   private stopping = false;
   private draining = false;
   private readonly hardStop = new AbortController();
   private readonly outbox: Outbox;
+  private readonly receiveLoop: ReceiveLoop;
   private loopDone: Promise<void> | undefined;
-  private wakeLoop: (() => void) | undefined;
   private readonly rhythm: HeartbeatRhythm;
   private sweepTimer: NodeJS.Timeout | undefined;
   private shutdownPromise: Promise<void> | undefined;
@@ -113,6 +110,15 @@ export class Agent {
     this.runSlots = (deps.config.queueDepth ?? 0) > 0 ? new RunSlots(deps.config.slots) : undefined;
     this.queueWait = this.runSlots ? new QueueWaitLimit(deps.config.queueWaitLimitSeconds ?? 'auto') : undefined;
     this.outbox = new Outbox(join(deps.config.stateDir, 'outbox'));
+    this.receiveLoop = new ReceiveLoop({
+      receiver: deps.receiver,
+      log: deps.log,
+      freeSlots: () => deps.config.slots + (deps.config.queueDepth ?? 0) - this.runs.size,
+      isStopping: () => this.stopping,
+      setReceiving: (ok) => this.setReceiving(ok),
+      stats: this.stats,
+      launch: (m) => this.launch(m),
+    });
     this.rhythm = new HeartbeatRhythm(() => this.beat(), deps.config.heartbeatMs, () => this.stopping, () => this.hardStop.signal.aborted);
     this.health = new MachineHealth({
       preflight: deps.executor.preflight?.bind(deps.executor),
@@ -139,7 +145,7 @@ export class Agent {
             cache: { acquire: deps.cache.acquire.bind(deps.cache), planRoom: planRoom.bind(deps.cache), has: has.bind(deps.cache) },
             log: deps.log.child({ component: 'prewarm-hints' }),
             signal: this.hardStop.signal,
-            jobDownloading: () => [...this.runs].some((r) => r.phase === 'claiming' || r.phase === 'preparing'),
+            jobDownloading: () => this.runs.anyDownloading(),
             minIdleEvictMs: deps.config.prewarmHintMinIdleMs ?? 30 * 60_000,
           })
         : undefined;
@@ -153,13 +159,6 @@ export class Agent {
     return this.draining;
   }
 
-  /** The runs in progress, as the heartbeat reports them. */
-  runningJobs(): { job_id: string; epoch: number }[] {
-    const seen = new Map<string, { job_id: string; epoch: number }>();
-    for (const r of this.runs) if (r.phase !== 'done') seen.set(`${r.jobId}:${r.epoch}`, { job_id: r.jobId, epoch: r.epoch });
-    return [...seen.values()].slice(0, 64);
-  }
-
   /**
    * Sends outcomes left from an earlier process, heartbeats once (a refused token, an unknown machine or a pool
    * mismatch stop startup with AgentStartError), then starts receiving.
@@ -167,11 +166,7 @@ export class Agent {
   async start(): Promise<void> {
     const { log, config } = this.deps;
     await this.outbox.deliverPending(this.deps.api, this.hardStop.signal, log);
-    try {
-      this.deps.cache.sweepTtl();
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'cache TTL sweep failed');
-    }
+    this.sweepCache();
     const first = await this.deps.api.heartbeat(this.buildHeartbeat(), { retries: 2, maxDelayMs: 2_000 }).catch((err: unknown) => err as Error);
     if (first instanceof Error) {
       log.warn({ err: first.message }, 'first heartbeat failed (API unreachable?); continuing, heartbeats will retry');
@@ -182,73 +177,23 @@ export class Agent {
       this.stats.heartbeats++;
     }
     this.rhythm.schedule();
-    this.sweepTimer = setInterval(() => {
-      try {
-        const removed = this.deps.cache.sweepTtl();
-        if (removed.length) log.info({ removed }, 'cache TTL sweep removed unused LoRAs');
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'cache TTL sweep failed');
-      }
-    }, config.ttlSweepMs);
+    this.sweepTimer = setInterval(() => this.sweepCache(), config.ttlSweepMs);
     this.sweepTimer.unref();
-    this.loopDone = this.receiveLoop();
+    this.loopDone = this.receiveLoop.run();
     log.info({ slots: config.slots, pool: config.pool, version: agentVersion() }, 'agent ready');
   }
 
-  // ------------------------------------------------------------------ receiving
-
-  private async receiveLoop(): Promise<void> {
-    const { receiver, log, config } = this.deps;
-    let failures = 0;
-    let busy = 0;
-    while (!this.stopping) {
-      const free = config.slots + (config.queueDepth ?? 0) - this.runs.size;
-      if (free <= 0) {
-        await new Promise<void>((r) => (this.wakeLoop = r));
-        continue;
-      }
-      let messages: ReceivedDispatch[];
-      try {
-        messages = await receiver.receive(free, RECEIVE_WAIT_MS);
-        if (busy > 0) log.info({ attempts: busy }, 'dispatch session acquired; receiving again');
-        failures = 0;
-        busy = 0;
-        this.setReceiving(true);
-      } catch (err) {
-        let delay: number;
-        if (isSessionBusy(err)) {
-          // Loud and honest: the log says so every time, and the heartbeat says this machine is not receiving, so the
-          // scheduler sends it nothing until the session is held again (the broker frees a stale lock within its
-          // lockDuration; a second agent with this machine id holds it until it stops).
-          busy++;
-          delay = Math.min(SESSION_BUSY_MAX_BACKOFF_MS, 1_000 * 2 ** Math.min(busy - 1, 5));
-          log.warn({ err: (err as Error).message, attempt: busy, retry_in_ms: delay }, 'session busy: cannot receive dispatches');
-        } else {
-          failures++;
-          delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
-          log.warn({ err: (err as Error).message, retry_in_ms: delay }, 'receive failed');
-        }
-        this.setReceiving(false);
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, delay);
-          this.wakeLoop = () => {
-            clearTimeout(t);
-            r();
-          };
-        });
-        continue;
-      }
-      for (const m of messages) {
-        this.stats.received++;
-        if (this.stopping) {
-          await receiver.abandon(m).catch(() => undefined);
-          log.info({ job_id: m.message.job_id, epoch: m.message.epoch }, 'draining: dispatch given back');
-          continue;
-        }
-        this.launch(m);
-      }
+  /** Removes the LoRAs unused past the TTL (at start, then every TTL_SWEEP_MINUTES); a failure is logged, not thrown. */
+  private sweepCache(): void {
+    try {
+      const removed = this.deps.cache.sweepTtl();
+      if (removed.length) this.deps.log.info({ removed }, 'cache TTL sweep removed unused LoRAs');
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'cache TTL sweep failed');
     }
   }
+
+  // ------------------------------------------------------------------ receiving
 
   /** Whether the last receive attempt worked. A change is heartbeaten at once: the scheduler must know now. */
   private setReceiving(ok: boolean): void {
@@ -271,7 +216,7 @@ export class Agent {
       lockRenewMs: config.lockRenewMs,
       hardStop: this.hardStop.signal,
       isStopping: () => this.stopping,
-      isRunningElsewhere: (r) => [...this.runs].some((o) => o !== r && o.jobId === r.jobId && o.epoch === r.epoch && o.phase !== 'done'),
+      isRunningElsewhere: (r) => this.runs.isRunningElsewhere(r),
       markUnhealthy: (reason) => {
         this.health.mark(reason);
         this.rhythm.soon();
@@ -279,26 +224,25 @@ export class Agent {
       ...(this.runSlots ? { runSlots: this.runSlots } : {}),
       ...(this.queueWait ? { queueWait: this.queueWait } : {}),
     });
-    this.runs.add(run);
-    this.hints?.yieldLink(); // a pre-warm hint never holds the link against a job's download
-    log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');
-    const p = run
-      .run()
-      .then((result) => {
-        this.stats.runs.push(result);
-      })
-      .catch((err: unknown) => log.error({ err: (err as Error)?.stack }, 'run crashed'))
-      .finally(() => {
-        this.runs.delete(run);
-        this.runPromises.delete(p);
-        const wake = this.wakeLoop;
-        this.wakeLoop = undefined;
-        wake?.();
+    this.runs.hold(
+      run,
+      () => {
+        this.hints?.yieldLink(); // a pre-warm hint never holds the link against a job's download
+        log.info({ job_id: run.jobId, epoch: run.epoch, delivery: m.deliveryCount, running: this.runs.size }, 'dispatch received');
+        return run
+          .run()
+          .then((result) => {
+            this.stats.runs.push(result);
+          })
+          .catch((err: unknown) => log.error({ err: (err as Error)?.stack }, 'run crashed'));
+      },
+      () => {
+        this.receiveLoop.wake();
         // A freed slot and a fresh inventory (the LoRAs just downloaded) matter to the scheduler now, not at the next
         // periodic beat: otherwise the machine looks busy and cold for up to HEARTBEAT_SECONDS and loses affinity.
         this.rhythm.soon();
-      });
-    this.runPromises.add(p);
+      },
+    );
   }
 
   // ------------------------------------------------------------------ heartbeat
@@ -309,7 +253,7 @@ export class Agent {
       inventory: () => this.deps.cache.inventory(),
       ...(this.deps.cacheEntries ? { cacheEntries: this.deps.cacheEntries } : {}),
       log: this.deps.log,
-      runningJobs: this.runningJobs(),
+      runningJobs: this.runs.jobs(),
       draining: this.draining,
       receiving: this.receiving,
       unhealthyReason: this.health.recheck(),
@@ -335,11 +279,7 @@ export class Agent {
       this.stats.heartbeats++;
       this.tokens.accepted();
       this.orders.apply(answer.value);
-      for (const s of answer.value.stop_jobs) {
-        for (const r of this.runs) {
-          if (r.jobId === s.job_id && r.epoch === s.epoch) r.cancel('server', 'the control plane asked to stop this job (cancelled or re-routed)');
-        }
-      }
+      for (const s of answer.value.stop_jobs) this.runs.stop(s, 'the control plane asked to stop this job (cancelled or re-routed)');
     } catch (err) {
       log.warn({ err: (err as Error)?.message }, 'heartbeat failed');
     }
@@ -364,49 +304,32 @@ export class Agent {
    */
   shutdown(reason = 'shutdown requested'): Promise<void> {
     if (this.shutdownPromise) {
-      this.cancelAll();
+      this.runs.cancelAll();
       return this.shutdownPromise;
     }
     this.shutdownPromise = this.drain(reason).finally(() => this.resolveFinished());
     return this.shutdownPromise;
   }
 
-  private cancelAll(): void {
-    for (const r of this.runs) r.cancel('shutdown', SHUTDOWN_REASON);
-  }
-
-  private async waitForRuns(ms: number): Promise<boolean> {
-    if (this.runPromises.size === 0) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const all = (async () => {
-      while (this.runPromises.size > 0) await Promise.allSettled([...this.runPromises]);
-    })();
-    const done = await Promise.race([all.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
-    clearTimeout(timer);
-    return done;
-  }
-
   private async drain(reason: string): Promise<void> {
     const { log, config } = this.deps;
     this.stopping = true;
     this.draining = true;
-    log.info({ reason, running: this.runningJobs().length, drain_grace_s: config.drainGraceMs / 1000 }, 'draining');
-    const wake = this.wakeLoop;
-    this.wakeLoop = undefined;
-    wake?.();
+    log.info({ reason, running: this.runs.jobs().length, drain_grace_s: config.drainGraceMs / 1000 }, 'draining');
+    this.receiveLoop.wake();
     this.rhythm.pause();
     clearInterval(this.sweepTimer);
     await this.rhythm.inFlight;
     await this.beat(); // tell the scheduler now: no new work for this machine
     this.rhythm.schedule(); // keep the machine live (and stop_jobs flowing) while jobs finish
 
-    if (!(await this.waitForRuns(config.drainGraceMs))) {
-      log.warn({ running: this.runningJobs() }, 'drain grace over; stopping the remaining jobs and handing them back');
-      this.cancelAll();
-      if (!(await this.waitForRuns(config.cancelGraceMs + OUTCOME_GRACE_MS))) {
-        log.error({ running: this.runningJobs() }, 'runs still not finished; giving up on them (outcomes stay in the outbox)');
+    if (!(await this.runs.waitFor(config.drainGraceMs))) {
+      log.warn({ running: this.runs.jobs() }, 'drain grace over; stopping the remaining jobs and handing them back');
+      this.runs.cancelAll();
+      if (!(await this.runs.waitFor(config.cancelGraceMs + OUTCOME_GRACE_MS))) {
+        log.error({ running: this.runs.jobs() }, 'runs still not finished; giving up on them (outcomes stay in the outbox)');
         this.hardStop.abort(new Error('agent stopped'));
-        await this.waitForRuns(5_000);
+        await this.runs.waitFor(5_000);
       }
     }
     await this.loopDone?.catch(() => undefined);

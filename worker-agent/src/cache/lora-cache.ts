@@ -1,13 +1,14 @@
 // The agent's local LoRA cache: files in a ComfyUI-compatible layout (layout.ts), inventory in SQLite (cache-db.ts),
 // a hard byte budget with LRU eviction + inactivity TTL and pinned / in-use protection (budget.ts), startup recovery
-// (recovery.ts), single-flight verified downloads (single-flight.ts). This file ties them together behind one API.
+// (recovery.ts), single-flight (single-flight.ts) verified downloads (cache-download.ts). This file ties them together
+// behind one API.
 import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClaimedLora } from '../../../contract/jobs.js';
-import { downloadVerified, redactUrl } from '../download/download.js';
 import { CacheBudget, silentLogger, type CacheLogger } from './budget.js';
 import { CacheDb, type LoraKind } from './cache-db.js';
-import { DEFAULT_DISK_RESERVE_BYTES, asDiskFull, ensureDiskRoom, fileSizeOrZero, freeDiskBytes, isDiskFull } from './disk-space.js';
+import { CacheDownloader } from './cache-download.js';
+import { DEFAULT_DISK_RESERVE_BYTES, asDiskFull, freeDiskBytes } from './disk-space.js';
 import { DEFAULT_CACHE_BUDGET_BYTES, DEFAULT_CACHE_TTL_MS, THRASH_WINDOW_MS, planTtlSweep } from './eviction.js';
 import {
   CacheLayout,
@@ -22,8 +23,8 @@ import {
 } from './layout.js';
 import { enforceBudgetAtOpen, reconcile } from './recovery.js';
 import { SingleFlight } from './single-flight.js';
-import { TamperGuard, fileStamp } from './tamper.js';
-import type { AcquireProgress, AcquireResult, CacheDownloaderOptions, CacheInventory, LoraCacheOptions } from './cache-types.js';
+import { TamperGuard } from './tamper.js';
+import type { AcquireProgress, AcquireResult, CacheInventory, LoraCacheOptions } from './cache-types.js';
 
 export { CacheFullError, type CacheLogger } from './budget.js';
 export { DiskFullError } from './disk-space.js';
@@ -32,38 +33,31 @@ export { InvalidLoraError, SHARED_LORA_FILENAME, USER_LORA_KEY } from './layout.
 
 export const DEFAULT_PARTIAL_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
-
 export class LoraCache {
   readonly cacheDir: string;
   readonly budgetBytes: number;
   readonly ttlMs: number;
   private readonly pinned: Set<string>;
-  private readonly downloadOptions: CacheDownloaderOptions;
   private readonly log: CacheLogger;
   private readonly clock: () => number;
   private readonly partialMaxAgeMs: number;
-  private readonly thrashWindowMs: number;
   private readonly layout: CacheLayout;
   private readonly budget: CacheBudget;
   private readonly flights = new SingleFlight();
   private readonly tamper: TamperGuard;
-  private readonly diskReserveBytes: number;
+  private readonly downloader: CacheDownloader;
   private readonly freeDisk: (dir: string) => number | undefined;
 
   private db: CacheDb | undefined;
-  private throughputEwma: number | undefined;
 
   constructor(options: LoraCacheOptions) {
     this.cacheDir = options.cacheDir;
     this.budgetBytes = options.budgetBytes ?? DEFAULT_CACHE_BUDGET_BYTES;
     this.ttlMs = options.ttlMs ?? DEFAULT_CACHE_TTL_MS;
     this.pinned = new Set(options.pinned ?? []);
-    this.downloadOptions = options.download ?? {};
     this.log = options.logger ?? silentLogger;
     this.clock = options.clock ?? Date.now;
     this.partialMaxAgeMs = options.partialMaxAgeMs ?? DEFAULT_PARTIAL_MAX_AGE_MS;
-    this.thrashWindowMs = options.thrashWindowMs ?? THRASH_WINDOW_MS;
-    this.diskReserveBytes = options.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES;
     this.freeDisk = options.freeDisk ?? freeDiskBytes;
     if (!Number.isSafeInteger(this.budgetBytes) || this.budgetBytes <= 0) {
       throw new RangeError(`budgetBytes must be a positive integer, got ${this.budgetBytes}`);
@@ -76,6 +70,21 @@ export class LoraCache {
     this.layout = new CacheLayout(this.cacheDir);
     this.budget = new CacheBudget(this.layout, this.budgetBytes, this.pinned, this.log, this.clock);
     this.tamper = new TamperGuard(this.log, (w) => this.pathFor(w.kind, w.key));
+    this.downloader = new CacheDownloader({
+      cacheDir: this.cacheDir,
+      layout: this.layout,
+      budget: this.budget,
+      tamper: this.tamper,
+      pinned: this.pinned,
+      options: options.download ?? {},
+      log: this.log,
+      clock: this.clock,
+      thrashWindowMs: options.thrashWindowMs ?? THRASH_WINDOW_MS,
+      diskReserveBytes: options.diskReserveBytes ?? DEFAULT_DISK_RESERVE_BYTES,
+      freeDisk: this.freeDisk,
+      requireDb: () => this.requireDb(),
+      openDb: () => this.db,
+    });
   }
 
   // ---------------------------------------------------------------- paths
@@ -273,94 +282,8 @@ export class LoraCache {
       signal,
       onProgress ? (b, t) => onProgress(w.key, b, t) : undefined,
       () => this.isCached(this.requireDb(), w),
-      (flightSignal, flightProgress) => this.download(w, flightSignal, flightProgress),
+      (flightSignal, flightProgress) => this.downloader.download(w, flightSignal, flightProgress),
     );
-  }
-
-  /** Reserve room (evicting if needed), download and verify, register. */
-  private async download(
-    w: WantedLora,
-    signal: AbortSignal,
-    onProgress: (bytes: number, total: number) => void,
-  ): Promise<{ bytes: number }> {
-    const db = this.requireDb();
-    const partialPath = this.layout.partialPathFor(w);
-    this.budget.reserve(db, w, partialPath);
-    const t0 = performance.now();
-    try {
-      ensureDiskRoom({
-        dir: this.cacheDir,
-        key: w.key,
-        needBytes: Math.max(0, w.sizeBytes - fileSizeOrZero(partialPath)),
-        reserveBytes: this.diskReserveBytes,
-        entries: this.budget.entries(db),
-        evict: (keys) => this.budget.evict(db, keys, 'disk'),
-        free: this.freeDisk,
-      });
-      const result = await downloadVerified({
-        ...this.downloadOptions,
-        url: w.url,
-        refreshUrl: w.refreshUrl,
-        dest: this.pathFor(w.kind, w.key),
-        partialPath,
-        expectedSize: w.sizeBytes,
-        expectedSha256: w.sha256,
-        signal,
-        onProgress: (p) => onProgress(p.bytes, p.total),
-      });
-      const liveDb = this.requireDb();
-      const now = this.clock();
-      // Read-only for everyone (the job user is not the owner anyway); the stamp after that is the reference.
-      const dest = this.pathFor(w.kind, w.key);
-      chmodSync(dest, 0o444);
-      const stamp = fileStamp(dest);
-      const thrash = liveDb.recordDownload(
-        {
-          key: w.key,
-          kind: w.kind,
-          path: relativePath(w.kind, w.key),
-          size_bytes: w.sizeBytes,
-          sha256: w.sha256,
-          last_used: now,
-          use_count: 1,
-          downloaded_at: now,
-          pinned: this.pinned.has(w.key) ? 1 : 0,
-          in_use: this.budget.inUseCount(w.key),
-          stamp: stamp ?? null,
-        },
-        result.bytesTransferred,
-        now,
-        this.thrashWindowMs,
-      );
-      this.tamper.registered(w, stamp);
-      const seconds = (performance.now() - t0) / 1000;
-      if (result.bytesTransferred > 1024 * 1024 && seconds > 0) {
-        const rate = result.bytesTransferred / seconds;
-        this.throughputEwma = this.throughputEwma === undefined ? rate : 0.7 * this.throughputEwma + 0.3 * rate;
-      }
-      this.log.info(
-        {
-          key: w.key,
-          bytes: result.bytesTransferred,
-          resumedFrom: result.resumedFromBytes,
-          attempts: result.attempts,
-          ms: Math.round(seconds * 1000),
-          thrash,
-        },
-        'cache: downloaded and verified',
-      );
-      return { bytes: result.bytesTransferred };
-    } catch (err) {
-      this.log.warn({ key: w.key, url: redactUrl(w.url), err: (err as Error)?.message }, 'cache: download failed');
-      if (isDiskFull(err)) {
-        // Out of space: keep nothing half-written (a partial, or a file renamed into place but never registered).
-        rmSync(partialPath, { force: true });
-        if (!this.db?.get(w.key)) rmSync(this.pathFor(w.kind, w.key), { force: true });
-      }
-      throw asDiskFull(err);
-    } finally {
-      this.budget.unreserve(w.key, partialPath);
-    }
   }
 
   // ---------------------------------------------------------------- maintenance and reporting
@@ -417,7 +340,8 @@ export class LoraCache {
       freeDiskBytes: this.freeDisk(this.cacheDir) ?? 0,
       counters: db.counters(),
     };
-    if (this.throughputEwma !== undefined) inv.downloadBytesPerSecond = Math.round(this.throughputEwma);
+    const rate = this.downloader.bytesPerSecond;
+    if (rate !== undefined) inv.downloadBytesPerSecond = Math.round(rate);
     return inv;
   }
 }
