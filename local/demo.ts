@@ -4,7 +4,7 @@
 // submit→start (to the job's started_at: the agent's `started` report, LoRAs ready) and submit→claim (claimed_at),
 // outputs, per machine. With the fleet on EXECUTOR=comfyui (npm start's default) every job is a ComfyUI
 // workflow using its LoRAs, and one job's images are downloaded (sha256 checked) to show where they land.
-import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, openAsBlob, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { JobView, MachineView, UserLora, SharedLora } from '../contract/index.js';
@@ -57,7 +57,9 @@ mkdirSync(dir, { recursive: true });
 
 async function uploadFile(client: ApiClient, path: string, name: string, shared: boolean): Promise<string> {
   const form = new FormData();
-  form.set('file', new Blob([readFileSync(path)]), name);
+  // Streamed from disk as it is sent: reading 64 MB into memory first kept the client busy for seconds on a loaded
+  // machine, long enough for its idle keep-alive connection to be closed under it (EPIPE).
+  form.set('file', await openAsBlob(path), name);
   const res = await client.raw('POST', shared ? 'shared-loras/upload' : 'user-loras/upload', { body: form });
   const body = (await res.json()) as { flat_file_id?: string; filename?: string; error?: { message: string } };
   if (res.status === 409 && shared) return name; // shared LoRA already there from an earlier demo run

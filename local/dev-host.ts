@@ -16,6 +16,7 @@ import type * as FunctionsTypes from '@azure/functions';
 import type { BlobServiceClient } from '@azure/storage-blob';
 import { Cron } from 'croner';
 import type { Logger } from '../functions/core/logger.js';
+import { DRAIN_LIMIT_BYTES, requestBody } from './request-body.js';
 
 type FunctionsModule = typeof FunctionsTypes;
 
@@ -145,12 +146,27 @@ async function readCapped(req: IncomingMessage, limit: number): Promise<Buffer> 
   return Buffer.concat(chunks);
 }
 
+/** A body declared longer than the host drains is not waited for: the answer closes the connection. */
+function declaredOverDrainLimit(req: IncomingMessage): boolean {
+  const length = Number(req.headers['content-length'] ?? 0);
+  return !req.complete && length > DRAIN_LIMIT_BYTES;
+}
+
 function keyMatches(given: string | string[] | undefined, expected: string): boolean {
   if (typeof given !== 'string') return false;
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
 }
+
+/**
+ * How long an idle keep-alive connection stays open: Kestrel's default, which the real Functions host serves with.
+ * Node's 5 s default was too short: a client whose event loop is busy for over 6 s (5 s + Node's 1 s grace) between two
+ * requests, as the demo's was reading a 64 MB file on a loaded machine, cannot run the timer that retires its idle
+ * socket, sends its next upload into the connection the server has just closed, and fails with EPIPE. Clients retire
+ * idle sockets just before the advertised `Keep-Alive: timeout`, so this only needs to outlast their pauses.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 130_000;
 
 export interface DevHostOptions {
   port: number;
@@ -268,18 +284,26 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
       for (const [k, v] of Object.entries(req.headers)) {
         if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
       }
-      const hasBody = method !== 'GET' && method !== 'HEAD';
+      const body = method !== 'GET' && method !== 'HEAD' ? requestBody(req) : undefined;
       const nativeRequest = new Request(url, {
         method,
         headers,
-        body: hasBody ? (Readable.toWeb(req) as ReadableStream) : undefined,
+        body: body?.stream,
         duplex: 'half', // Node's fetch needs this for a streamed request body
       } as RequestInit & { duplex: 'half' });
       const request = new registrations.sdk.HttpRequest({ nativeRequest, params, method, url: url.toString() } as unknown as FunctionsTypes.HttpRequestInit);
-      const result = (await reg.handler(request, context(registrations.sdk, reg.name, log))) as FunctionsTypes.HttpResponseInit | FunctionsTypes.HttpResponse | undefined;
+      let result: FunctionsTypes.HttpResponseInit | FunctionsTypes.HttpResponse | undefined;
+      try {
+        result = (await reg.handler(request, context(registrations.sdk, reg.name, log))) as typeof result;
+      } finally {
+        // Answered (or failed) before the whole body arrived: drop the rest so the client can finish sending and read
+        // the answer; a body far past any limit closes the connection instead.
+        body?.discardRest(() => req.socket.destroy());
+      }
       const response = result instanceof registrations.sdk.HttpResponse ? result : new registrations.sdk.HttpResponse(result ?? { status: 204 });
       const outHeaders: Record<string, string> = {};
       response.headers.forEach((v, k) => (outHeaders[k] = v));
+      if (declaredOverDrainLimit(req)) outHeaders.connection = 'close';
       res.writeHead(response.status, outHeaders);
       if (response.body && method !== 'HEAD') {
         const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
@@ -303,7 +327,7 @@ export async function startDevHost(opts: DevHostOptions): Promise<DevHost> {
     server.once('error', reject);
     server.listen(opts.port, '127.0.0.1', () => resolve());
   });
-  server.keepAliveTimeout = 5_000;
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   const { port } = server.address() as { port: number };
 
   const crons: Cron[] = [];

@@ -148,8 +148,8 @@ export async function directUpload(deps: LoraDeps, target: DirectTarget, input: 
   });
   input.body.pipe(bb);
 
-  // The answer waits for the whole body only when everything went well; a failure answers at once (busboy keeps
-  // draining the rest of the body in the background so the connection stays usable).
+  // The answer waits for the whole body only when everything went well; a failure answers at once (the host then
+  // reads and drops the rest of the body so the client gets the answer: Kestrel on Azure, local/request-body.ts here).
   const aborted = new Promise<void>((resolve) => abort.signal.addEventListener('abort', () => resolve(), { once: true }));
   await Promise.race([parsed, aborted]);
   const hashed = failure ? null : upload ? await upload : null;
