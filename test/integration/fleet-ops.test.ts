@@ -197,7 +197,12 @@ describe('infrastructure failures never spend an attempt', () => {
       return d.unhealthy_reason ? d : null;
     }, 30_000, 200, () => fleet.logs());
     expect(unhealthy.unhealthy_reason).toMatch(/run-job\.sh/);
-    const handedBack = await getJob(user, job);
+    // The agent reports the hand-back only once the heartbeat saying it is unhealthy has landed (so the job cannot be
+    // placed straight back on it): the report follows that heartbeat.
+    const handedBack = await until('hand-back recorded', async () => {
+      const j = await getJob(user, job);
+      return j.error ? j : null;
+    }, 20_000, 200, () => fleet.logs());
     expect(handedBack.status).toBe('pending');
     expect(handedBack.attempt).toBe(1);
     expect(handedBack.error).toMatch(/handed back by ops-vanish \(attempt 1 not spent\)/);
